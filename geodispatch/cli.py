@@ -1,0 +1,114 @@
+"""The ``geodispatch`` console script: one entry point, one subcommand family per domain.
+
+Each domain that has commands exposes ``register(subparsers)`` in its own ``cli.py``; this module
+only assembles them, configures logging once and turns configuration problems into one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from geodispatch.errors import ConfigurationError
+from geodispatch.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+DOMAIN_CLIS = (
+    "geodispatch.tracking.cli",
+    "geodispatch.routing.cli",
+    "geodispatch.zones.cli",
+    "geodispatch.incidents.cli",
+    "geodispatch.dispatch.cli",
+    "geodispatch.notify.cli",
+    "geodispatch.analytics.cli",
+    "geodispatch.sim.cli",
+    "geodispatch.api.cli",
+    "geodispatch.users.cli",
+)
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from geodispatch.migrate import upgrade
+
+    upgrade(get_settings(), revision=args.revision)
+    print("database is at", args.revision)
+    return 0
+
+
+def _db_check(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, check_database
+
+    engine = app_engine(get_settings())
+    check_database(engine)
+    print("database OK:", engine.url.render_as_string(hide_password=True))
+    return 0
+
+
+def _broker_setup(args: argparse.Namespace) -> int:
+    from geodispatch.tracking.broker import write_config
+
+    print(write_config(get_settings()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geodispatch",
+        description="Geospatial dispatch and unit tracking for police emergency call centres.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    db = sub.add_parser("db", help="database schema (migrations)")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations (alembic upgrade)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_db_upgrade)
+    dbsub.add_parser("check", help="connect and verify PostGIS").set_defaults(func=_db_check)
+
+    broker = sub.add_parser("broker", help="the project's Mosquitto configuration")
+    bsub = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+    bsub.add_parser("setup", help="write mosquitto.conf, ACL and server account").set_defaults(
+        func=_broker_setup
+    )
+
+    for name in DOMAIN_CLIS:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(func(args) or 0)
+    except ConfigurationError as exc:
+        print(f"geodispatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from geodispatch.analytics.models import ResponseInterval
+from geodispatch.db import Base
+from geodispatch.dispatch.models import Assignment
+from geodispatch.incidents.models import ChainAnchor, Incident, IncidentEvent, ReferenceCounter
+from geodispatch.notify.models import SmsMessage, SmsOptOut
+from geodispatch.routing.models import RoadEdge
+from geodispatch.tracking.models import IngestDrop, Position, Unit, UnitLatest
+from geodispatch.users.models import User
+from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
+
+__all__ = [
+    "Assignment",
+    "Base",
+    "ChainAnchor",
+    "Incident",
+    "IncidentEvent",
+    "IngestDrop",
+    "Position",
+    "ReferenceCounter",
+    "ResponseInterval",
+    "RoadEdge",
+    "SmsMessage",
+    "SmsOptOut",
+    "Unit",
+    "UnitLatest",
+    "User",
+    "Zone",
+    "ZoneCell",
+    "ZoneMembershipChange",
+]

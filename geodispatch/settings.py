@@ -1,0 +1,131 @@
+"""All configuration in one place: a pydantic-settings class read from ``GEODISPATCH_*`` variables.
+
+Every field can be overridden from the environment (``GEODISPATCH_DATABASE_URL=...``) or a ``.env``
+file in the working directory. Nothing reads the environment anywhere else; code asks
+:func:`get_settings` (cached) or receives a ``Settings`` instance from the app factory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Runtime settings; the README's configuration table documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="GEODISPATCH_", env_file=".env", extra="ignore")
+
+    # --- storage -----------------------------------------------------------------------------
+    database_url: str = Field(
+        "postgresql+psycopg://geodispatch_app:geodispatch_app@127.0.0.1:5432/geodispatch",
+        description="SQLAlchemy URL the application uses (the restricted application role).",
+    )
+    admin_database_url: str = Field(
+        "postgresql+psycopg://geodispatch:geodispatch@127.0.0.1:5432/geodispatch",
+        description="URL of the schema owner: runs migrations and maintenance (never serves requests).",
+    )
+    test_database_suffix: str = Field(
+        "_test", description="Tests use the same server with this suffix on the database name."
+    )
+    app_db_role: str = Field("geodispatch_app", description="Role the migrations grant DML to.")
+    db_pool_size: int = Field(10, description="SQLAlchemy connection pool size per process.")
+
+    # --- data & runtime files ----------------------------------------------------------------
+    data_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "data",
+        description="Folder with OSM extracts, call records, traces and tracker vectors.",
+    )
+    var_dir: Path = Field(
+        PROJECT_ROOT / "var",
+        description="Runtime state: broker config, built graphs, anchors, SMS log.",
+    )
+
+    # --- MQTT --------------------------------------------------------------------------------
+    mqtt_url: str = Field(
+        "mqtt://geodispatch-server:geodispatch-server@127.0.0.1:18830",
+        description="Broker URL with the server's own credentials.",
+    )
+    mqtt_client_id: str = Field("geodispatch-ingest", description="Client id prefix (persistent session).")
+    mqtt_shared_group: str = Field("ingest", description="MQTT 5 shared-subscription group of ingest workers.")
+    mqtt_max_payload: int = Field(65536, description="Largest accepted MQTT payload in bytes.")
+
+    # --- tracking ----------------------------------------------------------------------------
+    h3_position_res: int = Field(10, description="H3 resolution stored with every position.")
+    stale_after_s: float = Field(120.0, description="A unit whose last fix is older is stale.")
+    max_fix_age_s: float = Field(7 * 86400.0, description="Reject fixes older than this.")
+    max_future_s: float = Field(120.0, description="Reject fixes further in the future than this.")
+    max_accuracy_m: float = Field(1000.0, description="Reject fixes with a worse reported accuracy.")
+    max_speed_kmh: float = Field(300.0, description="Reject a fix implying a faster jump from the last.")
+    ingest_batch_size: int = Field(5000, description="Positions written per COPY batch.")
+    ingest_flush_ms: int = Field(200, description="Longest wait before a partial batch is written.")
+    http_max_body: int = Field(262144, description="Largest accepted HTTP ingest body in bytes.")
+
+    # --- routing -----------------------------------------------------------------------------
+    osm_file: Path | None = Field(None, description="OSM extract for the demo (default: Baltimore).")
+    graph_path: Path | None = Field(None, description="Compiled road graph (.npz); default var/graph.npz.")
+    speed_table_file: Path | None = Field(None, description="JSON {highway class: km/h} overriding defaults.")
+    snap_max_m: float = Field(200.0, description="Points further from any road are flagged off-road.")
+    rush_hour_factors: bool = Field(False, description="Apply the time-of-day speed factor table.")
+
+    # --- zones -------------------------------------------------------------------------------
+    h3_zone_res: int = Field(8, description="H3 resolution of zone cell sets.")
+    h3_incident_res: int = Field(9, description="H3 resolution stored with every incident.")
+    cross_border_factor: float = Field(
+        0.7, description="An out-of-zone crew wins only if its ETA < factor x best in-zone ETA."
+    )
+    cross_border_min_gain_s: float = Field(60.0, description="...and saves at least this many seconds.")
+    default_region: str = Field("KV", description="Region code for incidents outside every zone.")
+
+    # --- dispatch ----------------------------------------------------------------------------
+    arrival_radius_m: float = Field(75.0, description="GPS within this of the incident = on scene.")
+    recommend_top_n: int = Field(5, description="Crews returned by a recommendation.")
+    recommend_max_eta_s: float = Field(1800.0, description="Routing search bound in seconds.")
+
+    # --- API & auth --------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address uvicorn binds.")
+    api_port: int = Field(8000, description="Port uvicorn binds.")
+    jwt_secret: str = Field("change-me-in-production", description="HMAC secret for access tokens.")
+    jwt_ttl_minutes: int = Field(720, description="Access-token lifetime (one shift).")
+    login_rate_per_minute: int = Field(10, description="Failed logins allowed per user+address a minute.")
+    tile_url: str = Field(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Map tile URL template; empty = offline map (roads and zones from the database).",
+    )
+    tile_attribution: str = Field(
+        "&copy; OpenStreetMap contributors", description="Attribution shown on every map."
+    )
+
+    # --- SMS ---------------------------------------------------------------------------------
+    sms_backend: str = Field("log", description="'log' (append to a file) or 'http' (JSON POST).")
+    sms_http_url: str = Field("", description="HTTP gateway endpoint for sms_backend=http.")
+    sms_http_token: str = Field("", description="Bearer token for the HTTP gateway.")
+    sms_max_attempts: int = Field(8, description="Delivery attempts before an SMS is marked failed.")
+    sms_default_lang: str = Field("uk", description="Template language when the call has none.")
+
+    # --- tamper evidence ---------------------------------------------------------------------
+    anchor_interval_s: float = Field(60.0, description="How often the event-chain head is anchored.")
+    anchor_path: Path | None = Field(None, description="Append-only anchor file; default var/anchors.log.")
+
+    @property
+    def resolved_graph_path(self) -> Path:
+        return self.graph_path or self.var_dir / "graph.npz"
+
+    @property
+    def resolved_anchor_path(self) -> Path:
+        return self.anchor_path or self.var_dir / "anchors.log"
+
+    @property
+    def resolved_osm_file(self) -> Path:
+        return self.osm_file or self.data_dir / "osm" / "baltimore_downtown_2015.osm.pbf"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Users of the consoles (call-takers, dispatchers, supervisors, analysts, admins, national)."""

@@ -1,0 +1,113 @@
+"""Shared fixtures: the real PostGIS test database, migrated by the real migrations.
+
+The test database is the configured one with ``test_database_suffix`` appended to its name. The
+environment is pointed at it before anything reads settings, so subprocesses started by tests
+(workers, uvicorn) use it too. Each ``db`` test runs inside a transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from geodispatch.settings import Settings, get_settings
+
+
+def _test_url(url: str, suffix: str) -> str:
+    u = make_url(url)
+    name = u.database or "geodispatch"
+    if not name.endswith(suffix):
+        u = u.set(database=name + suffix)
+    return u.render_as_string(hide_password=False)
+
+
+_base = Settings()
+os.environ["GEODISPATCH_DATABASE_URL"] = _test_url(_base.database_url, _base.test_database_suffix)
+os.environ["GEODISPATCH_ADMIN_DATABASE_URL"] = _test_url(
+    _base.admin_database_url, _base.test_database_suffix
+)
+get_settings.cache_clear()
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def data_dir(settings: Settings) -> Path:
+    if not settings.data_dir.is_dir():
+        pytest.fail(f"shared data folder not found at {settings.data_dir} (GEODISPATCH_DATA_DIR)")
+    return settings.data_dir
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings) -> None:
+    """Bring the test database to head with the real migrations (never ``create_all``)."""
+    from geodispatch.migrate import upgrade
+
+    upgrade(settings)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings, migrated: None) -> Iterator[Engine]:
+    from geodispatch.db import app_engine
+
+    eng = app_engine(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def admin_engine(settings: Settings, migrated: None) -> Iterator[Engine]:
+    from geodispatch.db import admin_engine as make_admin
+
+    eng = make_admin(settings)
+    yield eng
+    eng.dispose()
+
+
+def _rolled_back_session(engine: Engine) -> Iterator[Session]:
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+@pytest.fixture()
+def db(engine: Engine) -> Iterator[Session]:
+    """A session as the application role, inside a transaction rolled back after the test."""
+    yield from _rolled_back_session(engine)
+
+
+@pytest.fixture()
+def admin_db(admin_engine: Engine) -> Iterator[Session]:
+    """A session as the schema owner (a superuser here), rolled back after the test."""
+    yield from _rolled_back_session(admin_engine)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def postgis_version(engine: Engine) -> str:
+    with engine.connect() as conn:
+        v = conn.execute(text("SELECT postgis_lib_version()")).scalar()
+    assert v, "PostGIS is not installed in the test database"
+    return str(v)
