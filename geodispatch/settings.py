@@ -88,9 +88,12 @@ class Settings(BaseSettings):
     recommend_max_eta_s: float = Field(1800.0, description="Routing search bound in seconds.")
 
     # --- API & auth --------------------------------------------------------------------------
+    serve_ingest: bool = Field(True, description="`serve` also runs an MQTT ingest worker in-process.")
     api_host: str = Field("127.0.0.1", description="Address uvicorn binds.")
     api_port: int = Field(8000, description="Port uvicorn binds.")
-    jwt_secret: str = Field("change-me-in-production", description="HMAC secret for access tokens.")
+    jwt_secret: str = Field(
+        "", description="HMAC secret for access tokens; empty = a random one kept in var/jwt.secret."
+    )
     jwt_ttl_minutes: int = Field(720, description="Access-token lifetime (one shift).")
     login_rate_per_minute: int = Field(10, description="Failed logins allowed per user+address a minute.")
     tile_url: str = Field(
@@ -111,6 +114,19 @@ class Settings(BaseSettings):
     # --- tamper evidence ---------------------------------------------------------------------
     anchor_interval_s: float = Field(60.0, description="How often the event-chain head is anchored.")
     anchor_path: Path | None = Field(None, description="Append-only anchor file; default var/anchors.log.")
+
+    @property
+    def resolved_jwt_secret(self) -> str:
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.var_dir / "jwt.secret"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     @property
     def resolved_graph_path(self) -> Path:

@@ -1,0 +1,62 @@
+"""FastAPI dependencies: the request's unit of work, the caller, and the shared in-memory parts.
+
+The request owns the transaction: ``get_session`` commits when the endpoint returns normally and
+rolls back on any exception. Service functions only ``flush()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from geodispatch.api.security import Principal, decode_token
+from geodispatch.errors import PermissionDenied
+from geodispatch.settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory = request.app.state.session_factory
+    with factory() as session, session.begin():
+        yield session
+
+
+def get_principal(
+    request: Request, token: Annotated[str, Depends(oauth2_scheme)]
+) -> Principal:
+    return decode_token(token, request.app.state.settings)
+
+
+def require_roles(*roles: str) -> Callable[..., Principal]:
+    """Dependency factory: the caller must hold one of ``roles``."""
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise PermissionDenied(f"role {principal.role} may not do this")
+        return principal
+
+    return check
+
+
+def get_state(name: str) -> Callable[[Request], Any]:
+    """Dependency for a shared object on ``app.state`` (router, fleet, zone index...)."""
+
+    def dep(request: Request) -> Any:
+        return getattr(request.app.state, name, None)
+
+    return dep
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,46 @@
+"""Test helpers shared across domains: a real uvicorn server in a thread, free ports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on a free port; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def login(base: str, username: str, password: str) -> dict[str, str]:
+    r = httpx.post(f"{base}/api/auth/token", data={"username": username, "password": password})
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
