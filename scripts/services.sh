@@ -86,15 +86,29 @@ fi
 "$VENV/bin/geodispatch" broker setup >/dev/null
 MQTT_PORT=$("$VENV/bin/python" -c "from geodispatch.settings import get_settings as g; from urllib.parse import urlsplit as u; print(u(g().mqtt_url).port or 1883)")
 PIDFILE=var/mosquitto/mosquitto.pid
+port_owner() { ss -ltnpH "sport = :$MQTT_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  kill -HUP "$(cat "$PIDFILE")"
+  kill -HUP "$(cat "$PIDFILE")"   # reread password file and ACL
 else
+  other=$(port_owner || true)
+  if [ -n "$other" ]; then
+    if tr '\0' ' ' < "/proc/$other/cmdline" | grep -q 'var/mosquitto/mosquitto.conf'; then
+      say "port $MQTT_PORT is held by another checkout's broker (pid $other): replacing it"
+      kill "$other"; for _ in $(seq 1 50); do kill -0 "$other" 2>/dev/null || break; sleep 0.1; done
+    else
+      echo "[services] port $MQTT_PORT is in use by another program (pid $other);" \
+           "set GEODISPATCH_MQTT_PORT (or GEODISPATCH_MQTT_URL) to a free port" >&2
+      exit 1
+    fi
+  fi
   say "starting Mosquitto on 127.0.0.1:$MQTT_PORT"
   rm -f "$PIDFILE"
   mosquitto -c "$ROOT/var/mosquitto/mosquitto.conf" -d
   for _ in $(seq 1 50); do
     (exec 3<>/dev/tcp/127.0.0.1/"$MQTT_PORT") 2>/dev/null && break; sleep 0.1
   done
+  (exec 3<>/dev/tcp/127.0.0.1/"$MQTT_PORT") 2>/dev/null || {
+    echo "[services] Mosquitto did not start; see var/mosquitto/mosquitto.log" >&2; exit 1; }
 fi
 
 # --- 6. migrations -----------------------------------------------------------------------------
