@@ -15,6 +15,7 @@ test: services  ## the whole test suite against the real services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: services  ## every benchmark; each prints a table and a final JSON line
+	@$(VENV)/bin/pip install -q -e '.[dev,bench]' || echo "bench extras (pandana) did not install; its column will be empty"
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint:
