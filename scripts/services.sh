@@ -38,6 +38,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q -e ".[dev]"
   touch "$stamp"
 fi
+scripts/fetch_assets.sh  # Leaflet for the dispatcher map (no CDN at run time)
 
 # --- 3. PostgreSQL + PostGIS -------------------------------------------------------------------
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
