@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     tile_attribution: str = Field(
         "&copy; OpenStreetMap contributors", description="Attribution shown on every map."
     )
+    live_max_rate_hz: float = Field(
+        4.0, description="Most WebSocket batches sent to one live client per second (coalesced)."
+    )
+    live_incident_poll_s: float = Field(
+        0.5, description="How often the live stream polls the incident event log for changes."
+    )
 
     # --- SMS ---------------------------------------------------------------------------------
     sms_backend: str = Field("log", description="'log' (append to a file) or 'http' (JSON POST).")

@@ -2,7 +2,8 @@
 lifespan and kept on ``app.state``; nothing is built at import time.
 
 Domain routers live beside their domain (``geodispatch/<domain>/views.py``, each exposing
-``router``); this module only assembles them.
+``router``); this module only assembles them, adds the static dispatcher map and completes the
+OpenAPI document (problem responses and the roles allowed on every operation).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from geodispatch import __version__
 from geodispatch.api import errors
+from geodispatch.api.policy import iter_routes, route_policy
+from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.settings import Settings, get_settings
 
@@ -46,9 +51,71 @@ LIFESPAN_MODULES = (
     "geodispatch.api.live_lifespan",
 )
 
+DESCRIPTION = """\
+Dispatch and unit tracking for police emergency call centres.
+
+* **Auth**: `POST /api/auth/token` (OAuth2 password flow) returns a JWT; send it as
+  `Authorization: Bearer <token>`. Roles: call_taker, dispatcher, supervisor, analyst, admin,
+  national (read-only, every region). Each operation lists the roles it allows (`x-roles`).
+* **Errors**: every error is `application/problem+json` (RFC 9457) with `title`, `status`,
+  `detail` and `instance`; 500s carry a `request_id` that is also in the server log.
+* **Live**: `GET /api/live` upgrades to a WebSocket (token as `?token=` or as the first message
+  `{"token": "..."}`) streaming unit positions and statuses and incident changes of the caller's
+  region as JSON messages `{"type": "snapshot" | "units" | "incidents", ...}`.
+* **Spatial data** is GeoJSON (`[lng, lat]`) unless a field says `lat`/`lng`.
+"""
+
 
 def _optional_modules(names: tuple[str, ...]) -> list[object]:
     return [importlib.import_module(n) for n in names if importlib.util.find_spec(n) is not None]
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str, status: int, title: str, detail: str) -> dict[str, Any]:
+    example = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return {"description": description, "content": {
+        errors.PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF, "example": example}}}
+
+
+def _complete_openapi(app: FastAPI) -> dict[str, Any]:
+    """Generate the schema once, adding problem responses and roles to every operation."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes, tags=app.openapi_tags)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = errors.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for route in iter_routes(app.routes):
+        if not getattr(route, "include_in_schema", False) or not getattr(route, "methods", None):
+            continue
+        policy = route_policy(route)
+        for method in route.methods:
+            op = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+            if op is None:
+                continue
+            responses = op.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = _problem("The request does not match the schema", 422,
+                                            "Invalid request", "the request does not match the schema")
+            if policy is not None and policy.authenticated:
+                roles = sorted(policy.roles)
+                op["x-roles"] = roles
+                text_ = (op.get("description") or "").rstrip()
+                op["description"] = "\n\n".join(filter(None, [text_, "**Roles:** " + ", ".join(roles)]))
+                responses.setdefault("401", _problem("Missing or invalid token", 401,
+                                                     "Unauthenticated", "Not authenticated"))
+                responses.setdefault("403", _problem("The caller's role or region may not do this",
+                                                     403, "PermissionDenied",
+                                                     "role analyst may not do this"))
+            else:
+                op["x-roles"] = ["anonymous"]
+            responses.setdefault("500", _problem("Unexpected error (with a request id)", 500,
+                                                 "Internal error",
+                                                 "unexpected error; request id 3f2a9c1b7e4d"))
+    app.openapi_schema = schema
+    return schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,11 +145,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="geodispatch",
         version=__version__,
-        description="Dispatch and unit tracking for police emergency call centres.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
     errors.install(app)
     for mod in _optional_modules(ROUTER_MODULES):
         app.include_router(mod.router)  # type: ignore[attr-defined]
+        mount = getattr(mod, "mount", None)
+        if callable(mount):
+            mount(app)
+    app.openapi = lambda: _complete_openapi(app)  # type: ignore[method-assign]
     return app

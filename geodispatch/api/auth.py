@@ -1,16 +1,19 @@
-"""Login (OAuth2 password flow) issuing JWTs, and the caller's own profile."""
+"""Login (OAuth2 password flow) issuing JWTs, rate-limited per user and address; the caller's profile."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from geodispatch.api.deps import PrincipalDep, SessionDep, SettingsDep
-from geodispatch.api.security import Principal, issue_token, verify_password
+from geodispatch.api.errors import RateLimited, problem_response
+from geodispatch.api.ratelimit import LoginLimiter
+from geodispatch.api.security import Principal, hash_password, issue_token, verify_password
 from geodispatch.errors import Unauthenticated
 from geodispatch.users.models import User
 
@@ -18,23 +21,85 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 class Token(BaseModel):
+    """An access token for the ``Authorization: Bearer`` header (and the live stream)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...", "token_type": "bearer",
+        "role": "dispatcher", "region": "KV", "username": "o.petrenko", "language": "uk",
+    }]})
+
     access_token: str
     token_type: str = "bearer"
     role: str
     region: str | None
+    username: str = ""
+    language: str = "uk"
 
 
-@router.post("/token", response_model=Token)
+class Me(BaseModel):
+    """The authenticated caller."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"username": "o.petrenko", "role": "dispatcher", "region": "KV"}
+    ]})
+
+    username: str
+    role: str
+    region: str | None
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password("not-a-real-password")
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post(
+    "/token",
+    response_model=Token,
+    summary="Log in (OAuth2 password flow)",
+    responses={
+        401: problem_response("Wrong username or password", {
+            "type": "about:blank", "title": "Unauthenticated", "status": 401,
+            "detail": "wrong username or password", "instance": "/api/auth/token"}),
+        429: problem_response("Too many failed logins for this user from this address", {
+            "type": "about:blank", "title": "Too many requests", "status": 429,
+            "detail": "too many failed logins; retry in 42 s", "instance": "/api/auth/token",
+            "retry_after": 42}),
+    },
+)
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Token:
+    """Exchange a username and password for a JWT carrying the role and region.
+
+    Failed attempts are limited to ``login_rate_per_minute`` per username and client address;
+    beyond that the answer is 429 with ``Retry-After`` until the window frees up.
+    """
+    limiter: LoginLimiter = request.app.state.login_limiter
+    address = _client_address(request)
+    wait = limiter.retry_after(form.username, address)
+    if wait:
+        raise RateLimited(f"too many failed logins; retry in {wait} s", wait)
     user = session.scalar(select(User).where(User.username == form.username, User.active))
-    if user is None or not verify_password(form.password, user.password_hash):
+    # Verify against a dummy hash for unknown users so timing does not reveal who exists.
+    ok = verify_password(form.password, user.password_hash if user else _dummy_hash())
+    if user is None or not ok:
+        limiter.failed(form.username, address)
         raise Unauthenticated("wrong username or password")
+    limiter.succeeded(form.username, address)
     p = Principal(username=user.username, role=user.role, region=user.region)
-    return Token(access_token=issue_token(p, settings), role=p.role, region=p.region)
+    return Token(access_token=issue_token(p, settings), role=p.role, region=p.region,
+                 username=user.username, language=user.language)
 
 
-@router.get("/me")
-def me(principal: PrincipalDep) -> dict[str, str | None]:
-    return {"username": principal.username, "role": principal.role, "region": principal.region}
+@router.get("/me", response_model=Me, summary="Who am I")
+def me(principal: PrincipalDep) -> Me:
+    """The caller's username, role and region (null region = every region)."""
+    return Me(username=principal.username, role=principal.role, region=principal.region)

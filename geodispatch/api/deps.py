@@ -38,13 +38,20 @@ def get_principal(
 
 
 def require_roles(*roles: str) -> Callable[..., Principal]:
-    """Dependency factory: the caller must hold one of ``roles``."""
+    """Dependency factory: the caller must hold one of ``roles``.
+
+    The returned callable carries ``allowed_roles`` so tools (the role-matrix test, the OpenAPI
+    post-processing) can read every endpoint's policy from the routes themselves.
+    """
+    allowed = frozenset(roles)
 
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if principal.role not in roles:
+        if principal.role not in allowed:
             raise PermissionDenied(f"role {principal.role} may not do this")
         return principal
 
+    check.allowed_roles = allowed  # type: ignore[attr-defined]
+    check.__name__ = "require_" + "_or_".join(sorted(roles))
     return check
 
 

@@ -29,3 +29,32 @@ def upsert_user(
     user.active = True
     session.flush()
     return user
+
+
+DEMO_USERS = (
+    ("calltaker", "call_taker", True),
+    ("dispatcher", "dispatcher", True),
+    ("supervisor", "supervisor", True),
+    ("analyst", "analyst", True),
+    ("admin", "admin", False),
+    ("national", "national", False),
+)
+
+
+def seed_demo_users(
+    session: Session, region: str, *, password: str | None = None
+) -> list[tuple[str, str, str]]:
+    """Create (or reset) one demo user per role and return ``(username, password, role)`` each.
+
+    Regional roles get ``region``; admin and national see every region. Passwords are random
+    (printed once by the demo) unless ``password`` is given.
+    """
+    import secrets
+
+    out: list[tuple[str, str, str]] = []
+    for username, role, regional in DEMO_USERS:
+        pw = password or secrets.token_urlsafe(9)
+        upsert_user(session=session, username=username, password=pw, role=role,
+                    region=region if regional else None, full_name=f"Demo {role.replace('_', ' ')}")
+        out.append((username, pw, role))
+    return out

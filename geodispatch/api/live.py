@@ -1,0 +1,114 @@
+"""``/api/live``: the WebSocket stream of unit positions and statuses and incident changes.
+
+Authentication: the JWT as ``?token=...`` or as the first message (``{"token": "..."}`` or the
+bare token). Messages to the client are JSON objects:
+
+* ``{"type": "snapshot", "user": {...}, "units": [...], "incidents": [...]}`` once, first;
+* ``{"type": "units", "sent_at": epoch_s, "units": [...]}`` — newest state of changed units;
+* ``{"type": "incidents", "incidents": [...]}`` — current state of changed incidents.
+
+Close codes: 4401 bad or missing token, 4403 role not allowed, 1013 feed not running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from geodispatch.api.livefeed import LiveHub, open_incidents
+from geodispatch.api.security import (
+    ADMIN,
+    CALL_TAKER,
+    DISPATCHER,
+    NATIONAL,
+    SUPERVISOR,
+    Principal,
+    decode_token,
+)
+from geodispatch.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+LIVE_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN, NATIONAL})
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+
+
+async def _authenticate(ws: WebSocket) -> Principal | None:
+    settings = ws.app.state.settings
+    token = ws.query_params.get("token")
+    if not token:
+        try:
+            first = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
+        except (TimeoutError, WebSocketDisconnect):
+            return None
+        token = first.strip()
+        if token.startswith("{"):
+            with contextlib.suppress(ValueError, AttributeError):
+                token = str(json.loads(token).get("token") or "")
+    try:
+        return decode_token(token, settings)
+    except Unauthenticated:
+        return None
+
+
+@router.websocket("/api/live")
+async def live(ws: WebSocket) -> None:
+    await ws.accept()
+    principal = await _authenticate(ws)
+    if principal is None:
+        await ws.close(code=4401, reason="missing or invalid token")
+        return
+    if principal.role not in LIVE_ROLES:
+        await ws.close(code=4403, reason=f"role {principal.role} may not watch the live map")
+        return
+    hub: LiveHub | None = getattr(ws.app.state, "live_hub", None)
+    if hub is None:
+        await ws.close(code=1013, reason="live feed not running")
+        return
+    region = principal.region
+    factory = ws.app.state.session_factory
+
+    def _incidents() -> list[dict[str, object]]:
+        with factory() as s:
+            return open_incidents(session=s, region=region)
+
+    # Register first so nothing that happens while the snapshot is built is lost.
+    client = hub.add(ws, region)
+    try:
+        units = hub.unit_snapshot(getattr(ws.app.state, "fleet", None), region)
+        incidents = await asyncio.to_thread(_incidents)
+        await ws.send_text(json.dumps({
+            "type": "snapshot",
+            "user": {"username": principal.username, "role": principal.role, "region": region},
+            "units": units, "incidents": incidents,
+        }, default=str, separators=(",", ":")))
+        sender = asyncio.create_task(client.run())
+        receiver = asyncio.create_task(_drain(ws))
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            exc = t.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                log.debug("live client ended: %r", exc)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(client)
+
+
+live.ws_roles = LIVE_ROLES  # type: ignore[attr-defined]
+
+
+async def _drain(ws: WebSocket) -> None:
+    """Read (and ignore) client messages until it disconnects, so closes are noticed."""
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return

@@ -1,0 +1,299 @@
+"""The live feed behind ``/api/live``: coalescing fan-out of unit and incident changes to browsers.
+
+Design (why a slow browser never slows ingest):
+
+* The fleet calls :meth:`LiveHub.on_fleet` from whatever thread applied a position or status. The
+  hub only stores the newest state per unit in a dict under a lock: O(1), never blocks on I/O.
+* One asyncio task (:meth:`LiveHub.run`) wakes every ``tick_s``, swaps that dict out, serialises
+  each changed unit once, and merges the JSON fragments into every interested client's own
+  ``pending`` dict (keyed by unit id, so a newer state *replaces* an unsent older one).
+* Each client has its own sender task that sends whatever is pending as one message, at most
+  ``max_rate_hz`` times a second. A client that reads slowly simply sees fewer, fresher batches;
+  its memory is bounded by the number of units, never by time.
+
+Incident changes come from the append-only ``incident_events`` table, polled by id (one query per
+``live_incident_poll_s`` for the whole process, not per client), and are coalesced per incident the
+same way. Caller phone numbers are never part of the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+OPEN_INCIDENT_STATUSES = ("registered", "queued", "assigned", "en_route", "on_scene")
+
+
+class Sender(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return round(value.timestamp(), 3)
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def unit_to_dict(state: Any) -> dict[str, Any]:
+    """A ``UnitState`` (tracking.fleet) as a small JSON-able dict; lat/lng, epoch-second times."""
+    pos = getattr(state, "position", None)
+    try:
+        stale = bool(getattr(state, "stale", False))
+    except Exception:  # noqa: BLE001 - a property needing settings must not break the feed
+        stale = False
+    return {
+        "id": int(state.unit_id),
+        "call_sign": getattr(state, "call_sign", None),
+        "kind": getattr(state, "kind", None),
+        "status": getattr(state, "status", None),
+        "region": getattr(state, "region", None),
+        "capabilities": list(getattr(state, "capabilities", None) or ()),
+        "lat": None if pos is None else round(float(pos.lat), 7),
+        "lng": None if pos is None else round(float(pos.lng), 7),
+        "fix_time": _epoch(getattr(state, "fix_time", None)),
+        "speed_mps": getattr(state, "speed_mps", None),
+        "heading": getattr(state, "heading", None),
+        "stale": stale,
+    }
+
+
+@dataclass(eq=False)
+class LiveClient:
+    """One connected browser: what it may see and what is waiting to be sent to it."""
+
+    ws: Sender
+    region: str | None
+    max_rate_hz: float
+    pending_units: dict[int, str] = field(default_factory=dict)
+    pending_incidents: dict[int, str] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_batches: int = 0
+    closed: bool = False
+
+    def sees(self, region: str | None) -> bool:
+        return self.region is None or region == self.region
+
+    async def run(self) -> None:
+        """Send pending changes, coalesced, at most ``max_rate_hz`` batches a second."""
+        interval = 1.0 / self.max_rate_hz if self.max_rate_hz > 0 else 0.0
+        while not self.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            units, self.pending_units = self.pending_units, {}
+            incidents, self.pending_incidents = self.pending_incidents, {}
+            started = time.monotonic()
+            if incidents:
+                await self.ws.send_text(
+                    '{"type":"incidents","incidents":[' + ",".join(incidents.values()) + "]}")
+            if units:
+                await self.ws.send_text(
+                    '{"type":"units","sent_at":%.3f,"units":[%s]}'
+                    % (time.time(), ",".join(units.values())))
+            self.sent_batches += 1
+            rest = interval - (time.monotonic() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
+
+
+class LiveHub:
+    """Collects changes from any thread and fans them out to the connected clients."""
+
+    def __init__(self, *, max_rate_hz: float = 4.0, tick_s: float = 0.05) -> None:
+        self.max_rate_hz = max_rate_hz
+        self.tick_s = tick_s
+        self.clients: set[LiveClient] = set()
+        self._lock = threading.Lock()
+        self._incoming: dict[int, Any] = {}
+        self._last_units: dict[int, tuple[str | None, str]] = {}  # id -> (region, fragment)
+        self._wake_loop: asyncio.Event | None = None
+        self.updates_in = 0
+        self.fragments_out = 0
+
+    # --- producers ----------------------------------------------------------------------------
+    def on_fleet(self, *states: Any) -> None:
+        """Fleet subscriber: accepts one ``UnitState``, several, or an iterable of them."""
+        flat: list[Any] = []
+        for s in states:
+            if hasattr(s, "unit_id"):
+                flat.append(s)
+            elif isinstance(s, Iterable):
+                flat.extend(x for x in s if hasattr(x, "unit_id"))
+        if not flat:
+            return
+        with self._lock:
+            for s in flat:
+                self._incoming[int(s.unit_id)] = s
+            self.updates_in += len(flat)
+
+    def publish_incidents(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Queue incident changes (called in the event loop by the poller)."""
+        for row in rows:
+            fragment = json.dumps(row, default=str, separators=(",", ":"))
+            for c in self.clients:
+                if c.sees(row.get("region")):
+                    c.pending_incidents[int(row["id"])] = fragment
+                    c.wake.set()
+
+    # --- clients ------------------------------------------------------------------------------
+    def add(self, ws: Sender, region: str | None) -> LiveClient:
+        client = LiveClient(ws=ws, region=region, max_rate_hz=self.max_rate_hz)
+        self.clients.add(client)
+        return client
+
+    def remove(self, client: LiveClient) -> None:
+        client.closed = True
+        client.wake.set()
+        self.clients.discard(client)
+
+    def unit_snapshot(self, fleet: Any, region: str | None) -> list[dict[str, Any]]:
+        if fleet is None:
+            return []
+        out = [unit_to_dict(s) for s in fleet.snapshot()]
+        return [u for u in out if region is None or u["region"] == region]
+
+    # --- fan-out ------------------------------------------------------------------------------
+    def fan_out_once(self) -> int:
+        """Move collected unit changes into the clients' pending dicts; return units changed."""
+        with self._lock:
+            incoming, self._incoming = self._incoming, {}
+        if not incoming:
+            return 0
+        changed: list[tuple[int, str | None, str]] = []
+        for uid, state in incoming.items():
+            d = unit_to_dict(state)
+            fragment = json.dumps(d, separators=(",", ":"))
+            prev = self._last_units.get(uid)
+            if prev is not None and prev[1] == fragment:
+                continue  # a periodic refresh that changed nothing
+            self._last_units[uid] = (d["region"], fragment)
+            changed.append((uid, d["region"], fragment))
+        if not changed:
+            return 0
+        for c in self.clients:
+            pending = c.pending_units
+            if c.region is None:
+                for uid, _, fragment in changed:
+                    pending[uid] = fragment
+            else:
+                for uid, region, fragment in changed:
+                    if region == c.region:
+                        pending[uid] = fragment
+            if pending:
+                c.wake.set()
+        self.fragments_out += len(changed)
+        return len(changed)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.fan_out_once()
+            except Exception:  # noqa: BLE001 - the feed must survive one bad state
+                log.exception("live fan-out failed")
+            await asyncio.sleep(self.tick_s)
+
+
+# --- incidents from the event log -------------------------------------------------------------
+_INCIDENT_COLUMNS = """
+    i.id, i.reference, i.region, i.status, i.priority, i.category, i.address, i.description,
+    ST_Y(i.location) AS lat, ST_X(i.location) AS lng, i.received_at, i.sector_id, i.district_id
+"""
+
+
+def _incident_row(m: Any) -> dict[str, Any]:
+    d = {
+        "id": m["id"], "reference": m["reference"], "region": m["region"], "status": m["status"],
+        "priority": m["priority"], "category": m["category"], "address": m["address"],
+        "description": m["description"], "lat": m["lat"], "lng": m["lng"],
+        "received_at": _epoch(m["received_at"]), "sector_id": m["sector_id"],
+        "district_id": m["district_id"],
+    }
+    if "event_id" in m and m["event_id"] is not None:
+        d["last_event"] = {"id": m["event_id"], "kind": m["kind"], "actor": m["actor"],
+                           "at": _epoch(m["at"])}
+    return d
+
+
+def open_incidents(*, session: Session, region: str | None, limit: int = 2000) -> list[dict[str, Any]]:
+    """Incidents not yet closed (newest first), without caller details, for the initial snapshot."""
+    sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE i.status = ANY(:open)"
+    params: dict[str, Any] = {"open": list(OPEN_INCIDENT_STATUSES), "limit": limit}
+    if region is not None:
+        sql += " AND i.region = :region"
+        params["region"] = region
+    sql += " ORDER BY i.priority, i.received_at DESC LIMIT :limit"
+    return [_incident_row(m) for m in session.execute(text(sql), params).mappings()]
+
+
+def last_event_id(*, session: Session) -> int:
+    return int(session.execute(text("SELECT coalesce(max(id), 0) FROM incident_events")).scalar_one())
+
+
+def incident_changes_since(
+    *, session: Session, after_id: int, limit: int = 5000
+) -> tuple[list[dict[str, Any]], int]:
+    """Incidents touched by events with id > ``after_id`` (their current state, newest event each).
+
+    Returns the rows and the highest event id seen (``after_id`` when nothing is new).
+    """
+    rows = session.execute(text(f"""
+        SELECT DISTINCT ON (e.incident_id) e.id AS event_id, e.kind, e.actor, e.at, {_INCIDENT_COLUMNS},
+               max(e.id) OVER () AS max_id
+        FROM (SELECT * FROM incident_events WHERE id > :after ORDER BY id LIMIT :limit) e
+        JOIN incidents i ON i.id = e.incident_id
+        ORDER BY e.incident_id, e.id DESC
+    """), {"after": after_id, "limit": limit}).mappings().all()
+    if not rows:
+        return [], after_id
+    return [_incident_row(m) for m in rows], int(rows[0]["max_id"])
+
+
+async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_s: float) -> None:
+    """Forever: publish incidents changed since the last poll (one query for all clients)."""
+
+    def _start() -> int:
+        with factory() as s:
+            return last_event_id(session=s)
+
+    def _poll(after: int) -> tuple[list[dict[str, Any]], int]:
+        with factory() as s:
+            return incident_changes_since(session=s, after_id=after)
+
+    last = await asyncio.to_thread(_start)
+    while True:
+        await asyncio.sleep(interval_s)
+        if not hub.clients:
+            last = max(last, await asyncio.to_thread(_start))  # nobody listening: keep up
+            continue
+        try:
+            rows, last = await asyncio.to_thread(_poll, last)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the feed
+            log.exception("incident poll failed")
+            await asyncio.sleep(2.0)
+            continue
+        if rows:
+            hub.publish_incidents(rows)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

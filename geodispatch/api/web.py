@@ -1,0 +1,101 @@
+"""The dispatcher's web map: the static single-page console and the few endpoints only it needs.
+
+The page (``static/index.html``, plain JavaScript, no build step) logs in through
+``/api/auth/token``, draws crews and incidents on Leaflet from ``/api/live`` and calls the domain
+endpoints for recommendations and assignments. Leaflet itself is fetched at setup time by
+``scripts/fetch_assets.sh`` into ``static/vendor/`` (no CDN at run time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict
+
+from geodispatch.api.deps import PrincipalDep, SessionDep, SettingsDep
+from geodispatch.api.places import map_bounds, search_places
+from geodispatch.geo import LatLng
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+router = APIRouter(tags=["web"])
+
+
+class WebConfig(BaseModel):
+    """What the map needs to start: tiles, attribution, the area to show, live-feed tuning."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "tile_url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "tile_attribution": "&copy; OpenStreetMap contributors",
+        "bounds": [39.27, -76.64, 39.31, -76.58], "stale_after_s": 120.0,
+        "live_max_rate_hz": 4.0, "vendor_ok": True,
+    }]})
+
+    tile_url: str
+    tile_attribution: str
+    bounds: tuple[float, float, float, float] | None
+    stale_after_s: float
+    live_max_rate_hz: float
+    vendor_ok: bool
+
+
+class PlaceOut(BaseModel):
+    """An address search hit (``lat``/``lng`` in degrees)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"label": "North Charles Street", "lat": 39.2951, "lng": -76.6155, "kind": "street"}
+    ]})
+
+    label: str
+    lat: float
+    lng: float
+    kind: str
+
+
+def _index() -> Response:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", include_in_schema=False)
+def index() -> Response:
+    return _index()
+
+
+@router.get("/map", include_in_schema=False)
+def map_page() -> Response:
+    return _index()
+
+
+@router.get("/api/web/config", response_model=WebConfig, summary="Map configuration")
+def web_config(principal: PrincipalDep, session: SessionDep, settings: SettingsDep) -> WebConfig:
+    """Tile URL (empty = offline map drawn from our roads and zones), attribution and extent."""
+    return WebConfig(
+        tile_url=settings.tile_url, tile_attribution=settings.tile_attribution,
+        bounds=map_bounds(session=session, region=principal.region),
+        stale_after_s=settings.stale_after_s, live_max_rate_hz=settings.live_max_rate_hz,
+        vendor_ok=(STATIC_DIR / "vendor" / "leaflet" / "leaflet.js").exists(),
+    )
+
+
+@router.get("/api/web/geocode", response_model=list[PlaceOut], summary="Find an address (offline)")
+def geocode(
+    principal: PrincipalDep,
+    session: SessionDep,
+    q: Annotated[str, Query(min_length=2, max_length=200, examples=["Charles St 10"])],
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+) -> list[PlaceOut]:
+    """Typed ``lat, lng`` or a street name found among our own roads; nearest ``lat``/``lng`` first."""
+    near = LatLng(lat, lng) if lat is not None and lng is not None else None
+    return [PlaceOut(label=p.label, lat=p.point.lat, lng=p.point.lng, kind=p.kind)
+            for p in search_places(session=session, query=q, near=near)]
+
+
+def mount(app: FastAPI) -> None:
+    """Serve ``static/`` (the page's JS, CSS and the vendored Leaflet) under ``/static``."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
