@@ -1,0 +1,748 @@
+"""Zone services: generate, import and version zones; re-derive membership when boundaries move.
+
+A zone is a set of H3 cells at ``settings.h3_zone_res``. Each version is one ``zones`` row holding
+the compacted cells and the outline polygon; ``zone_cells`` holds the expanded cells of the
+*current* versions only (primary key ``(cell, level)``, so zones of one level never overlap).
+Changing a boundary closes the old row (``valid_to``), adds a new one, moves the ``zone_cells``
+rows, re-points children and units, and re-derives the sector and district of open incidents,
+recording every move in ``zone_membership_history``.
+
+All functions are keyword-only, take the session, ``flush()`` and never commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry import Polygon, mapping, shape
+from shapely.ops import unary_union
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
+from geodispatch.errors import InvalidInput, NotFound
+from geodispatch.settings import Settings, get_settings
+from geodispatch.zones import cells as hc
+from geodispatch.zones.models import LEVELS, Zone, ZoneCell, ZoneMembershipChange
+
+log = logging.getLogger(__name__)
+
+OPEN_INCIDENT_EXCLUDED = ("closed", "cancelled", "merged")
+
+
+@dataclass
+class ZoneSpec:
+    """A zone as wanted: code, name, level, region and its cells at the zone resolution."""
+
+    code: str
+    name: str
+    level: str
+    region: str
+    cells: set[int]
+    parent_id: int | None = None
+
+
+@dataclass
+class LevelChange:
+    """What applying zone specs to one level did."""
+
+    created: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)  # new version ids of changed zones
+    unchanged: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)  # ids given a valid_to
+    moved_incidents: int = 0
+    moved_units: int = 0
+
+
+@dataclass
+class Overlap:
+    a: str
+    b: str
+    cells: int
+
+
+@dataclass
+class ImportReport:
+    """Validation and outcome of a GeoJSON import (``applied`` False for a dry run)."""
+
+    level: str
+    features: int
+    cells: int
+    overlaps: list[Overlap]
+    overlap_cells: list[int]
+    uncovered_cells: list[int]
+    empty_features: list[str]
+    applied: bool = False
+    change: LevelChange | None = None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "level": self.level,
+            "features": self.features,
+            "cells": self.cells,
+            "overlaps": [o.__dict__ for o in self.overlaps],
+            "overlap_cells": len(self.overlap_cells),
+            "uncovered_cells": len(self.uncovered_cells),
+            "empty_features": self.empty_features,
+            "applied": self.applied,
+        }
+        if self.change is not None:
+            c = self.change
+            out.update(
+                created=len(c.created),
+                updated=len(c.updated),
+                unchanged=len(c.unchanged),
+                moved_incidents=c.moved_incidents,
+                moved_units=c.moved_units,
+            )
+        return out
+
+
+@dataclass
+class GeneratedZones:
+    country: Zone
+    region: Zone
+    districts: list[Zone]
+    sectors: list[Zone]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parent_level(level: str) -> str | None:
+    i = LEVELS.index(level)
+    return LEVELS[i - 1] if i > 0 else None
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise InvalidInput(f"unknown zone level {level!r}; one of {', '.join(LEVELS)}")
+
+
+def current_zones(*, session: Session, level: str | None = None) -> list[Zone]:
+    """Current zone versions, optionally of one level."""
+    q = select(Zone).where(Zone.valid_to.is_(None)).order_by(Zone.level, Zone.code)
+    if level is not None:
+        q = q.where(Zone.level == level)
+    return list(session.scalars(q))
+
+
+def zone_cells(*, session: Session, zone_id: int) -> set[int]:
+    """Expanded cells of a zone version (from its compacted array)."""
+    zone = session.get(Zone, zone_id)
+    if zone is None:
+        raise NotFound(f"zone {zone_id}")
+    return hc.uncompact(zone.cells, zone.res)
+
+
+def _insert_zone(*, session: Session, spec: ZoneSpec, res: int, at: datetime | None) -> Zone:
+    if not spec.cells:
+        raise InvalidInput(f"zone {spec.code} has no cells")
+    zone = Zone(
+        code=spec.code,
+        name=spec.name,
+        level=spec.level,
+        parent_id=spec.parent_id,
+        region=spec.region,
+        res=res,
+        cells=hc.compact(spec.cells),
+        geom=from_shape(hc.cells_to_multipolygon(spec.cells), srid=4326),
+    )
+    if at is not None:
+        zone.valid_from = at
+    session.add(zone)
+    session.flush()
+    session.execute(
+        insert(ZoneCell),
+        [{"cell": c, "level": spec.level, "zone_id": zone.id} for c in sorted(spec.cells)],
+    )
+    return zone
+
+
+def _level_cells(*, session: Session, level: str) -> dict[int, int]:
+    """cell -> current zone id at ``level``."""
+    rows = session.execute(
+        select(ZoneCell.cell, ZoneCell.zone_id).where(ZoneCell.level == level)
+    ).all()
+    return {int(c): int(z) for c, z in rows}
+
+
+def _majority_parent(cells: Iterable[int], parent_map: Mapping[int, int]) -> int | None:
+    votes = Counter(parent_map[c] for c in cells if c in parent_map)
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def apply_level(
+    *,
+    session: Session,
+    level: str,
+    specs: Sequence[ZoneSpec],
+    settings: Settings | None = None,
+    at: datetime | None = None,
+) -> LevelChange:
+    """Make the current zones of ``level`` match ``specs``, versioning whatever changes.
+
+    Parameters
+    ----------
+    session : Session
+        Flushed, not committed.
+    level : str
+        One of :data:`~geodispatch.zones.models.LEVELS`.
+    specs : sequence of ZoneSpec
+        Wanted zones, disjoint cell sets, identified by ``code``. Existing zones of the level that
+        are not named keep their cells except those a spec claims (they get a new version too).
+    settings : Settings, optional
+        Gives the zone resolution; :func:`get_settings` when omitted.
+    at : datetime, optional
+        Time of the change (``valid_to`` of old versions, ``valid_from`` of new ones).
+
+    Returns
+    -------
+    LevelChange
+
+    Notes
+    -----
+    A spec without ``parent_id`` gets the current zone of the level above holding most of its
+    cells. After the change, children of replaced zones are re-pointed to the new versions and
+    membership of units and open incidents is re-derived (:func:`rederive_membership`).
+    """
+    _check_level(level)
+    settings = settings or get_settings()
+    res = settings.h3_zone_res
+    at = at or _now()
+    seen: dict[int, str] = {}
+    for s in specs:
+        for c in s.cells:
+            if c in seen:
+                raise InvalidInput(f"zones {seen[c]} and {s.code} overlap at cell {c:x}")
+            seen[c] = s.code
+    existing = {z.code: z for z in current_zones(session=session, level=level)}
+    claimed = set(seen)
+    parent_level = _parent_level(level)
+    parent_map = _level_cells(session=session, level=parent_level) if parent_level else {}
+
+    # What each existing zone should become: its spec, or its old cells minus claimed ones.
+    wanted: dict[str, ZoneSpec] = {}
+    for s in specs:
+        if s.parent_id is None and parent_map:
+            s.parent_id = _majority_parent(s.cells, parent_map)
+        wanted[s.code] = s
+    for code, z in existing.items():
+        if code in wanted:
+            continue
+        old = hc.uncompact(z.cells, z.res)
+        if old & claimed:
+            wanted[code] = ZoneSpec(
+                code=code,
+                name=z.name,
+                level=level,
+                region=z.region,
+                cells=old - claimed,
+                parent_id=z.parent_id,
+            )
+
+    change = LevelChange()
+    replaced: dict[int, int | None] = {}  # old id -> new id (None: zone vanished)
+    # Close changed versions first so their cells are free for the new rows.
+    for code, spec in wanted.items():
+        z = existing.get(code)
+        if z is None:
+            continue
+        same_cells = z.res == res and hc.uncompact(z.cells, z.res) == spec.cells
+        if same_cells and z.name == spec.name and z.region == spec.region and (
+            z.parent_id == spec.parent_id
+        ):
+            change.unchanged.append(z.id)
+            continue
+        z.valid_to = at
+        change.closed.append(z.id)
+        replaced[z.id] = None
+        session.execute(delete(ZoneCell).where(ZoneCell.zone_id == z.id))
+    session.flush()
+    for code, spec in wanted.items():
+        z = existing.get(code)
+        if z is not None and z.id not in replaced:
+            continue
+        if not spec.cells:
+            continue  # a zone whose every cell was taken by others simply ends
+        new = _insert_zone(session=session, spec=spec, res=res, at=at)
+        if z is None:
+            change.created.append(new.id)
+        else:
+            change.updated.append(new.id)
+            replaced[z.id] = new.id
+    if replaced:
+        _repoint_children(session=session, level=level, replaced=replaced)
+    session.flush()
+    if replaced or change.created:
+        moved = rederive_membership(session=session, settings=settings, replaced=replaced, at=at)
+        change.moved_incidents, change.moved_units = moved
+    return change
+
+
+def _repoint_children(*, session: Session, level: str, replaced: Mapping[int, int | None]) -> None:
+    """Children of replaced zones follow the new version holding most of their cells."""
+    i = LEVELS.index(level)
+    if i + 1 >= len(LEVELS):
+        return
+    child_level = LEVELS[i + 1]
+    level_map = _level_cells(session=session, level=level)
+    children = session.scalars(
+        select(Zone).where(
+            Zone.valid_to.is_(None),
+            Zone.level == child_level,
+            Zone.parent_id.in_(list(replaced)),
+        )
+    ).all()
+    for child in children:
+        child.parent_id = _majority_parent(hc.uncompact(child.cells, child.res), level_map)
+
+
+def rederive_membership(
+    *,
+    session: Session,
+    settings: Settings | None = None,
+    replaced: Mapping[int, int | None] | None = None,
+    at: datetime | None = None,
+) -> tuple[int, int]:
+    """Re-derive the sector/district of open incidents and the home sector of units.
+
+    Parameters
+    ----------
+    replaced : mapping, optional
+        Old zone id -> new version id (None when the zone ended), used for units' home sectors.
+    at : datetime, optional
+        ``changed_at`` of the history rows.
+
+    Returns
+    -------
+    (int, int)
+        Number of incidents and of units whose membership changed.
+
+    Notes
+    -----
+    An incident's zones follow from its H3 cell brought to the zone resolution and the current
+    ``zone_cells``; closed, cancelled and merged incidents keep the zones they were handled in.
+    A unit's home sector is an assignment, not a position: it moves to the new version of the
+    same sector (or to none when the sector ended). Every change appends a
+    ``zone_membership_history`` row with the old and new zone.
+    """
+    settings = settings or get_settings()
+    at = at or _now()
+    res = settings.h3_zone_res
+    sector_map = _level_cells(session=session, level="sector")
+    district_map = _level_cells(session=session, level="district")
+    history: list[dict[str, Any]] = []
+    rows = session.execute(
+        text(
+            "SELECT id, h3, sector_id, district_id FROM incidents "
+            "WHERE status <> ALL(:excluded)"
+        ),
+        {"excluded": list(OPEN_INCIDENT_EXCLUDED)},
+    ).all()
+    moved_incidents = 0
+    for iid, cell, sector_id, district_id in rows:
+        if not cell:
+            continue
+        zc = hc.to_res(int(cell), res)
+        new_s, new_d = sector_map.get(zc), district_map.get(zc)
+        if new_s == sector_id and new_d == district_id:
+            continue
+        moved_incidents += 1
+        session.execute(
+            text("UPDATE incidents SET sector_id = :s, district_id = :d WHERE id = :i"),
+            {"s": new_s, "d": new_d, "i": iid},
+        )
+        for lv, old, new in (("sector", sector_id, new_s), ("district", district_id, new_d)):
+            if old != new:
+                history.append(
+                    dict(entity="incident", entity_id=iid, level=lv, old_zone_id=old,
+                         new_zone_id=new, changed_at=at)
+                )
+    moved_units = 0
+    if replaced:
+        units = session.execute(
+            text("SELECT id, home_zone_id FROM units WHERE home_zone_id = ANY(:ids)"),
+            {"ids": list(replaced)},
+        ).all()
+        for uid, old in units:
+            new = replaced[int(old)]
+            moved_units += 1
+            session.execute(
+                text("UPDATE units SET home_zone_id = :z WHERE id = :u"), {"z": new, "u": uid}
+            )
+            history.append(
+                dict(entity="unit", entity_id=uid, level="sector", old_zone_id=old,
+                     new_zone_id=new, changed_at=at)
+            )
+    if history:
+        session.execute(insert(ZoneMembershipChange), history)
+    session.flush()
+    return moved_incidents, moved_units
+
+
+def membership_history(
+    *, session: Session, entity: str, entity_id: int
+) -> list[ZoneMembershipChange]:
+    """History rows of one incident or unit, oldest first."""
+    return list(
+        session.scalars(
+            select(ZoneMembershipChange)
+            .where(ZoneMembershipChange.entity == entity, ZoneMembershipChange.entity_id == entity_id)
+            .order_by(ZoneMembershipChange.id)
+        )
+    )
+
+
+# --- generation --------------------------------------------------------------------------------
+
+
+def _reading_order(cells: Iterable[int]) -> list[int]:
+    """North to south, then west to east: stable, human-friendly numbering."""
+
+    def key(c: int) -> tuple[float, float]:
+        p = hc.cell_center(c)
+        return (-round(p.lat, 3), p.lng)
+
+    return sorted(cells, key=key)
+
+
+def generate_zones(
+    *,
+    session: Session,
+    bbox: tuple[float, float, float, float],
+    country_code: str,
+    region_code: str,
+    settings: Settings | None = None,
+    district_res: int | None = None,
+    sector_res: int | None = None,
+    country_name: str | None = None,
+    region_name: str | None = None,
+) -> GeneratedZones:
+    """Generate a region with districts and sectors from an extent (no official boundaries).
+
+    Parameters
+    ----------
+    bbox : (min_lat, min_lng, max_lat, max_lng)
+        Extent to cover, e.g. the road graph's bounding box; every zone-resolution cell touching it
+        is included.
+    country_code, region_code : str
+        The country zone is created or grown; the region zone is created (or replaced).
+    district_res, sector_res : int, optional
+        H3 resolutions of the parent cells that become districts and sectors; default
+        ``zone_res - 2`` (about 36 km2 at res 6) and ``zone_res - 1`` (about 5 km2 at res 7).
+
+    Returns
+    -------
+    GeneratedZones
+
+    Notes
+    -----
+    Districts are the zone cells grouped by their parent at ``district_res``; sectors by their
+    parent at ``sector_res`` (which nests in the district parent, because H3 parents nest). Cells
+    already held by another region are left to it, so generated regions never overlap. Codes are
+    ``{region}-D01`` and ``{region}-D01-S01``, numbered north to south, west to east.
+    """
+    settings = settings or get_settings()
+    res = settings.h3_zone_res
+    district_res = res - 2 if district_res is None else district_res
+    sector_res = res - 1 if sector_res is None else sector_res
+    if not (0 <= district_res <= sector_res <= res):
+        raise InvalidInput(f"need district_res <= sector_res <= {res}")
+    cells = hc.bbox_cells(bbox, res)
+    region_ids = {
+        z.id for z in current_zones(session=session, level="region") if z.code != region_code
+    }
+    taken = {c for c, z in _level_cells(session=session, level="region").items() if z in region_ids}
+    cells -= taken
+    if not cells:
+        raise InvalidInput("the extent holds no free cells")
+    at = _now()
+
+    country = next(
+        (z for z in current_zones(session=session, level="country") if z.code == country_code), None
+    )
+    country_cells = (hc.uncompact(country.cells, country.res) if country else set()) | cells
+    apply_level(
+        session=session,
+        level="country",
+        specs=[ZoneSpec(country_code, country_name or (country.name if country else country_code),
+                        "country", country_code, country_cells)],
+        settings=settings,
+        at=at,
+    )
+    apply_level(
+        session=session,
+        level="region",
+        specs=[ZoneSpec(region_code, region_name or region_code, "region", region_code, cells)],
+        settings=settings,
+        at=at,
+    )
+    by_district: dict[int, set[int]] = {}
+    for c in cells:
+        by_district.setdefault(hc.parent(c, district_res), set()).add(c)
+    district_specs: list[ZoneSpec] = []
+    sector_specs: list[ZoneSpec] = []
+    for di, dparent in enumerate(_reading_order(by_district), start=1):
+        dcode = f"{region_code}-D{di:02d}"
+        dcells = by_district[dparent]
+        district_specs.append(ZoneSpec(dcode, dcode, "district", region_code, dcells))
+        by_sector: dict[int, set[int]] = {}
+        for c in dcells:
+            by_sector.setdefault(hc.parent(c, sector_res), set()).add(c)
+        for si, sparent in enumerate(_reading_order(by_sector), start=1):
+            scode = f"{dcode}-S{si:02d}"
+            sector_specs.append(ZoneSpec(scode, scode, "sector", region_code, by_sector[sparent]))
+    apply_level(session=session, level="district", specs=district_specs, settings=settings, at=at)
+    apply_level(session=session, level="sector", specs=sector_specs, settings=settings, at=at)
+    zones = {z.code: z for z in current_zones(session=session)}
+    return GeneratedZones(
+        country=zones[country_code],
+        region=zones[region_code],
+        districts=[zones[s.code] for s in district_specs],
+        sectors=[zones[s.code] for s in sector_specs],
+    )
+
+
+# --- import from polygons ----------------------------------------------------------------------
+
+
+def _features(geojson: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    kind = geojson.get("type")
+    if kind == "FeatureCollection":
+        return list(geojson.get("features") or [])
+    if kind == "Feature":
+        return [geojson]
+    raise InvalidInput("expected a GeoJSON FeatureCollection or Feature")
+
+
+def plan_import(
+    *,
+    session: Session,
+    geojson: Mapping[str, Any],
+    level: str,
+    region: str | None = None,
+    code_property: str = "code",
+    name_property: str = "name",
+    settings: Settings | None = None,
+) -> tuple[list[ZoneSpec], ImportReport]:
+    """Turn polygons into zone specs and validate them, without writing anything.
+
+    Parameters
+    ----------
+    geojson : mapping
+        FeatureCollection of Polygon/MultiPolygon features in WGS 84 (``lng, lat``).
+    level : str
+        Level of every feature.
+    region : str, optional
+        Region code for every feature; otherwise the feature's ``region`` property, the parent
+        zone's region, the feature's own code for ``level="region"``, or the default region.
+    code_property, name_property : str
+        Feature properties holding the zone code and name (code falls back to the feature id).
+
+    Returns
+    -------
+    (list of ZoneSpec, ImportReport)
+        Specs have disjoint cells (a cell claimed by several features goes to the first, and is
+        reported as an overlap).
+
+    Notes
+    -----
+    *Uncovered* cells are those of the parent level's current zones that no feature covers; when
+    there is no parent level data, the holes inside the features' outer outline (gaps between
+    neighbouring polygons large enough to hold a cell centre).
+    """
+    _check_level(level)
+    settings = settings or get_settings()
+    res = settings.h3_zone_res
+    feats = _features(geojson)
+    parent_level = _parent_level(level)
+    parent_map = _level_cells(session=session, level=parent_level) if parent_level else {}
+    owner: dict[int, str] = {}
+    pair_counts: Counter[tuple[str, str]] = Counter()
+    overlap_cells: set[int] = set()
+    specs: list[ZoneSpec] = []
+    empty: list[str] = []
+    geoms = []
+    for i, f in enumerate(feats):
+        props = dict(f.get("properties") or {})
+        code = str(props.get(code_property) or f.get("id") or f"{level}-{i + 1}")
+        name = str(props.get(name_property) or code)
+        geom_json = f.get("geometry")
+        if not geom_json or geom_json.get("type") not in ("Polygon", "MultiPolygon"):
+            raise InvalidInput(f"feature {code}: geometry must be a Polygon or MultiPolygon")
+        g = shape(geom_json)
+        if not g.is_valid:
+            g = g.buffer(0)
+        geoms.append(g)
+        cells = hc.geometry_to_cells(g, res)
+        mine: set[int] = set()
+        for c in cells:
+            other = owner.get(c)
+            if other is not None and other != code:
+                pair_counts[(other, code)] += 1
+                overlap_cells.add(c)
+                continue
+            owner[c] = code
+            mine.add(c)
+        if not mine:
+            empty.append(code)
+            continue
+        parent_id = _majority_parent(mine, parent_map) if parent_map else None
+        zone_region = region or props.get("region")
+        if not zone_region and parent_id is not None:
+            parent = session.get(Zone, parent_id)
+            zone_region = parent.region if parent else None
+        if not zone_region:
+            zone_region = code if level == "region" else settings.default_region
+        if level == "country":
+            zone_region = code
+        specs.append(ZoneSpec(code, name, level, str(zone_region), mine, parent_id))
+    covered = set(owner)
+    if parent_map:
+        if region:
+            scope = {
+                c for c, z in parent_map.items()
+                if (zz := session.get(Zone, z)) is not None and zz.region == region
+            }
+        else:
+            scope = set(parent_map)
+        uncovered = scope - covered
+    elif geoms:
+        outline = unary_union(geoms)
+        parts = getattr(outline, "geoms", [outline])
+        filled = unary_union([Polygon(p.exterior) for p in parts])
+        uncovered = hc.geometry_to_cells(mapping(filled), res) - covered
+    else:
+        uncovered = set()
+    report = ImportReport(
+        level=level,
+        features=len(feats),
+        cells=len(covered),
+        overlaps=[Overlap(a, b, n) for (a, b), n in sorted(pair_counts.items())],
+        overlap_cells=sorted(overlap_cells),
+        uncovered_cells=sorted(uncovered),
+        empty_features=empty,
+    )
+    return specs, report
+
+
+def import_geojson(
+    *,
+    session: Session,
+    geojson: Mapping[str, Any],
+    level: str,
+    region: str | None = None,
+    code_property: str = "code",
+    name_property: str = "name",
+    settings: Settings | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import polygons as zones of ``level`` (validate, then version what changed).
+
+    See :func:`plan_import` for validation and :func:`apply_level` for versioning.
+    """
+    specs, report = plan_import(
+        session=session,
+        geojson=geojson,
+        level=level,
+        region=region,
+        code_property=code_property,
+        name_property=name_property,
+        settings=settings,
+    )
+    if dry_run or not specs:
+        return report
+    report.change = apply_level(session=session, level=level, specs=specs, settings=settings)
+    report.applied = True
+    return report
+
+
+# --- validation of what is stored --------------------------------------------------------------
+
+
+def validate_hierarchy(*, session: Session) -> dict[str, dict[str, int]]:
+    """Per level: cells of the parent level not covered (``uncovered``) and cells outside it
+    (``orphans``); zones of one level cannot overlap (primary key ``(cell, level)``)."""
+    out: dict[str, dict[str, int]] = {}
+    for level in LEVELS[1:]:
+        parent = _parent_level(level)
+        mine = set(_level_cells(session=session, level=level))
+        above = set(_level_cells(session=session, level=parent)) if parent else set()
+        out[level] = {
+            "cells": len(mine),
+            "uncovered": len(above - mine) if mine else 0,
+            "orphans": len(mine - above) if above else 0,
+        }
+    return out
+
+
+def zones_feature_collection(
+    *, session: Session, level: str, region: str | None = None
+) -> dict[str, Any]:
+    """Current zones of one level as a GeoJSON FeatureCollection (``lng, lat``)."""
+    _check_level(level)
+    q = (
+        select(Zone, Zone.geom.ST_AsGeoJSON())
+        .where(Zone.valid_to.is_(None), Zone.level == level)
+        .order_by(Zone.code)
+    )
+    if region is not None:
+        q = q.where(Zone.region == region)
+
+    features = []
+    for zone, geom in session.execute(q).all():
+        features.append(
+            {
+                "type": "Feature",
+                "id": zone.id,
+                "geometry": json.loads(geom) if geom else None,
+                "properties": {
+                    "id": zone.id,
+                    "code": zone.code,
+                    "name": zone.name,
+                    "level": zone.level,
+                    "region": zone.region,
+                    "parent_id": zone.parent_id,
+                    "cells": len(hc.uncompact(zone.cells, zone.res)),
+                    "valid_from": zone.valid_from.isoformat() if zone.valid_from else None,
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def set_home_zone(*, session: Session, unit_id: int, zone_id: int | None) -> None:
+    """Give a unit a home sector (a current sector zone) or none."""
+    if zone_id is not None:
+        z = session.get(Zone, zone_id)
+        if z is None or z.valid_to is not None or z.level != "sector":
+            raise InvalidInput(f"zone {zone_id} is not a current sector")
+    session.execute(text("UPDATE units SET home_zone_id = :z WHERE id = :u"), {"z": zone_id, "u": unit_id})
+    session.flush()
+
+
+__all__ = [
+    "GeneratedZones",
+    "ImportReport",
+    "LevelChange",
+    "ZoneSpec",
+    "apply_level",
+    "current_zones",
+    "generate_zones",
+    "import_geojson",
+    "membership_history",
+    "plan_import",
+    "rederive_membership",
+    "set_home_zone",
+    "validate_hierarchy",
+    "zone_cells",
+    "zones_feature_collection",
+]
