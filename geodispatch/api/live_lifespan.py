@@ -17,8 +17,9 @@ async def start(app: FastAPI) -> None:
     hub = LiveHub(max_rate_hz=settings.live_max_rate_hz)
     app.state.live_hub = hub
     fleet = getattr(app.state, "fleet", None)
+    app.state.live_unsubscribe = None
     if fleet is not None:
-        fleet.subscribe(hub.on_fleet)
+        app.state.live_unsubscribe = fleet.subscribe(hub.on_fleet)
     else:
         log.warning("no live fleet on app.state: the live map will show incidents only")
     app.state.live_tasks = [
@@ -31,11 +32,10 @@ async def start(app: FastAPI) -> None:
 
 
 async def stop(app: FastAPI) -> None:
-    fleet = getattr(app.state, "fleet", None)
     hub: LiveHub | None = getattr(app.state, "live_hub", None)
-    unsubscribe = getattr(fleet, "unsubscribe", None)
-    if hub is not None and callable(unsubscribe):
-        unsubscribe(hub.on_fleet)
+    unsubscribe = getattr(app.state, "live_unsubscribe", None)
+    if callable(unsubscribe):
+        unsubscribe()
     for task in getattr(app.state, "live_tasks", []):
         await cancel(task)
     if hub is not None:

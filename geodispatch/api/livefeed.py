@@ -71,6 +71,7 @@ def unit_to_dict(state: Any) -> dict[str, Any]:
         "speed_mps": getattr(state, "speed_mps", None),
         "heading": getattr(state, "heading", None),
         "stale": stale,
+        "online": bool(getattr(state, "online", True)),
     }
 
 

@@ -1,0 +1,583 @@
+/* geodispatch dispatcher console: Leaflet map, live crews and incidents, recommendations and
+ * assignments, call registration. Plain JavaScript, no build step; state lives in window.gd so
+ * browser tests (and curious operators, from the devtools console) can inspect it. */
+"use strict";
+(function () {
+  const gd = (window.gd = {
+    token: sessionStorage.getItem("gd.token"), user: null, config: null, map: null,
+    units: {}, unitMarkers: {}, unitHistory: {}, incidents: {}, incidentMarkers: {},
+    ws: null, wsBackoff: 500, offline: false, tileErrors: 0, tileLoads: 0,
+    selected: null, reco: null, routeLayer: null, callPoint: null, callMarker: null,
+    lastUnitMsgAt: 0, categories: null, layers: {},
+  });
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const OPEN = ["registered", "queued", "assigned", "en_route", "on_scene"];
+  const UNASSIGNED = ["registered", "queued"];
+  const STATUS_COLORS = {
+    available: "#2e7d32", dispatched: "#c77700", en_route: "#1f5fbf", on_scene: "#8e24aa",
+    transporting: "#00838f", cleared: "#558b2f", off_duty: "#9aa3b0", out_of_service: "#37474f",
+    break: "#78909c",
+  };
+  // Fallback categories when the incidents API does not list its own.
+  const DEFAULT_CATEGORIES = ["theft", "assault", "domestic_violence", "traffic_accident",
+    "noise", "burglary", "robbery", "suspicious_person", "missing_person", "other"];
+
+  // --- HTTP ------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, body) { super((body && (body.detail || body.title)) || ("HTTP " + status)); this.status = status; this.body = body; }
+  }
+  async function api(method, path, body, opts) {
+    const headers = { Accept: "application/json" };
+    if (gd.token) headers.Authorization = "Bearer " + gd.token;
+    let payload;
+    if (body instanceof URLSearchParams) { payload = body; }
+    else if (body !== undefined) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
+    const r = await fetch(path, { method, headers, body: payload });
+    const text = await r.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
+    if (r.status === 401 && !(opts && opts.noLogout)) { logout(); }
+    if (!r.ok) throw new ApiError(r.status, data);
+    return data;
+  }
+  const fmtTime = (epoch) => {
+    if (epoch === null || epoch === undefined) return "—";
+    const d = typeof epoch === "number" ? new Date(epoch * 1000) : new Date(epoch);
+    return d.toLocaleTimeString(LANG === "uk" ? "uk-UA" : "en-GB");
+  };
+  const fmtEta = (s) => (s === null || s === undefined) ? "—" : Math.floor(s / 60) + ":" + String(Math.round(s % 60)).padStart(2, "0");
+  const fmtKm = (m) => (m === null || m === undefined) ? "—" : (m / 1000).toFixed(1) + " km";
+  const stBadge = (s) => '<span class="st st-' + esc(s) + '">' + esc(t("status." + s)) + "</span>";
+  const prioBadge = (p) => '<span class="prio p' + esc(p) + '">' + esc(p) + "</span>";
+
+  // --- login -----------------------------------------------------------------------------------
+  async function doLogin(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    $("#login-error").textContent = "";
+    try {
+      const body = new URLSearchParams({ username: f.username.value, password: f.password.value });
+      const tok = await api("POST", "/api/auth/token", body, { noLogout: true });
+      gd.token = tok.access_token;
+      sessionStorage.setItem("gd.token", gd.token);
+      if (!localStorage.getItem("gd.lang") && tok.language) { LANG = tok.language; applyI18n(); }
+      await start();
+    } catch (e) {
+      $("#login-error").textContent = e.status === 429
+        ? t("login.ratelimited", { s: (e.body && e.body.retry_after) || 60 }) : t("login.failed");
+    }
+  }
+  function logout() {
+    gd.token = null;
+    sessionStorage.removeItem("gd.token");
+    if (gd.ws) { gd.ws.onclose = null; gd.ws.close(); gd.ws = null; }
+    $("#console").hidden = true;
+    $("#login").hidden = false;
+  }
+
+  // --- start -----------------------------------------------------------------------------------
+  async function start() {
+    gd.user = await api("GET", "/api/auth/me");
+    gd.config = await api("GET", "/api/web/config");
+    $("#login").hidden = true;
+    $("#console").hidden = false;
+    $("#whoami").textContent = gd.user.username + " · " + gd.user.role + (gd.user.region ? " · " + gd.user.region : "");
+    const canCall = ["call_taker", "dispatcher", "supervisor", "admin"].includes(gd.user.role);
+    $('[data-tab="newcall"]').hidden = !canCall;
+    initMap();
+    loadCategories();
+    connectLive();
+  }
+
+  // --- map -------------------------------------------------------------------------------------
+  function initMap() {
+    if (gd.map) { gd.map.invalidateSize(); return; }
+    const map = (gd.map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: true }));
+    map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+    const b = gd.config.bounds;
+    if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]]); else map.setView([50.45, 30.52], 12);
+    gd.layers.crews = L.layerGroup().addTo(map);
+    gd.layers.incidents = L.layerGroup().addTo(map);
+    gd.layers.roads = L.geoJSON(null, { style: { color: "#8a94a6", weight: 1.2, opacity: 0.8 }, interactive: false });
+    gd.layers.zones = L.geoJSON(null, {
+      style: (f) => ({ color: "#1f5fbf", weight: f.properties && f.properties.level === "sector" ? 1 : 2, fill: true, fillOpacity: 0.03, dashArray: "4 3" }),
+      onEachFeature: (f, l) => f.properties && l.bindTooltip(esc(f.properties.name || f.properties.code || ""), { sticky: true }),
+    });
+    // The attribution is always shown: our own roads and zones are OpenStreetMap data too.
+    map.attributionControl.addAttribution(gd.config.tile_attribution);
+    if (gd.config.tile_url) {
+      const tiles = L.tileLayer(gd.config.tile_url, { maxZoom: 19, attribution: gd.config.tile_attribution });
+      tiles.on("tileload", () => { gd.tileLoads += 1; });
+      tiles.on("tileerror", () => {
+        gd.tileErrors += 1;
+        if (gd.tileLoads === 0 && gd.tileErrors >= 4 && !gd.offline) { map.removeLayer(tiles); goOffline(); }
+      });
+      tiles.addTo(map);
+      gd.layers.tiles = tiles;
+    } else {
+      goOffline();
+    }
+    const overlays = {};
+    overlays[t("map.crews")] = gd.layers.crews;
+    overlays[t("map.incidents")] = gd.layers.incidents;
+    overlays[t("map.roads")] = gd.layers.roads;
+    overlays[t("map.zones")] = gd.layers.zones;
+    L.control.layers(null, overlays, { collapsed: true }).addTo(map);
+    L.control.scale({ imperial: false }).addTo(map);
+    const legend = L.control({ position: "bottomleft" });
+    legend.onAdd = () => {
+      const div = L.DomUtil.create("div", "legend");
+      div.innerHTML = ["available", "dispatched", "en_route", "on_scene", "off_duty"].map(
+        (s) => '<i style="background:' + STATUS_COLORS[s] + '"></i>' + esc(t("status." + s))).join("<br>");
+      return div;
+    };
+    legend.addTo(map);
+    gd.legend = legend;
+    map.on("click", onMapClick);
+    loadZones();
+  }
+  async function loadGeoJSON(path, layer) {
+    try {
+      const q = gd.map.getBounds();
+      const bbox = [q.getSouth(), q.getWest(), q.getNorth(), q.getEast()].map((x) => x.toFixed(5)).join(",");
+      const data = await api("GET", path + (path.includes("?") ? "&" : "?") + "bbox=" + bbox);
+      layer.clearLayers();
+      layer.addData(data);
+      return true;
+    } catch (e) { return false; }
+  }
+  function goOffline() {
+    gd.offline = true;
+    $("#offline-badge").hidden = false;
+    gd.map.getContainer().style.background = "#f3f1ea";
+    gd.layers.roads.addTo(gd.map);
+    gd.layers.zones.addTo(gd.map);
+    loadGeoJSON("/api/roads", gd.layers.roads);
+  }
+  function loadZones() { loadGeoJSON("/api/zones", gd.layers.zones); }
+
+  // --- crews -----------------------------------------------------------------------------------
+  function unitStyle(u) {
+    return { radius: 7, color: "#fff", weight: 2, fillColor: STATUS_COLORS[u.status] || "#7a8494",
+             fillOpacity: u.stale ? 0.35 : 0.95 };
+  }
+  function upsertUnit(u) {
+    const prev = gd.units[u.id];
+    if (!prev || prev.status !== u.status) {
+      (gd.unitHistory[u.id] = gd.unitHistory[u.id] || []).push({ at: Date.now() / 1000, status: u.status });
+    }
+    gd.units[u.id] = u;
+    let m = gd.unitMarkers[u.id];
+    if (u.lat === null || u.lat === undefined) { if (m) { gd.layers.crews.removeLayer(m); delete gd.unitMarkers[u.id]; } return; }
+    if (!m) {
+      m = L.circleMarker([u.lat, u.lng], unitStyle(u));
+      m.bindTooltip(esc(u.call_sign), { permanent: true, direction: "right", offset: [6, 0], className: "unit-label" });
+      m.on("click", (ev) => { L.DomEvent.stopPropagation(ev); showCrew(u.id); });
+      m.addTo(gd.layers.crews);
+      gd.unitMarkers[u.id] = m;
+    } else {
+      m.setLatLng([u.lat, u.lng]);
+      m.setStyle(unitStyle(u));
+    }
+  }
+  function renderCrews() {
+    const filter = ($("#crew-filter").value || "").toLowerCase();
+    const list = Object.values(gd.units).filter((u) => !filter || String(u.call_sign).toLowerCase().includes(filter))
+      .sort((a, b) => String(a.call_sign).localeCompare(String(b.call_sign)));
+    $("#crew-count").textContent = Object.keys(gd.units).length;
+    $("#crews").innerHTML = list.slice(0, 500).map((u) =>
+      '<li data-testid="crew-item" data-id="' + u.id + '"><span class="title">' + esc(u.call_sign) + "</span> " + stBadge(u.status) +
+      '<div class="sub">' + esc(u.kind) + (u.stale ? " · " + esc(t("crew.stale")) : "") + "</div></li>").join("");
+  }
+
+  // --- incidents -------------------------------------------------------------------------------
+  function incidentIcon(i) {
+    return L.divIcon({ className: "inc-icon " + esc(i.status), iconSize: [28, 28], iconAnchor: [14, 14],
+                       html: '<span class="prio p' + esc(i.priority) + '">' + esc(i.priority) + "</span>" });
+  }
+  function upsertIncident(i) {
+    const prev = gd.incidents[i.id];
+    gd.incidents[i.id] = Object.assign({}, prev || {}, i);
+    let m = gd.incidentMarkers[i.id];
+    if (!OPEN.includes(i.status)) {
+      if (m) { gd.layers.incidents.removeLayer(m); delete gd.incidentMarkers[i.id]; }
+      return;
+    }
+    if (i.lat === null || i.lat === undefined) return;
+    if (!m) {
+      m = L.marker([i.lat, i.lng], { icon: incidentIcon(i), zIndexOffset: 1000 });
+      m.on("click", (ev) => { L.DomEvent.stopPropagation(ev); showIncident(i.id); });
+      m.bindTooltip(esc(i.reference) + " · " + esc(i.category));
+      m.addTo(gd.layers.incidents);
+      gd.incidentMarkers[i.id] = m;
+    } else {
+      m.setLatLng([i.lat, i.lng]);
+      m.setIcon(incidentIcon(i));
+    }
+  }
+  function incidentLi(i) {
+    return '<li data-testid="queue-item" data-id="' + i.id + '">' + prioBadge(i.priority) + ' <span class="title">' +
+      esc(i.reference || "#" + i.id) + "</span> " + stBadge(i.status) + '<div class="sub">' + esc(i.category) + " · " +
+      esc(i.address || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) + " · " + fmtTime(i.received_at) + "</div></li>";
+  }
+  function renderQueue() {
+    const all = Object.values(gd.incidents).filter((i) => OPEN.includes(i.status))
+      .sort((a, b) => (a.priority - b.priority) || ((a.received_at || 0) - (b.received_at || 0)));
+    const queue = all.filter((i) => UNASSIGNED.includes(i.status));
+    const active = all.filter((i) => !UNASSIGNED.includes(i.status));
+    $("#queue").innerHTML = queue.map(incidentLi).join("");
+    $("#active").innerHTML = active.map(incidentLi).join("").replaceAll('data-testid="queue-item"', 'data-testid="active-item"');
+    $("#queue-count").textContent = queue.length;
+    $("#queue-empty").hidden = queue.length > 0;
+  }
+
+  // --- live feed -------------------------------------------------------------------------------
+  let renderPending = false;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    requestAnimationFrame(() => { renderPending = false; renderQueue(); renderCrews(); refreshPanel(); });
+  }
+  function setConn(state) {
+    const el = $("#conn");
+    el.textContent = t("conn." + state);
+    el.className = "badge " + ({ live: "ok", lost: "bad", connecting: "" }[state]);
+    el.dataset.state = state;
+  }
+  function connectLive() {
+    if (!gd.token) return;
+    setConn("connecting");
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = (gd.ws = new WebSocket(proto + "//" + location.host + "/api/live"));
+    ws.onopen = () => { ws.send(JSON.stringify({ token: gd.token })); };
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "snapshot") {
+        setConn("live"); gd.wsBackoff = 500;
+        msg.units.forEach(upsertUnit); msg.incidents.forEach(upsertIncident);
+      } else if (msg.type === "units") {
+        gd.lastUnitMsgAt = Date.now(); msg.units.forEach(upsertUnit);
+      } else if (msg.type === "incidents") {
+        msg.incidents.forEach(upsertIncident);
+        if (gd.selected && gd.selected.kind === "incident" && msg.incidents.some((i) => i.id === gd.selected.id)) {
+          gd.selected.dirty = true;
+        }
+      }
+      scheduleRender();
+    };
+    ws.onclose = (ev) => {
+      gd.ws = null;
+      if (ev.code === 4401) { logout(); return; }
+      setConn("lost");
+      if (ev.code === 4403) return;
+      setTimeout(connectLive, gd.wsBackoff);
+      gd.wsBackoff = Math.min(gd.wsBackoff * 2, 10000);
+    };
+  }
+
+  // --- panels ----------------------------------------------------------------------------------
+  function openPanel(html) {
+    $("#panel-body").innerHTML = html;
+    $("#panel").hidden = false;
+    gd.map.invalidateSize();
+  }
+  function closePanel() {
+    $("#panel").hidden = true;
+    gd.selected = null;
+    clearRoute();
+    gd.map.invalidateSize();
+  }
+  function refreshPanel() {
+    const s = gd.selected;
+    if (!s) return;
+    if (s.kind === "crew") renderCrewPanel(s.id);
+    else if (s.kind === "incident" && s.dirty) { s.dirty = false; loadIncidentDetails(s.id); }
+  }
+  function clearRoute() { if (gd.routeLayer) { gd.map.removeLayer(gd.routeLayer); gd.routeLayer = null; } }
+  function routeLatLngs(r) {
+    if (!r) return null;
+    const pick = r.route || r.geometry || r.coords || r.path;
+    if (!pick) return null;
+    if (pick.type === "LineString") return pick.coordinates.map((c) => [c[1], c[0]]);
+    if (pick.type === "Feature") return routeLatLngs({ route: pick.geometry });
+    const coords = pick.coords || pick;
+    if (!Array.isArray(coords) || !coords.length) return null;
+    return coords.map((c) => Array.isArray(c) ? [c[0], c[1]] : [c.lat, c.lng]);
+  }
+  function drawRoute(r) {
+    clearRoute();
+    const latlngs = routeLatLngs(r);
+    const inc = gd.selected && gd.incidents[gd.selected.id];
+    const u = gd.units[r.unit_id];
+    const line = latlngs || (u && inc && u.lat !== null ? [[u.lat, u.lng], [inc.lat, inc.lng]] : null);
+    if (!line) return;
+    gd.routeLayer = L.polyline(line, { color: "#1f5fbf", weight: 5, opacity: 0.75, dashArray: latlngs ? null : "6 6" }).addTo(gd.map);
+  }
+
+  function showCrew(id) {
+    gd.selected = { kind: "crew", id };
+    clearRoute();
+    renderCrewPanel(id);
+  }
+  function renderCrewPanel(id) {
+    const u = gd.units[id];
+    if (!u) return;
+    const hist = (gd.unitHistory[id] || []).slice().reverse();
+    const html = '<div data-testid="crew-panel" data-id="' + id + '"><h2>' + esc(t("crew.title")) + " " + esc(u.call_sign) + "</h2>" +
+      '<dl class="kv"><dt>' + t("crew.status") + '</dt><dd data-testid="crew-status">' + stBadge(u.status) + "</dd>" +
+      "<dt>" + t("crew.kind") + "</dt><dd>" + esc(u.kind) + "</dd>" +
+      "<dt>" + t("crew.caps") + "</dt><dd>" + esc((u.capabilities || []).join(", ") || "—") + "</dd>" +
+      "<dt>" + t("crew.region") + "</dt><dd>" + esc(u.region) + "</dd>" +
+      "<dt>" + t("crew.fix") + "</dt><dd>" + fmtTime(u.fix_time) + (u.stale ? " (" + esc(t("crew.stale")) + ")" : "") + "</dd>" +
+      "<dt>" + t("crew.speed") + "</dt><dd>" + (u.speed_mps !== null && u.speed_mps !== undefined ? (u.speed_mps * 3.6).toFixed(0) + " km/h" : "—") + "</dd></dl>" +
+      "<h3>" + t("crew.timeline") + '</h3><ul class="timeline" data-testid="crew-timeline">' +
+      hist.map((h) => "<li>" + fmtTime(h.at) + " " + stBadge(h.status) + "</li>").join("") + "</ul></div>";
+    if (gd.selected && gd.selected.kind === "crew" && gd.selected.id === id) openPanel(html);
+  }
+
+  function showIncident(id) {
+    gd.selected = { kind: "incident", id };
+    gd.reco = null;
+    clearRoute();
+    const i = gd.incidents[id];
+    if (i && i.lat !== null) gd.map.panTo([i.lat, i.lng]);
+    renderIncidentPanel(id, null, []);
+    loadIncidentDetails(id);
+    if (i && UNASSIGNED.includes(i.status) && ["dispatcher", "supervisor", "admin"].includes(gd.user.role)) recommend(id);
+  }
+  async function loadIncidentDetails(id) {
+    let detail = null;
+    let events = [];
+    try { detail = await api("GET", "/api/incidents/" + id); } catch (e) { /* not published yet */ }
+    try {
+      const ev = await api("GET", "/api/incidents/" + id + "/events");
+      events = Array.isArray(ev) ? ev : (ev && (ev.events || ev.items)) || [];
+    } catch (e) { events = (detail && detail.events) || []; }
+    if (detail && detail.id !== undefined) {
+      const flat = Object.assign({}, detail);
+      if (detail.location && detail.location.coordinates) { flat.lng = detail.location.coordinates[0]; flat.lat = detail.location.coordinates[1]; }
+      if (typeof flat.received_at === "string") flat.received_at = Date.parse(flat.received_at) / 1000;
+      delete flat.events;
+      upsertIncident(Object.assign({}, gd.incidents[id] || {}, flat));
+    }
+    if (gd.selected && gd.selected.kind === "incident" && gd.selected.id === id) renderIncidentPanel(id, detail, events);
+  }
+  function renderIncidentPanel(id, detail, events) {
+    const i = Object.assign({}, gd.incidents[id] || {}, detail || {});
+    const phone = detail && detail.caller_phone;
+    const canAssign = ["dispatcher", "supervisor", "admin"].includes(gd.user.role);
+    const assignments = (detail && detail.assignments) || [];
+    let html = '<div data-testid="incident-panel" data-id="' + id + '"><h2>' + prioBadge(i.priority) + " " + esc(i.reference || "#" + id) + "</h2>" +
+      '<dl class="kv"><dt>' + t("inc.status") + '</dt><dd data-testid="incident-status">' + stBadge(i.status) + "</dd>" +
+      "<dt>" + t("inc.category") + "</dt><dd>" + esc(i.category) + "</dd>" +
+      "<dt>" + t("inc.address") + "</dt><dd>" + esc(i.address || "—") + "</dd>" +
+      "<dt>" + t("inc.received") + "</dt><dd>" + fmtTime(i.received_at) + "</dd>" +
+      (phone ? "<dt>" + t("inc.phone") + '</dt><dd data-testid="incident-phone">' + esc(phone) + "</dd>" : "") +
+      (i.description ? "<dt>" + t("inc.description") + "</dt><dd>" + esc(i.description) + "</dd>" : "") + "</dl>";
+    if (assignments.length) {
+      html += "<h3>" + t("inc.assignments") + '</h3><ul class="list" data-testid="incident-assignments">' + assignments.map((a) => {
+        const u = gd.units[a.unit_id];
+        return "<li>" + esc(a.call_sign || (u && u.call_sign) || a.unit_id) + " " + stBadge(a.status) + (a.override_reason ? '<div class="sub">' + esc(a.override_reason) + "</div>" : "") + "</li>";
+      }).join("") + "</ul>";
+    }
+    if (canAssign && OPEN.includes(i.status)) {
+      html += '<h3>' + t("inc.reco") + '</h3><div id="reco" data-testid="reco">' + renderReco() + "</div>";
+    }
+    html += "<h3>" + t("inc.timeline") + '</h3><ul class="timeline" data-testid="incident-timeline">' +
+      events.slice().reverse().map((e) => "<li>" + fmtTime(typeof e.at === "string" ? Date.parse(e.at) / 1000 : e.at) + " <b>" +
+        esc(e.kind) + "</b> · " + esc(e.actor) + "</li>").join("") + "</ul></div>";
+    openPanel(html);
+    bindRecoHandlers(id);
+  }
+  function recoRows() { return (gd.reco && (gd.reco.ranked || gd.reco.crews || gd.reco.recommendations)) || []; }
+  function crewName(r) { const u = gd.units[r.unit_id]; return r.call_sign || (u && u.call_sign) || "#" + r.unit_id; }
+  function renderReco() {
+    if (!gd.reco) return '<button type="button" class="primary" data-testid="recommend" id="recommend-btn">' + t("inc.recommend") + "</button>";
+    if (gd.reco.error) return '<p class="error">' + esc(t("err.generic", { d: gd.reco.error })) + "</p>";
+    const rows = recoRows();
+    if (!rows.length) return '<p class="muted" data-testid="reco-empty">' + t("inc.noreco") + "</p>";
+    const sel = gd.reco.selectedIdx || 0;
+    let html = (gd.reco.straight_line_fallback ? '<p class="hint">' + t("inc.straight") + "</p>" : "") +
+      "<table><tr><th>" + t("col.crew") + "</th><th>" + t("col.eta") + "</th><th>" + t("col.dist") + "</th><th>" + t("col.status") + "</th></tr>" +
+      rows.map((r, k) => '<tr class="reco' + (k === sel ? " sel" : "") + '" data-testid="reco-row" data-idx="' + k + '" data-unit="' + r.unit_id + '"><td>' +
+        esc(crewName(r)) + "</td><td>" + fmtEta(r.eta_s) + "</td><td>" + fmtKm(r.distance_m) + "</td><td>" +
+        stBadge(r.status || (gd.units[r.unit_id] || {}).status) + "</td></tr>").join("") + "</table>";
+    const top = rows[sel];
+    html += '<div class="actions"><button type="button" class="primary" data-testid="accept" id="accept-btn">' +
+      esc(t("inc.accept", { cs: crewName(top) })) + '</button><button type="button" data-testid="override" id="override-btn">' +
+      t("inc.override") + "</button></div>" +
+      '<div class="override" id="override-box" hidden><label><span>' + t("inc.override.unit") + '</span><select data-testid="override-unit" id="override-unit">' +
+      overrideOptions(rows) + '</select></label><label><span>' + t("inc.override.reason") +
+      '</span><input data-testid="override-reason" id="override-reason"></label><button type="button" class="danger" data-testid="override-confirm" id="override-confirm">' +
+      t("inc.override.confirm") + '</button></div><p id="assign-result" data-testid="assign-result" role="status"></p>';
+    return html;
+  }
+  function overrideOptions(rows) {
+    const seen = new Set();
+    const opts = [];
+    rows.slice(1).forEach((r) => { seen.add(r.unit_id); opts.push([r.unit_id, crewName(r) + " · " + fmtEta(r.eta_s)]); });
+    (gd.reco.excluded || []).forEach((x) => { if (!seen.has(x.unit_id)) { seen.add(x.unit_id); opts.push([x.unit_id, crewName(x) + " · " + (x.reason || "")]); } });
+    Object.values(gd.units).filter((u) => u.status === "available" && !seen.has(u.id) && u.id !== (rows[0] || {}).unit_id)
+      .forEach((u) => opts.push([u.id, u.call_sign]));
+    return opts.map(([id, label]) => '<option value="' + id + '">' + esc(label) + "</option>").join("");
+  }
+  function bindRecoHandlers(id) {
+    const b = $("#recommend-btn");
+    if (b) b.onclick = () => recommend(id);
+    $$("tr.reco").forEach((tr) => tr.onclick = () => {
+      gd.reco.selectedIdx = Number(tr.dataset.idx);
+      $("#reco").innerHTML = renderReco(); bindRecoHandlers(id);
+      drawRoute(recoRows()[gd.reco.selectedIdx]);
+    });
+    const acc = $("#accept-btn");
+    if (acc) acc.onclick = () => {
+      const idx = gd.reco.selectedIdx || 0;
+      const r = recoRows()[idx];
+      if (idx === 0) assign(id, r, null);
+      else { $("#override-box").hidden = false; $("#override-unit").value = String(r.unit_id); $("#override-reason").focus(); }
+    };
+    const ov = $("#override-btn");
+    if (ov) ov.onclick = () => { $("#override-box").hidden = false; $("#override-reason").focus(); };
+    const conf = $("#override-confirm");
+    if (conf) conf.onclick = () => {
+      const reason = $("#override-reason").value.trim();
+      if (!reason) { $("#override-reason").focus(); $("#override-reason").style.borderColor = "#b3261e"; return; }
+      const unitId = Number($("#override-unit").value);
+      const r = recoRows().find((x) => x.unit_id === unitId) || { unit_id: unitId };
+      assign(id, r, reason);
+    };
+  }
+  async function recommend(id) {
+    try {
+      gd.reco = await api("POST", "/api/incidents/" + id + "/recommend", {});
+      gd.reco.selectedIdx = 0;
+    } catch (e) { gd.reco = { error: e.message }; }
+    if (!gd.selected || gd.selected.id !== id) return;
+    const box = $("#reco");
+    if (box) { box.innerHTML = renderReco(); bindRecoHandlers(id); }
+    const rows = recoRows();
+    if (rows.length) drawRoute(rows[0]);
+  }
+  async function assign(id, r, reason) {
+    const body = { unit_id: r.unit_id };
+    if (reason) body.override_reason = reason;
+    const out = $("#assign-result");
+    try {
+      await api("POST", "/api/incidents/" + id + "/assignments", body);
+      if (out) out.textContent = t("inc.assigned", { cs: crewName(r) });
+      gd.reco = null;
+      setTimeout(() => loadIncidentDetails(id), 300);
+    } catch (e) {
+      if (out) { out.textContent = t("err.generic", { d: e.message }); out.className = "error"; }
+    }
+  }
+
+  // --- new call --------------------------------------------------------------------------------
+  async function loadCategories() {
+    let cats = null;
+    try {
+      const data = await api("GET", "/api/incidents/categories");
+      cats = Array.isArray(data) ? data : (data && (data.categories || data.items)) || null;
+    } catch (e) { cats = null; }
+    gd.categories = (cats && cats.length ? cats : DEFAULT_CATEGORIES).map((c) =>
+      typeof c === "string" ? { code: c, label: c } : { code: c.code || c.name || c.id, label: (LANG === "uk" ? c.label_uk || c.name_uk : c.label_en || c.name_en) || c.label || c.name || c.code, priority: c.priority });
+    $('#newcall [name="category"]').innerHTML = gd.categories.map((c) =>
+      '<option value="' + esc(c.code) + '">' + esc(c.label) + (c.priority ? " (" + c.priority + ")" : "") + "</option>").join("");
+  }
+  function setCallPoint(lat, lng, label) {
+    gd.callPoint = { lat, lng };
+    if (gd.callMarker) gd.callMarker.setLatLng([lat, lng]);
+    else {
+      gd.callMarker = L.marker([lat, lng], { draggable: true, title: t("map.newcall") }).addTo(gd.map);
+      gd.callMarker.on("dragend", () => { const p = gd.callMarker.getLatLng(); setCallPoint(p.lat, p.lng); });
+    }
+    $("#call-where").textContent = t("call.at", { p: lat.toFixed(5) + ", " + lng.toFixed(5) });
+    $("#call-where").dataset.lat = lat; $("#call-where").dataset.lng = lng;
+    if (label) $('#newcall [name="address"]').value = label;
+  }
+  function onMapClick(ev) {
+    if (!$("#tab-newcall").hidden) setCallPoint(ev.latlng.lat, ev.latlng.lng);
+  }
+  async function searchAddress() {
+    const q = $('#newcall [name="address"]').value.trim();
+    const ul = $("#address-hits");
+    if (q.length < 2) return;
+    const c = gd.map.getCenter();
+    try {
+      const hits = await api("GET", "/api/web/geocode?" + new URLSearchParams({ q, lat: c.lat, lng: c.lng }));
+      ul.innerHTML = hits.length ? hits.map((h, k) => '<li data-testid="address-hit" data-k="' + k + '">' + esc(h.label) + "</li>").join("")
+        : '<li class="muted">' + t("call.nohits") + "</li>";
+      $$("li[data-k]", ul).forEach((li) => li.onclick = () => {
+        const h = hits[Number(li.dataset.k)];
+        setCallPoint(h.lat, h.lng, h.kind === "street" ? h.label : null);
+        gd.map.setView([h.lat, h.lng], Math.max(gd.map.getZoom(), 16));
+        ul.innerHTML = "";
+      });
+      if (hits.length === 1) $$("li[data-k]", ul)[0].click();
+    } catch (e) { ul.innerHTML = '<li class="error">' + esc(e.message) + "</li>"; }
+  }
+  async function submitCall(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const out = $("#call-result");
+    out.className = "";
+    if (!gd.callPoint) { out.textContent = t("call.needplace"); out.className = "error"; return; }
+    const body = {
+      lat: gd.callPoint.lat, lng: gd.callPoint.lng, category: f.category.value,
+      caller_phone: f.caller_phone.value.trim() || null, address: f.address.value.trim() || null,
+      description: f.description.value.trim(), caller_lang: f.caller_lang.value,
+    };
+    if (f.priority.value) body.priority = Number(f.priority.value);
+    try {
+      const inc = await api("POST", "/api/incidents", body);
+      out.textContent = t("call.done", { ref: inc.reference || "#" + inc.id });
+      out.dataset.id = inc.id;
+      f.reset();
+      gd.callPoint = null;
+      if (gd.callMarker) { gd.map.removeLayer(gd.callMarker); gd.callMarker = null; }
+      $("#call-where").textContent = t("call.clickmap");
+      if (inc.id !== undefined) {
+        const flat = Object.assign({}, inc);
+        if (inc.location && inc.location.coordinates) { flat.lng = inc.location.coordinates[0]; flat.lat = inc.location.coordinates[1]; }
+        if (flat.lat === undefined) { flat.lat = body.lat; flat.lng = body.lng; }
+        if (typeof flat.received_at === "string") flat.received_at = Date.parse(flat.received_at) / 1000;
+        upsertIncident(flat); scheduleRender();
+        if (["dispatcher", "supervisor", "admin"].includes(gd.user.role)) { switchTab("queue"); showIncident(inc.id); }
+      }
+    } catch (e) {
+      out.textContent = t("err.generic", { d: e.message }); out.className = "error";
+    }
+  }
+
+  // --- wiring ----------------------------------------------------------------------------------
+  function switchTab(name) {
+    $$(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+    ["queue", "crews", "newcall"].forEach((n) => { $("#tab-" + n).hidden = n !== name; });
+    if (gd.map) gd.map.getContainer().style.cursor = name === "newcall" ? "crosshair" : "";
+  }
+  function toggleLang() {
+    LANG = LANG === "uk" ? "en" : "uk";
+    localStorage.setItem("gd.lang", LANG);
+    applyI18n();
+    if (gd.map) { renderQueue(); renderCrews(); if (gd.categories) loadCategories(); setConn(($("#conn").dataset.state) || "connecting");
+      if (gd.selected && gd.selected.kind === "incident") loadIncidentDetails(gd.selected.id); else refreshPanel(); }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    applyI18n();
+    $("#login-form").addEventListener("submit", doLogin);
+    $("#logout").onclick = logout;
+    $$(".lang-toggle").forEach((b) => b.onclick = toggleLang);
+    $$(".tabs button").forEach((b) => b.onclick = () => switchTab(b.dataset.tab));
+    $("#panel-close").onclick = closePanel;
+    $("#crew-filter").oninput = renderCrews;
+    $("#queue").onclick = $("#active").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) showIncident(Number(li.dataset.id)); };
+    $("#crews").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) { const u = gd.units[li.dataset.id]; showCrew(Number(li.dataset.id)); if (u && u.lat !== null) gd.map.panTo([u.lat, u.lng]); } };
+    $("#address-search").onclick = searchAddress;
+    $('#newcall [name="address"]').addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); searchAddress(); } });
+    $("#newcall").addEventListener("submit", submitCall);
+    if (gd.token) start().catch(() => logout());
+  });
+})();
