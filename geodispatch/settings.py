@@ -130,6 +130,14 @@ class Settings(BaseSettings):
             import secrets
 
             path.parent.mkdir(parents=True, exist_ok=True)
+    # --- analytics ---------------------------------------------------------------------------
+    analytics_timezone: str = Field(
+        "Europe/Kyiv", description="IANA time zone of the hour-of-day and day-of-week analytics."
+    )
+    response_target_s: float = Field(
+        600.0, description="Response-time target of the 'share within target' figures (seconds)."
+    )
+
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()

@@ -1,0 +1,263 @@
+"""Response intervals per incident, computed from incidents and assignments and materialised.
+
+Definitions (all in seconds; NULL when a step never happened or the clocks put it before the
+step it is measured from, which only data errors do):
+
+==================  ==============================================================================
+registration_s      call received -> incident registered (``incidents.received_at -> registered_at``)
+queue_s             registered -> first crew dispatched (the incident waiting for a crew)
+call_processing_s   received -> first crew dispatched (NFPA 1221's call processing; = the two above)
+turnout_s           dispatched -> en route of the *first-arriving* crew (of the first-dispatched
+                    crew when none arrived)
+travel_s            en route -> on scene of the first-arriving crew; from dispatched when that crew
+                    never reported en route
+total_response_s    call received -> first crew on scene (any crew)
+on_scene_s          first crew on scene -> last crew cleared
+==================  ==============================================================================
+
+Crews whose assignment was later cancelled still count as dispatched (the call left the queue).
+Incidents merged into another are left out (the surviving incident carries the response).
+``hour`` and ``dow`` (0 = Monday) are the centre's local time (``settings.analytics_timezone``).
+
+Materialisation: :func:`refresh_intervals` upserts ``response_intervals`` with one SQL statement
+and then rebuilds ``response_cell_days`` (per H3 cell and UTC day, the sorted total response
+times) for every day it touched, so per-cell percentiles never have to sort a year of rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import h3
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Date
+
+from geodispatch.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+RESOLUTIONS = (7, 8, 9)
+"""H3 resolutions materialised with every interval row (and in ``response_cell_days``)."""
+
+BASE_RES = max(RESOLUTIONS)
+
+
+def h3_parent_sql(expr: str, res: int) -> str:
+    """SQL for the parent cell of an H3 index (a BIGINT of resolution >= ``res``) at ``res``.
+
+    An H3 cell index keeps its resolution in bits 52-55 and one 3-bit digit per finer resolution
+    in the low 45 bits, unused digits set to 7. The parent is therefore the same bits with the
+    resolution field replaced and the digits below ``res`` filled with ones: exactly what
+    ``h3.cell_to_parent`` returns, computed inside PostgreSQL without an extension.
+
+    Parameters
+    ----------
+    expr : str
+        SQL expression of the child cell (BIGINT).
+    res : int
+        Target resolution, 0..15.
+
+    Returns
+    -------
+    str
+        A BIGINT SQL expression.
+    """
+    if not 0 <= res <= 15:
+        raise ValueError(f"H3 resolution out of range: {res}")
+    low = (1 << (3 * (15 - res))) - 1
+    return f"((({expr}) & ~(15::bigint << 52)) | ({res}::bigint << 52) | {low}::bigint)"
+
+
+def _nonneg(expr: str) -> str:
+    return f"(CASE WHEN ({expr}) >= 0 THEN ({expr}) END)"
+
+
+def _epoch(a: str, b: str) -> str:
+    return _nonneg(f"extract(epoch FROM ({b}) - ({a}))::float8")
+
+
+_TARGET_ALL = "TRUE"
+_TARGET_SINCE = """(
+    i.received_at >= :since OR i.closed_at >= :since OR EXISTS (
+        SELECT 1 FROM assignments a2 WHERE a2.incident_id = i.id AND greatest(
+            a2.dispatched_at, a2.acknowledged_at, a2.en_route_at, a2.on_scene_at,
+            a2.cleared_at, a2.cancelled_at) >= :since))"""
+
+
+def _upsert_sql(target: str) -> str:
+    base = "coalesce(fx.h3_base, i.h3)"
+    cells = ", ".join(h3_parent_sql(base, r) for r in RESOLUTIONS)
+    cols = (
+        "registration_s, queue_s, call_processing_s, turnout_s, travel_s, total_response_s, "
+        "on_scene_s, crews"
+    )
+    updates = ", ".join(
+        f"{c} = excluded.{c}"
+        for c in (
+            "received_at region category priority sector_id h3_7 h3_8 h3_9 hour dow".split()
+            + [c.strip() for c in cols.split(",")]
+        )
+    )
+    return f"""
+    INSERT INTO response_intervals (incident_id, received_at, region, category, priority,
+        sector_id, h3_7, h3_8, h3_9, hour, dow, {cols})
+    SELECT i.id, i.received_at, i.region, i.category, i.priority, i.sector_id, {cells},
+        extract(hour FROM i.received_at AT TIME ZONE :tz)::smallint,
+        (extract(isodow FROM i.received_at AT TIME ZONE :tz) - 1)::smallint,
+        {_epoch("i.received_at", "i.registered_at")},
+        {_epoch("i.registered_at", "f.first_dispatched")},
+        {_epoch("i.received_at", "f.first_dispatched")},
+        {_epoch("c.dispatched_at", "c.en_route_at")},
+        {_epoch("coalesce(c.en_route_at, c.dispatched_at)", "c.on_scene_at")},
+        {_epoch("i.received_at", "f.first_on_scene")},
+        {_epoch("f.first_on_scene", "f.last_cleared")},
+        coalesce(f.crews, 0)
+    FROM incidents i
+    LEFT JOIN _ri_h3 fx ON fx.incident_id = i.id
+    LEFT JOIN LATERAL (
+        SELECT min(a.dispatched_at) AS first_dispatched, min(a.on_scene_at) AS first_on_scene,
+               max(a.cleared_at) AS last_cleared, count(*) AS crews
+        FROM assignments a WHERE a.incident_id = i.id) f ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT a.dispatched_at, a.en_route_at, a.on_scene_at
+        FROM assignments a WHERE a.incident_id = i.id
+        ORDER BY a.on_scene_at NULLS LAST, a.dispatched_at, a.id LIMIT 1) c ON TRUE
+    WHERE i.status <> 'merged' AND {target}
+    ON CONFLICT (incident_id) DO UPDATE SET {updates}
+    """
+
+
+def _fix_coarse_cells(session: Session, target: str, params: dict[str, object]) -> int:
+    """Fill ``_ri_h3`` for incidents whose stored H3 cell is coarser than ``BASE_RES``.
+
+    The incidents table stores one cell at ``settings.h3_incident_res``; when that is finer than or
+    equal to res 9 (the default), the parents are derived in SQL. Otherwise the cell is
+    recomputed from the location here.
+    """
+    session.execute(text(
+        "CREATE TEMP TABLE IF NOT EXISTS _ri_h3 (incident_id int PRIMARY KEY, h3_base bigint) "
+        "ON COMMIT DROP"))
+    session.execute(text("TRUNCATE _ri_h3"))
+    rows = session.execute(
+        text(
+            "SELECT i.id, ST_Y(i.location), ST_X(i.location) FROM incidents i "
+            f"WHERE ((i.h3 >> 52) & 15) < :res AND {target}"
+        ),
+        {**params, "res": BASE_RES},
+    ).all()
+    if not rows:
+        return 0
+    fixes = [
+        {"i": r[0], "c": int(h3.str_to_int(h3.latlng_to_cell(r[1], r[2], BASE_RES)))}
+        for r in rows
+    ]
+    session.execute(text("INSERT INTO _ri_h3 (incident_id, h3_base) VALUES (:i, :c)"), fixes)
+    return len(fixes)
+
+
+def _days_of(session: Session, target: str, params: dict[str, object]) -> set[date]:
+    sql = (
+        "SELECT DISTINCT (r.received_at AT TIME ZONE 'UTC')::date FROM response_intervals r "
+        f"JOIN incidents i ON i.id = r.incident_id WHERE {target}"
+    )
+    return {d for (d,) in session.execute(text(sql), params)}
+
+
+def refresh_intervals(
+    *, session: Session, since: datetime | None = None, tz: str | None = None
+) -> int:
+    """Recompute the response intervals of every incident that changed since ``since``.
+
+    An incident is refreshed when it was received or closed, or one of its assignments had any
+    step, at or after ``since``; ``None`` refreshes everything. The per-cell-day arrays of every
+    touched day are rebuilt afterwards.
+
+    Parameters
+    ----------
+    session : Session
+        The caller's unit of work (flushed, not committed).
+    since : datetime, optional
+        Only incidents with activity at or after this instant (timezone-aware).
+    tz : str, optional
+        IANA zone of ``hour``/``dow``; default ``settings.analytics_timezone``.
+
+    Returns
+    -------
+    int
+        Number of incidents whose interval row was inserted or updated.
+    """
+    tz = tz or get_settings().analytics_timezone
+    session.flush()
+    target = _TARGET_ALL if since is None else _TARGET_SINCE
+    params: dict[str, object] = {"tz": tz}
+    if since is not None:
+        params["since"] = since
+    _fix_coarse_cells(session, target, params)
+    days_before = _days_of(session, target, params) if since is not None else set()
+    merged = session.execute(
+        text(
+            "DELETE FROM response_intervals r USING incidents i WHERE i.id = r.incident_id "
+            f"AND i.status = 'merged' AND {target}"
+        ),
+        params,
+    ).rowcount
+    count = session.execute(text(_upsert_sql(target)), params).rowcount
+    if since is None:
+        rebuild_cell_days(session=session, days=None)
+    else:
+        rebuild_cell_days(session=session, days=days_before | _days_of(session, target, params))
+    log.info("response intervals: %d incidents refreshed, %d merged removed", count, merged)
+    return int(count or 0)
+
+
+_CELL_DAYS_INSERT = """
+INSERT INTO response_cell_days (res, day, cell, region, incidents, total_response_s)
+SELECT c.res, s.day, c.cell, s.region, count(*),
+       coalesce(array_agg(s.total_response_s ORDER BY s.total_response_s)
+                FILTER (WHERE s.total_response_s IS NOT NULL), '{{}}')
+FROM (SELECT (received_at AT TIME ZONE 'UTC')::date AS day, region, h3_7, h3_8, h3_9,
+             total_response_s
+      FROM response_intervals {where}) s
+CROSS JOIN LATERAL (VALUES {values}) c(res, cell)
+GROUP BY c.res, s.day, c.cell, s.region
+"""
+
+
+def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
+    """Rebuild ``response_cell_days`` for ``days`` (UTC dates), or entirely for ``None``.
+
+    Returns the number of (res, day, cell, region) rows written.
+    """
+    values = ", ".join(f"({r}::smallint, h3_{r})" for r in RESOLUTIONS)
+    if days is None:
+        session.execute(text("DELETE FROM response_cell_days"))
+        sql = _CELL_DAYS_INSERT.format(where="", values=values)
+        return int(session.execute(text(sql)).rowcount or 0)
+    day_list: Sequence[date] = sorted(set(days))
+    if not day_list:
+        return 0
+    session.execute(
+        text("DELETE FROM response_cell_days WHERE day = ANY(:days)").bindparams(
+            bindparam("days", type_=ARRAY(Date))
+        ),
+        {"days": list(day_list)},
+    )
+    where = (
+        "WHERE received_at >= (:lo)::timestamp AT TIME ZONE 'UTC' "
+        "AND received_at < ((:hi)::date + 1)::timestamp AT TIME ZONE 'UTC' "
+        "AND (received_at AT TIME ZONE 'UTC')::date = ANY(:days)"
+    )
+    sql = text(_CELL_DAYS_INSERT.format(where=where, values=values)).bindparams(
+        bindparam("days", type_=ARRAY(Date)),
+        bindparam("lo", type_=Date),
+        bindparam("hi", type_=Date),
+    )
+    n = session.execute(sql, {"days": list(day_list), "lo": day_list[0], "hi": day_list[-1]})
+    return int(n.rowcount or 0)
+
+
+__all__ = ["RESOLUTIONS", "h3_parent_sql", "rebuild_cell_days", "refresh_intervals"]

@@ -1,0 +1,103 @@
+"""Interval definitions on hand-built incidents (received, registered, crews' steps)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import h3
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from geodispatch.analytics.intervals import h3_parent_sql, refresh_intervals
+from geodispatch.analytics.models import ResponseCellDay, ResponseInterval
+from tests.analytics.factories import KYIV, make_assignment, make_incident
+
+T0 = datetime(2031, 3, 4, 7, 30, tzinfo=UTC)  # a Tuesday; 09:30 in Kyiv (EET, UTC+2)
+
+
+def _row(db: Session, incident_id: int) -> ResponseInterval:
+    return db.execute(
+        select(ResponseInterval).where(ResponseInterval.incident_id == incident_id)
+    ).scalar_one()
+
+
+def test_two_crews_first_arriving_defines_turnout_and_travel(db: Session) -> None:
+    """Queue ends at the first dispatch; turnout/travel are the first-arriving crew's."""
+    inc = make_incident(db, received=T0, registered_after_s=40)
+    make_assignment(db, inc, dispatched_after_s=100, en_route_after_s=160, on_scene_after_s=900,
+                    cleared_after_s=1500)
+    make_assignment(db, inc, dispatched_after_s=130, en_route_after_s=150, on_scene_after_s=520,
+                    cleared_after_s=2000)
+    assert refresh_intervals(session=db, since=T0, tz="Europe/Kyiv") >= 1
+    r = _row(db, inc.id)
+    assert r.registration_s == 40
+    assert r.queue_s == 60
+    assert r.call_processing_s == 100
+    assert r.turnout_s == 20  # second crew arrived first: 130 -> 150
+    assert r.travel_s == 370  # 150 -> 520
+    assert r.total_response_s == 520
+    assert r.on_scene_s == 2000 - 520  # first on scene -> last cleared
+    assert r.crews == 2
+    assert (r.hour, r.dow) == (9, 1)
+
+
+def test_travel_from_dispatch_when_en_route_missing(db: Session) -> None:
+    """A crew that never reported en route travels from its dispatch time."""
+    inc = make_incident(db, received=T0)
+    make_assignment(db, inc, dispatched_after_s=60, on_scene_after_s=400)
+    refresh_intervals(session=db, since=T0)
+    r = _row(db, inc.id)
+    assert r.turnout_s is None
+    assert r.travel_s == 340
+    assert r.total_response_s == 400
+    assert r.on_scene_s is None
+
+
+def test_no_crew_leaves_crew_intervals_null(db: Session) -> None:
+    """An incident still waiting in the queue has only its registration interval."""
+    inc = make_incident(db, received=T0, status="queued")
+    refresh_intervals(session=db, since=T0)
+    r = _row(db, inc.id)
+    assert r.registration_s == 30
+    assert (r.queue_s, r.turnout_s, r.travel_s, r.total_response_s, r.crews) == (
+        None, None, None, None, 0)
+
+
+def test_h3_cells_and_refresh_is_idempotent(db: Session) -> None:
+    """Cells at res 7/8/9 match h3-py; a second refresh updates instead of duplicating."""
+    inc = make_incident(db, received=T0)
+    make_assignment(db, inc, dispatched_after_s=10, on_scene_after_s=300)
+    refresh_intervals(session=db, since=T0)
+    refresh_intervals(session=db, since=T0)
+    r = _row(db, inc.id)
+    for res in (7, 8, 9):
+        assert getattr(r, f"h3_{res}") == h3.str_to_int(KYIV.h3_cell(res))
+    n = db.execute(
+        text("SELECT count(*) FROM response_intervals WHERE incident_id = :i"), {"i": inc.id}
+    ).scalar_one()
+    assert n == 1
+
+
+def test_cell_days_hold_sorted_totals(db: Session) -> None:
+    """The per-cell-day array holds every total response of that day, ascending."""
+    for total in (700, 300, 500):
+        inc = make_incident(db, received=T0, region="TC")
+        make_assignment(db, inc, dispatched_after_s=10, on_scene_after_s=total)
+    refresh_intervals(session=db, since=T0)
+    row = db.execute(
+        select(ResponseCellDay).where(
+            ResponseCellDay.res == 8, ResponseCellDay.region == "TC",
+            ResponseCellDay.cell == h3.str_to_int(KYIV.h3_cell(8)),
+        )
+    ).scalar_one()
+    assert row.incidents == 3
+    assert row.total_response_s == [300.0, 500.0, 700.0]
+
+
+@pytest.mark.parametrize("res", [7, 8, 9])
+def test_h3_parent_sql_matches_h3(db: Session, res: int) -> None:
+    """The bit-level parent in SQL equals h3.cell_to_parent."""
+    child = h3.latlng_to_cell(37.77, -122.42, 12)
+    got = db.execute(text(f"SELECT {h3_parent_sql(':c', res)}"), {"c": h3.str_to_int(child)})
+    assert got.scalar_one() == h3.str_to_int(h3.cell_to_parent(child, res))
