@@ -233,3 +233,24 @@ def coverage_geojson(result: CoverageResult, *, merge: bool = True) -> dict[str,
         "features": features,
         "properties": result.summary(),
     }
+
+
+def database_sources(
+    *, session: Any, stale_after_s: float, region: str | None = None
+) -> list[LatLng]:
+    """Positions of available, active crews with a fresh fix, read from ``unit_latest``.
+
+    For processes without a live fleet in memory (the CLI); the API uses :func:`fleet_sources`.
+    """
+    from sqlalchemy import text
+
+    rows = session.execute(
+        text(
+            "SELECT ST_Y(ul.geom), ST_X(ul.geom) FROM unit_latest ul JOIN units u ON u.id = ul.unit_id "
+            "WHERE u.active AND u.status = 'available' "
+            "AND ul.fix_time > now() - make_interval(secs => :stale) "
+            "AND (CAST(:region AS text) IS NULL OR u.region = :region)"
+        ),
+        {"stale": stale_after_s, "region": region},
+    ).all()
+    return [LatLng(float(lat), float(lng)) for lat, lng in rows]
