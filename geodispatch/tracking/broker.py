@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import signal
 import secrets
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,14 +31,15 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
     """Hash a password in Mosquitto 2's ``$7$`` format (PBKDF2-HMAC-SHA512, 101 iterations)."""
     salt = salt or secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
-    return f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    b64 = base64.b64encode
+    return f"$7${PBKDF2_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 def server_credentials(settings: Settings) -> tuple[str, str, str, int]:
     """(username, password, host, port) of the server's own broker account."""
     parts = urlsplit(settings.mqtt_url)
-    return (parts.username or "geodispatch-server", parts.password or "", parts.hostname or "127.0.0.1",
-            parts.port or 1883)
+    return (parts.username or "geodispatch-server", parts.password or "",
+            parts.hostname or "127.0.0.1", parts.port or 1883)
 
 
 ACL_TEMPLATE = """\
@@ -77,7 +78,8 @@ def write_config(settings: Settings) -> Path:
                 # A worker outage must not drop the backlog kept in its persistent session.
                 "max_queued_messages 0",
                 "max_queued_bytes 0",
-                "max_inflight_messages 1000",
+                # v5 clients set their own Receive Maximum (ingest: 65535, acked after commit).
+                "max_inflight_messages 0",
                 "max_packet_size 1048576",
                 "persistent_client_expiration 14d",
                 "set_tcp_nodelay true",
@@ -117,7 +119,9 @@ def write_passwd(path: Path, entries: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-def add_devices(settings: Settings, devices: Iterable[tuple[str, str]], *, reload: bool = True) -> int:
+def add_devices(
+    settings: Settings, devices: Iterable[tuple[str, str]], *, reload: bool = True
+) -> int:
     """Add or replace device credentials ``(device_id, token)`` in the password file."""
     passwd = broker_dir(settings) / "passwd"
     entries = read_passwd(passwd)

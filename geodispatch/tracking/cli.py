@@ -1,0 +1,151 @@
+"""Tracking commands: ``ingest``, ``units add|list|token``, ``tracking import-gpx|drops``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from geodispatch.settings import get_settings
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from geodispatch.tracking.worker import run_worker
+
+    settings = get_settings()
+    if args.workers <= 1:
+        stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group)
+        print(f"ingest stopped: {stats.messages} messages, {stats.stored} stored, "
+              f"{stats.dropped} dropped")
+        return 0
+    # N workers = N processes (the GIL), each with its own persistent session in the group.
+    cmd = [sys.executable, "-m", "geodispatch.cli"]
+    procs = []
+    for i in range(args.workers):
+        extra = ["--group", args.group] if args.group else []
+        procs.append(subprocess.Popen([*cmd, "ingest", "--index", str(i), *extra]))
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if all(p.poll() is not None for p in procs):
+            break
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    return max(p.wait() for p in procs)
+
+
+def _units_add(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.tracking.service import create_unit
+
+    settings = get_settings()
+    engine = app_engine(settings)
+    with transaction(session_factory(engine)) as session:
+        unit, token = create_unit(
+            session=session, call_sign=args.call_sign, kind=args.kind,
+            capabilities=args.capability or [], region=args.region, device_id=args.device_id,
+            token=args.token, owntracks_user=args.owntracks_user,
+            owntracks_device=args.owntracks_device, settings=settings,
+        )
+    print(f"unit {unit.id} {unit.call_sign}: device id {unit.device_id}, token {token}")
+    print("(the token is shown once; it is the MQTT password and the HTTP ingest token)")
+    return 0
+
+
+def _units_token(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.tracking.service import get_unit, rotate_token
+
+    settings = get_settings()
+    with transaction(session_factory(app_engine(settings))) as session:
+        unit = get_unit(session=session, ref=args.unit)
+        token = rotate_token(session=session, unit=unit, token=args.token, settings=settings)
+    print(f"unit {unit.call_sign}: new token {token}")
+    return 0
+
+
+def _units_list(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.fleet import LiveFleet
+
+    settings = get_settings()
+    fleet = LiveFleet(settings)
+    with session_factory(app_engine(settings))() as session:
+        fleet.refresh(session)
+    print(f"{'id':>5} {'call sign':<14} {'region':<6} {'status':<14} {'fix time':<26} stale")
+    for s in fleet.snapshot():
+        if args.region and s.region != args.region:
+            continue
+        fix = s.fix_time.isoformat(timespec="seconds") if s.fix_time else "-"
+        print(f"{s.unit_id:>5} {s.call_sign:<14} {s.region:<6} {s.status:<14} {fix:<26} "
+              f"{'yes' if s.stale else 'no'}")
+    return 0
+
+
+def _import_gpx(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.tracking.service import get_unit, import_gpx
+
+    settings = get_settings()
+    with transaction(session_factory(app_engine(settings))) as session:
+        unit = get_unit(session=session, ref=args.unit)
+        res = import_gpx(session=session, unit=unit, path=Path(args.file), settings=settings)
+    print(f"{args.file}: {res.points} points, {res.stored} stored, {res.duplicates} already "
+          f"there, dropped {res.dropped or 'none'}")
+    return 0
+
+
+def _drops(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.service import drop_counts
+
+    with session_factory(app_engine(get_settings()))() as session:
+        counts = drop_counts(session=session)
+    for reason, n in sorted(counts.items()):
+        print(f"{reason:<20} {n}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the tracking commands to the ``geodispatch`` parser."""
+    ing = sub.add_parser("ingest", help="run MQTT ingest workers (Ctrl-C to stop)")
+    ing.add_argument("--workers", type=int, default=1, help="worker processes")
+    ing.add_argument("--index", type=int, default=0, help="this worker's index (client id suffix)")
+    ing.add_argument("--client-id", default=None, help="MQTT client id (default: prefix-index)")
+    ing.add_argument("--group", default=None, help="shared-subscription group")
+    ing.set_defaults(func=_ingest)
+
+    units = sub.add_parser("units", help="crews and their tracker credentials")
+    usub = units.add_subparsers(dest="units_command", metavar="ACTION", required=True)
+    add = usub.add_parser("add", help="create a unit and print its device token once")
+    add.add_argument("call_sign")
+    add.add_argument("--region", required=True)
+    add.add_argument("--kind", default="patrol_car")
+    add.add_argument("--capability", action="append", help="repeatable")
+    add.add_argument("--device-id", default=None, help="default: the call sign")
+    add.add_argument("--token", default=None, help="default: a random 32-byte token")
+    add.add_argument("--owntracks-user", default=None)
+    add.add_argument("--owntracks-device", default=None)
+    add.set_defaults(func=_units_add)
+    tok = usub.add_parser("token", help="give a unit a new device token")
+    tok.add_argument("unit", help="call sign, device id or id")
+    tok.add_argument("--token", default=None)
+    tok.set_defaults(func=_units_token)
+    ls = usub.add_parser("list", help="units with latest fix and staleness")
+    ls.add_argument("--region", default=None)
+    ls.set_defaults(func=_units_list)
+
+    tr = sub.add_parser("tracking", help="tracking data tools")
+    tsub = tr.add_subparsers(dest="tracking_command", metavar="ACTION", required=True)
+    gpx = tsub.add_parser("import-gpx", help="import a recorded GPX track into a unit's history")
+    gpx.add_argument("file")
+    gpx.add_argument("--unit", required=True, help="call sign, device id or id")
+    gpx.set_defaults(func=_import_gpx)
+    tsub.add_parser("drops", help="dropped messages per reason").set_defaults(func=_drops)

@@ -1,0 +1,224 @@
+"""One ingest step shared by the MQTT worker, HTTP ingest and GPX import.
+
+:class:`Ingestor` takes decoded reports (or ``Rejected`` markers from the decoders), resolves each
+device to its unit, validates, and splits the batch into positions to write, crew statuses,
+offline notices and drops. :meth:`Ingestor.write` then does all the database work of the batch in
+the caller's transaction; after the caller commits, :meth:`Ingestor.publish` pushes the changes to
+the live fleet. Keeping "prepare" apart from "write" lets the worker retry the write of the very
+same batch after a database outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from geodispatch.geo import LatLng
+from geodispatch.settings import Settings
+from geodispatch.tracking.fleet import LiveFleet
+from geodispatch.tracking.models import Unit
+from geodispatch.tracking.pipeline import (
+    Drops,
+    Validator,
+    WriteResult,
+    mark_offline,
+    record_drops,
+    record_positions,
+)
+from geodispatch.tracking.reports import (
+    STATUS_REJECTED,
+    UNKNOWN_DEVICE,
+    OfflineReport,
+    PositionReport,
+    Rejected,
+    Report,
+    StatusReport,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DeviceDirectory:
+    """Device id and OwnTracks ``user/device`` -> unit id, loaded from ``units``."""
+
+    def __init__(self) -> None:
+        self.by_device: dict[str, int] = {}
+        self.by_owntracks: dict[tuple[str, str], int] = {}
+        self.loaded_at = 0.0
+
+    def load(self, session: Session) -> None:
+        by_device: dict[str, int] = {}
+        by_ot: dict[tuple[str, str], int] = {}
+        for uid, dev, ot_user, ot_dev in session.execute(
+            select(Unit.id, Unit.device_id, Unit.owntracks_user, Unit.owntracks_device).where(
+                Unit.active.is_(True)
+            )
+        ):
+            by_device[dev] = uid
+            if ot_user:
+                by_ot[(ot_user, ot_dev or "")] = uid
+        self.by_device, self.by_owntracks = by_device, by_ot
+        self.loaded_at = time.monotonic()
+
+    def resolve(self, device: str, source: str) -> int | None:
+        """The unit of a device key (OwnTracks keys are ``user/device``)."""
+        if source != "owntracks":
+            return self.by_device.get(device)
+        user, _, dev = device.partition("/")
+        # The broker ACL makes the topic's user the publisher's MQTT username = a device id.
+        uid = self.by_device.get(user)
+        if uid is None:
+            uid = self.by_owntracks.get((user, dev)) or self.by_owntracks.get((user, ""))
+        return uid
+
+
+@dataclass
+class Batch:
+    """A prepared batch: what to write, and what was dropped (already logged)."""
+
+    positions: list[PositionReport] = field(default_factory=list)
+    statuses: list[StatusReport] = field(default_factory=list)
+    offline: list[OfflineReport] = field(default_factory=list)
+    heartbeats: int = 0
+    drops: Drops = field(default_factory=Drops)
+    statuses_applied: list[StatusReport] = field(default_factory=list)
+
+
+Item = Report | Rejected | tuple[str, Rejected]
+StatusHandler = Callable[..., None]
+
+
+def default_status_handler(**kwargs: object) -> None:
+    """Hand a crew status to the dispatch workflow (imported lazily: another domain)."""
+    from geodispatch.dispatch.workflow import crew_status_report
+
+    crew_status_report(**kwargs)  # type: ignore[arg-type]
+
+
+class Ingestor:
+    """Resolve, validate, write and publish batches of reports (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fleet: LiveFleet | None = None,
+        directory: DeviceDirectory | None = None,
+        session_factory: sessionmaker[Session] | None = None,
+        status_handler: StatusHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fleet = fleet
+        self.directory = directory or DeviceDirectory()
+        self.session_factory = session_factory
+        self.validator = Validator(settings)
+        self.status_handler = status_handler or default_status_handler
+
+    def load(self, session: Session) -> None:
+        """Load the device directory and seed the validator from ``unit_latest``."""
+        self.directory.load(session)
+        for uid, fix_time, lat, lng in session.execute(
+            text("SELECT unit_id, fix_time, ST_Y(geom), ST_X(geom) FROM unit_latest")
+        ):
+            self.validator.seed(uid, fix_time, LatLng(lat, lng))
+
+    def _resolve(self, report: Report) -> int | None:
+        if report.unit_id is not None:
+            return report.unit_id
+        uid = self.directory.resolve(report.device, report.source)
+        if uid is None and self.session_factory is not None and (
+            time.monotonic() - self.directory.loaded_at > 2.0
+        ):
+            # A unit created since the last load (another process): reload, at most every 2 s.
+            with self.session_factory() as session:
+                self.directory.load(session)
+            uid = self.directory.resolve(report.device, report.source)
+        report.unit_id = uid
+        return uid
+
+    def prepare(self, items: Iterable[Item], *, now: datetime | None = None,
+                check_age: bool = True) -> Batch:
+        """Split decoded items into a :class:`Batch`; every drop is counted and logged."""
+        now = now or datetime.now(UTC)
+        batch = Batch()
+        drops = batch.drops
+        check = self.validator.check
+        for item in items:
+            if isinstance(item, tuple):
+                device, exc = item
+                drops.add(exc.reason, unit=device, detail=exc.detail)
+                continue
+            if isinstance(item, Rejected):
+                drops.add(item.reason, unit="?", detail=item.detail)
+                continue
+            uid = self._resolve(item)
+            if uid is None:
+                drops.add(UNKNOWN_DEVICE, unit=item.device)
+                continue
+            if isinstance(item, PositionReport):
+                if item.position is None:
+                    batch.heartbeats += 1
+                    continue
+                reason = check(item, now=now, check_age=check_age)
+                if reason is None:
+                    batch.positions.append(item)
+                else:
+                    drops.add(reason, unit=uid, detail=item.fix_time.isoformat())
+            elif isinstance(item, StatusReport):
+                batch.statuses.append(item)
+            else:
+                batch.offline.append(item)
+        return batch
+
+    def write(self, *, session: Session, batch: Batch) -> WriteResult:
+        """All database work of one batch in the caller's transaction (flushes, never commits).
+
+        Statuses go to ``geodispatch.dispatch.workflow.crew_status_report`` each inside a
+        savepoint, so a refused status is a counted drop and not a failed batch. Safe to call
+        again with the same batch after a rollback (the worker retries after database outages).
+        """
+        drops = Drops()
+        batch.statuses_applied = []
+        for st in batch.statuses:
+            try:
+                with session.begin_nested():
+                    self.status_handler(
+                        session=session, unit_id=st.unit_id, status=st.status, at=st.at,
+                        source=f"mqtt:{st.source}",
+                    )
+                batch.statuses_applied.append(st)
+            except ImportError:
+                drops.add(STATUS_REJECTED, unit=st.unit_id, detail="dispatch workflow missing")
+            except Exception as exc:  # noqa: BLE001 - domain refusals (bad transition...)
+                from sqlalchemy.exc import OperationalError
+
+                if isinstance(exc, OperationalError):
+                    raise
+                drops.add(STATUS_REJECTED, unit=st.unit_id, detail=f"{type(exc).__name__}: {exc}")
+        result = record_positions(session=session, reports=batch.positions, settings=self.settings)
+        mark_offline(session=session, unit_ids=[o.unit_id for o in batch.offline if o.unit_id])
+        counts = batch.drops.counts + drops.counts
+        if result.duplicates:
+            counts["duplicate"] += result.duplicates
+        record_drops(session=session, counts=counts)
+        return result
+
+    def publish(self, batch: Batch, result: WriteResult) -> None:
+        """After the commit: push new latest positions, statuses and offline flags to the fleet."""
+        fleet = self.fleet
+        if fleet is None:
+            return
+        if result.latest_moved:
+            fleet.apply_positions(r for r in batch.positions if r.unit_id in result.latest_moved)
+        for st in batch.statuses_applied:
+            if st.unit_id is not None:
+                fleet.set_status(st.unit_id, st.status)
+        for off in batch.offline:
+            if off.unit_id is not None:
+                fleet.set_online(off.unit_id, False)

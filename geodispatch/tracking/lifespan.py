@@ -1,0 +1,77 @@
+"""Tracking start-up: the live fleet on ``app.state.fleet``, its 1 s refresh, in-process ingest.
+
+``start`` loads the fleet from the database and starts a task that refreshes it every second (units
+and positions changed by other processes). When ``settings.serve_ingest`` is true it also runs an
+MQTT ingest worker in a background thread feeding the same fleet, so the map moves as soon as a
+batch commits. ``stop`` ends both and waits for the worker's last batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from fastapi import FastAPI
+
+from geodispatch.settings import Settings
+from geodispatch.tracking.fleet import LiveFleet
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 1.0
+
+
+async def _refresh_loop(app: FastAPI, fleet: LiveFleet) -> None:
+    factory = app.state.session_factory
+
+    def refresh() -> None:
+        with factory() as session:
+            fleet.refresh(session)
+
+    while True:
+        await asyncio.sleep(REFRESH_S)
+        try:
+            await asyncio.to_thread(refresh)
+        except Exception:  # noqa: BLE001 - a database blip must not end the refresh task
+            log.warning("fleet refresh failed; retrying", exc_info=True)
+
+
+async def start(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    fleet = LiveFleet(settings)
+    factory = app.state.session_factory
+
+    def load() -> None:
+        with factory() as session:
+            fleet.refresh(session)
+
+    await asyncio.to_thread(load)
+    app.state.fleet = fleet
+    app.state.tracking_refresh = asyncio.create_task(_refresh_loop(app, fleet))
+    app.state.tracking_ingest = None
+    if settings.serve_ingest:
+        from geodispatch.tracking.worker import IngestWorker
+
+        stop = threading.Event()
+        worker = IngestWorker(
+            settings, client_id=f"{settings.mqtt_client_id}-serve", fleet=fleet,
+            engine=app.state.engine,
+        )
+        thread = threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True)
+        thread.start()
+        app.state.tracking_ingest = (worker, thread, stop)
+
+
+async def stop(app: FastAPI) -> None:
+    task: asyncio.Task[None] | None = getattr(app.state, "tracking_refresh", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    ingest = getattr(app.state, "tracking_ingest", None)
+    if ingest is not None:
+        _worker, thread, stop_event = ingest
+        stop_event.set()
+        await asyncio.to_thread(thread.join, 15.0)
