@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field("geodispatch-ingest", description="Client id prefix (persistent session).")
     mqtt_shared_group: str = Field("ingest", description="MQTT 5 shared-subscription group of ingest workers.")
     mqtt_max_payload: int = Field(65536, description="Largest accepted MQTT payload in bytes.")
+    mqtt_session_expiry_s: int = Field(
+        14 * 86400, description="How long the broker keeps an ingest worker's session while it is down."
+    )
 
     # --- tracking ----------------------------------------------------------------------------
     h3_position_res: int = Field(10, description="H3 resolution stored with every position.")
