@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -83,8 +84,19 @@ def _complete_openapi(app: FastAPI) -> dict[str, Any]:
     """Generate the schema once, adding problem responses and roles to every operation."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes, tags=app.openapi_tags)
+    with warnings.catch_warnings():
+        # One route serving several methods (api_route) shares one operation id in FastAPI;
+        # the ids are made unique below instead of warning.
+        warnings.filterwarnings("ignore", message="Duplicate Operation ID", category=UserWarning)
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes, tags=app.openapi_tags)
+    seen_ids: set[str] = set()
+    for path_item in schema.get("paths", {}).values():
+        for method, op in path_item.items():
+            op_id = op.get("operationId")
+            if op_id in seen_ids:
+                op["operationId"] = f"{op_id}_{method}"
+            seen_ids.add(op["operationId"] if op_id else "")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = errors.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for route in iter_routes(app.routes):

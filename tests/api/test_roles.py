@@ -1,0 +1,184 @@
+"""The role matrix: every route of the app x every role, called over real HTTP.
+
+Routes are discovered from the app itself (including routers other domains add), and each one's
+policy is read from its ``require_roles`` dependencies. The test then checks three things:
+
+* the policy matches the declared matrix below where one is declared, and every *public* route is
+  declared public on purpose (an endpoint that forgot its auth dependency fails here);
+* national (read-only) is never allowed to call an unsafe method;
+* real requests agree: allowed roles are not refused (no 401/403), other roles get 403,
+  anonymous gets 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from sqlalchemy import Engine
+
+from geodispatch.api.app import create_app
+from geodispatch.api.policy import iter_routes, route_policy
+from geodispatch.api.security import ALL_ROLES
+from geodispatch.settings import Settings
+from tests.api.conftest import Account
+from tests.helpers import running_server
+
+ANON = "anonymous"
+EVERY_ROLE = frozenset(ALL_ROLES)
+OPS = frozenset({"call_taker", "dispatcher", "supervisor", "admin"})
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+# Routes anyone may call (documentation, the login itself, the static page).
+PUBLIC = {
+    ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+    ("POST", "/api/auth/token"), ("GET", "/"), ("GET", "/map"),
+}
+# Routes for trackers: they authenticate with a device token, never a console JWT.
+DEVICE = {
+    ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"), ("POST", "/api/ingest/owntracks"),
+}
+# The declared matrix: (method, path) -> roles allowed. Routes not listed here must still be
+# role-checked (not public) and obey the national-read-only rule.
+DECLARED: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/api/auth/me"): EVERY_ROLE,
+    ("GET", "/api/web/config"): EVERY_ROLE,
+    ("GET", "/api/web/geocode"): EVERY_ROLE,
+    ("WS", "/api/live"): frozenset({"call_taker", "dispatcher", "supervisor", "admin", "national"}),
+    ("POST", "/api/units"): frozenset({"admin"}),
+    ("POST", "/api/incidents"): frozenset({"call_taker", "dispatcher", "supervisor", "admin"}),
+    ("POST", "/api/incidents/{incident_id}/assignments"): frozenset(
+        {"dispatcher", "supervisor", "admin"}),
+}
+# Unsafe routes national may call (none: national is read-only). Login is public, not "national".
+NATIONAL_WRITES: set[tuple[str, str]] = set()
+
+_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+DUMMY_ID = "987654321"
+
+
+def _discover(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, path template, policy) for every HTTP and WebSocket route."""
+    out = []
+    for route in iter_routes(app.routes):
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if not path:
+            continue
+        policy = route_policy(route)
+        methods = getattr(route, "methods", None)
+        if methods is None:
+            if policy is not None and type(route).__name__.endswith("WebSocketRoute"):
+                out.append(("WS", path, policy))
+            continue  # mounts (static files)
+        for m in sorted(methods - {"HEAD", "OPTIONS"}):
+            out.append((m, path, policy))
+    return out
+
+
+def _allowed(method: str, path: str, policy: Any) -> frozenset[str]:
+    if (method, path) in PUBLIC:
+        return EVERY_ROLE | {ANON}
+    if (method, path) in DEVICE:
+        return frozenset()
+    return frozenset(policy.roles)
+
+
+@pytest.fixture(scope="module")
+def app_and_routes(settings: Settings) -> tuple[Any, list[tuple[str, str, Any]]]:
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    return app, _discover(app)
+
+
+def test_every_route_has_a_deliberate_policy(app_and_routes: tuple[Any, list[Any]]) -> None:
+    """Public routes are declared public; declared roles match the code; national never writes."""
+    _, routes = app_and_routes
+    assert len(routes) >= 5
+    problems = []
+    for method, path, policy in routes:
+        key = (method, path)
+        if policy is None:
+            if key in PUBLIC:
+                continue
+            problems.append(f"{method} {path}: no dependant to read a policy from")
+            continue
+        if policy.public and key not in PUBLIC and key not in DEVICE:
+            problems.append(f"{method} {path}: public but not declared public")
+        if key in DECLARED and frozenset(policy.roles) != DECLARED[key]:
+            problems.append(f"{method} {path}: roles {sorted(policy.roles)} != declared "
+                            f"{sorted(DECLARED[key])}")
+        if method in UNSAFE and "national" in policy.roles and key not in NATIONAL_WRITES:
+            problems.append(f"{method} {path}: national is read-only but may call it")
+    assert not problems, "\n".join(problems)
+
+
+def _tokens(base: str, accounts: dict[str, Account]) -> dict[str, str]:
+    out = {}
+    for role in ALL_ROLES:
+        a = accounts[role]
+        r = httpx.post(f"{base}/api/auth/token", data={"username": a.username, "password": a.password})
+        r.raise_for_status()
+        out[role] = r.json()["access_token"]
+    return out
+
+
+async def _ws_outcome(url: str) -> str:
+    """'allowed' when the snapshot arrives, else the close code."""
+    try:
+        async with websockets.connect(url, open_timeout=10) as ws:
+            if "token=" not in url:
+                await ws.send("{}")  # an anonymous client has no token to offer
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return "allowed" if msg.get("type") == "snapshot" else f"unexpected {msg}"
+    except websockets.ConnectionClosed as exc:
+        return str(exc.rcvd.code if exc.rcvd else "closed")
+    except TimeoutError:
+        return "timeout"
+
+
+def test_role_matrix_over_http(
+    app_and_routes: tuple[Any, list[Any]], accounts: dict[str, Account], engine: Engine
+) -> None:
+    """Each route x each role over real HTTP: allowed roles get through, others get 401/403."""
+    app, routes = app_and_routes
+    failures = []
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+        tokens = _tokens(base, accounts)
+        for method, path, policy in routes:
+            allowed = _allowed(method, path, policy)
+            url = _PARAM.sub(DUMMY_ID, path)
+            for who in (*ALL_ROLES, ANON):
+                token = tokens.get(who)
+                if method == "WS":
+                    ws_url = base.replace("http", "ws", 1) + url + (f"?token={token}" if token else "")
+                    outcome = asyncio.run(_ws_outcome(ws_url))
+                    ok = outcome == "allowed"
+                    if ok != (who in allowed):
+                        failures.append(f"WS {path} as {who}: {outcome}")
+                    continue
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                kwargs: dict[str, Any] = {"headers": headers}
+                if method in UNSAFE and (method, path) != ("POST", "/api/auth/token"):
+                    kwargs["json"] = {}
+                r = http.request(method, url, **kwargs)
+                refused = r.status_code in (401, 403)
+                if who in allowed:
+                    if refused:
+                        failures.append(f"{method} {path} as {who}: refused {r.status_code} {r.text[:120]}")
+                    elif r.status_code >= 500:
+                        failures.append(f"{method} {path} as {who}: server error {r.text[:200]}")
+                elif (method, path) in DEVICE:
+                    if r.status_code < 400:
+                        failures.append(f"{method} {path} as {who}: a console token fed a device "
+                                        f"endpoint ({r.status_code})")
+                else:
+                    want = 401 if who == ANON else 403
+                    if r.status_code != want:
+                        failures.append(f"{method} {path} as {who}: {r.status_code}, want {want}")
+                    elif not r.headers.get("content-type", "").startswith("application/problem+json"):
+                        failures.append(f"{method} {path} as {who}: refusal is not a problem document")
+    assert not failures, f"{len(failures)} role-matrix failures:\n" + "\n".join(failures)
