@@ -105,6 +105,9 @@ class IngestWorker:
         client.subscribe([(shared(self.group, f), 1) for f in INGEST_FILTERS])
         log.info("MQTT connected as %s (session present: %s), group %s", self.client_id,
                  flags.session_present, self.group)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: Any,
+                      props: Any) -> None:
         self.connected.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
@@ -150,6 +153,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.5, 5)
         from geodispatch.tracking.broker import server_credentials
 
