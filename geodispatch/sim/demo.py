@@ -1,0 +1,332 @@
+"""``geodispatch demo``: the whole system on a real city with a simulated fleet, in one command.
+
+Set-up (idempotent, quick the second time):
+
+1. migrations applied; the road graph built from the OSM extract (``--osm-file``, default the
+   Baltimore extract; ``--place "Kyiv, Ukraine"`` downloads one with osmnx), reused while the
+   extract is unchanged;
+2. zones generated over the graph's extent (districts and patrol sectors, H3 cell sets);
+3. the demo users with fresh passwords, printed once;
+4. ``--units`` crews (default 200) with device credentials, spread over the sectors.
+
+Then it starts, as child processes in its own process group: the API and map (``geodispatch
+serve``, with the MQTT ingest worker in-process), the fleet simulator (``geodispatch simulate``)
+and the call generator (``geodispatch callgen``, with the dispatcher bot under ``--auto``). It
+opens the map in a browser (not with ``--headless``) and runs until Ctrl-C, SIGTERM or
+``--duration``; then it stops every child (SIGINT, then SIGKILL after a grace period). Children
+also get SIGTERM from the kernel if the demo itself dies (``PR_SET_PDEATHSIG``): no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from geodispatch.errors import ConfigurationError
+from geodispatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask the kernel to SIGTERM this child when the demo process dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "geodispatch.cli", *args]
+
+
+# --- set-up steps ----------------------------------------------------------------------------
+
+
+def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None,
+                 force: bool = False) -> Path:
+    """Build the road graph unless the one on disk was built from the same, unchanged extract."""
+    graph_path = settings.resolved_graph_path
+    stamp_path = graph_path.with_suffix(".source.json")
+    if place:
+        source_key = {"place": place}
+        src_file = None
+    else:
+        src_file = osm_file or settings.resolved_osm_file
+        if not src_file.is_file():
+            raise ConfigurationError(f"OSM extract {src_file} not found (--osm-file or --place)")
+        source_key = {"file": str(src_file.resolve()), "sha256": _sha256(src_file)}
+    if not force and graph_path.exists() and stamp_path.exists():
+        try:
+            if json.loads(stamp_path.read_text()) == source_key:
+                log.info("demo: road graph %s is up to date with %s", graph_path,
+                         place or src_file)
+                return graph_path
+        except ValueError:
+            pass
+    print(f"[demo] building the road graph from {place or src_file} ...", flush=True)
+    t0 = time.monotonic()
+    if _has_module("geodispatch.routing.cli"):
+        cmd = _cli("graph", "import", *(["--place", place] if place else ["--osm-file",
+                                                                           str(src_file)]))
+        r = subprocess.run(cmd, check=False)
+        if r.returncode != 0:
+            raise ConfigurationError(f"`{' '.join(cmd[2:])}` failed with status {r.returncode}")
+    else:  # routing CLI not available: build the graph file directly
+        from geodispatch.routing.importer import import_osm_file
+
+        if place:
+            raise ConfigurationError("--place needs the routing CLI (geodispatch graph import)")
+        assert src_file is not None
+        graph_path.parent.mkdir(parents=True, exist_ok=True)
+        import_osm_file(src_file, speed_table_file=settings.speed_table_file).save(graph_path)
+    stamp_path.parent.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(json.dumps(source_key))
+    print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
+    return graph_path
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@dataclass
+class Prepared:
+    users: list[tuple[str, str, str]]
+    fleet_path: Path
+    units: int
+    sectors: int
+
+
+def prepare(settings: Settings, *, units: int, region: str, country: str,
+            owntracks_share: float) -> Prepared:
+    """Zones, demo users and crews in the database (one committed transaction)."""
+    from geodispatch.db import app_engine, check_database, session_factory, transaction
+    from geodispatch.sim.provision import default_fleet_path, ensure_fleet, load_sectors
+    from geodispatch.sim.runner import load_roads
+    from geodispatch.users.service import seed_demo_users
+
+    roads = load_roads(settings)
+    engine = app_engine(settings)
+    try:
+        check_database(engine)
+        with transaction(session_factory(engine)) as session:
+            if _has_module("geodispatch.zones.service") and not load_sectors(session=session,
+                                                                            region=region):
+                from geodispatch.zones.service import generate_zones
+
+                gz = generate_zones(session=session, bbox=roads.bbox(), country_code=country,
+                                    region_code=region, region_name=f"Demo region {region}")
+                log.info("demo: zones generated: %d districts, %d sectors", len(gz.districts),
+                         len(gz.sectors))
+            sectors = len(load_sectors(session=session, region=region))
+            users = seed_demo_users(session, region)
+            fleet_path = default_fleet_path(settings)
+            specs = ensure_fleet(session=session, settings=settings, n=units, roads=roads,
+                                 region=region, fleet_path=fleet_path,
+                                 owntracks_share=owntracks_share)
+    finally:
+        engine.dispose()
+    return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors)
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+class Children:
+    """The processes the demo started; stopped together, newest first."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.log_dir = log_dir
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+              to_console: bool = False) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out: Any = None if to_console else (self.log_dir / f"{name}.log").open("ab")
+        p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
+                             stderr=subprocess.STDOUT if out else None,
+                             preexec_fn=_die_with_parent)  # noqa: PLW1509 - only calls prctl
+        if out is not None:
+            out.close()
+        self.procs.append((name, p))
+        log.info("demo: started %s (pid %d)%s", name, p.pid,
+                 "" if to_console else f", log {self.log_dir / (name + '.log')}")
+        return p
+
+    def dead(self) -> list[tuple[str, int]]:
+        return [(n, p.returncode) for n, p in self.procs if p.poll() is not None]
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        for name, p in reversed(self.procs):
+            if p.poll() is None:
+                log.info("demo: stopping %s (pid %d)", name, p.pid)
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + grace_s
+        for name, p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("demo: %s did not stop in time; killing it", name)
+                p.kill()
+                p.wait(timeout=5)
+
+
+def wait_http(base: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigurationError(f"the API server exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/openapi.json", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise ConfigurationError(f"the API server did not answer at {base} within {timeout:.0f}s")
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    region = args.region or settings.default_region
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    base = f"http://{host}:{port}"
+    t0 = time.monotonic()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise _Stop(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    children = Children(settings.var_dir / "demo" / "logs")
+    try:
+        from geodispatch.migrate import upgrade
+
+        upgrade(settings)
+        ensure_graph(settings, osm_file=args.osm_file, place=args.place, force=args.rebuild_graph)
+        prep = prepare(settings, units=args.units, region=region, country=args.country,
+                       owntracks_share=args.owntracks_share)
+        pw = {u: p for u, p, _r in prep.users}
+        print(f"[demo] {prep.units} crews in {prep.sectors} sectors of region {region}; "
+              f"setup took {time.monotonic() - t0:.1f}s", flush=True)
+        env_db = {"GEODISPATCH_API_PORT": str(port), "GEODISPATCH_API_HOST": host}
+        server = children.start("api", _cli("serve", "--host", host, "--port", str(port)),
+                                env=env_db)
+        wait_http(base, server)
+        children.start("simulate", _cli(
+            "simulate", "--no-provision", "--units", str(prep.units), "--fleet",
+            str(prep.fleet_path), "--report-s", str(args.report_s),
+            "--on-scene-s", str(args.on_scene_s[0]), str(args.on_scene_s[1]),
+            "--stats-file", str(settings.var_dir / "demo" / "simulate.json")))
+        if not args.no_calls:
+            cg = ["callgen", "--base-url", base, "--speedup", str(args.speedup),
+                  "--stats-file", str(settings.var_dir / "demo" / "callgen.json")]
+            if args.auto:
+                cg.append("--auto")
+            if args.max_calls is not None:
+                cg += ["--max-calls", str(args.max_calls)]
+            children.start("callgen", _cli(*cg), env={
+                "GEODISPATCH_CALLGEN_PASSWORD": pw.get("calltaker", ""),
+                "GEODISPATCH_DISPATCHER_PASSWORD": pw.get("dispatcher", "")})
+        _banner(base, prep, auto=args.auto)
+        if not args.headless:
+            import webbrowser
+
+            webbrowser.open(f"{base}/")
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while deadline is None or time.monotonic() < deadline:
+            dead = children.dead()
+            if dead:
+                print(f"[demo] a component stopped unexpectedly: {dead}; see "
+                      f"{children.log_dir}", file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.5)
+        print("[demo] --duration reached; stopping", flush=True)
+    except _Stop:
+        print("\n[demo] stopping ...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        children.stop()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    print("[demo] stopped cleanly", flush=True)
+    return 0
+
+
+def _banner(base: str, prep: Prepared, *, auto: bool) -> None:
+    lines = [
+        "",
+        "=" * 72,
+        f"  geodispatch demo: the dispatcher map is at {base}/",
+        f"  API documentation: {base}/docs",
+        "",
+        "  Demo users (passwords are new on every start):",
+        *[f"    {u:<12} {p:<16} {r}" for u, p, r in prep.users],
+        "",
+        f"  {prep.units} simulated crews drive the road graph and report over MQTT;",
+        "  replayed San Francisco calls arrive as new incidents.",
+        "  " + ("--auto: a dispatcher bot accepts every recommendation." if auto else
+                "Log in as dispatcher and accept the suggested crews on the map."),
+        "  Ctrl-C stops everything.",
+        "=" * 72,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--osm-file", type=Path, default=None,
+                     help="OSM extract (.osm/.osm.pbf/...; default: the Baltimore extract)")
+    src.add_argument("--place", default=None,
+                     help='download the city with osmnx, e.g. "Kyiv, Ukraine" (needs internet)')
+    p.add_argument("--rebuild-graph", action="store_true", help="rebuild even if unchanged")
+    p.add_argument("--units", type=int, default=200, help="simulated crews (default 200)")
+    p.add_argument("--owntracks-share", type=float, default=0.3,
+                   help="fraction of crews reporting as OwnTracks (the rest native)")
+    p.add_argument("--region", default=None, help="region code (default: the setting)")
+    p.add_argument("--country", default="UA", help="country code of the generated zones")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--auto", action="store_true",
+                   help="a dispatcher bot accepts every recommendation unattended")
+    p.add_argument("--speedup", type=float, default=20.0,
+                   help="replay real call gaps this many times faster (default 20)")
+    p.add_argument("--max-calls", type=int, default=None, help="stop generating after N calls")
+    p.add_argument("--no-calls", action="store_true", help="no call generator")
+    p.add_argument("--report-s", type=float, default=5.0, help="seconds between a crew's fixes")
+    p.add_argument("--on-scene-s", type=float, nargs=2, default=(45.0, 150.0),
+                   metavar=("MIN", "MAX"), help="time crews stay on scene")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
