@@ -22,6 +22,7 @@ DOMAIN_CLIS = (
     "geodispatch.tracking.cli",
     "geodispatch.routing.cli",
     "geodispatch.zones.cli",
+    "geodispatch.federation.cli",
     "geodispatch.incidents.cli",
     "geodispatch.dispatch.cli",
     "geodispatch.notify.cli",

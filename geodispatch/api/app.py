@@ -33,6 +33,7 @@ ROUTER_MODULES = (
     "geodispatch.tracking.views",
     "geodispatch.routing.views",
     "geodispatch.zones.views",
+    "geodispatch.federation.views",
     "geodispatch.incidents.views",
     "geodispatch.dispatch.views",
     "geodispatch.notify.views",

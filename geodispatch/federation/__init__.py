@@ -1,0 +1,1 @@
+"""Federation: regional centres feeding a national centre (NENA EIDO export and import)."""

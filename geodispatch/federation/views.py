@@ -1,0 +1,68 @@
+"""HTTP endpoints of federation: EIDO export for the national centre, and its import.
+
+``GET /api/federation/eido?region=&since=`` (list), ``GET /api/federation/eido/{reference}``,
+``POST /api/federation/eido`` (admin of the receiving centre; one EIDO or a list; 422 when a hash
+does not verify, nothing stored). Regional users export their own region only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+
+from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
+from geodispatch.api.security import ADMIN, ANALYST, NATIONAL, SUPERVISOR, Principal
+from geodispatch.errors import NotFound, PermissionDenied
+from geodispatch.federation.service import export_incidents, import_many
+
+router = APIRouter(prefix="/api/federation", tags=["federation"])
+
+Exporter = Annotated[Principal, Depends(require_roles(SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
+Admin = Annotated[Principal, Depends(require_roles(ADMIN))]
+
+
+def _scope(principal: Principal, region: str | None) -> str | None:
+    if principal.region is None:
+        return region
+    if region is not None and region != principal.region:
+        raise PermissionDenied(f"region {region} is outside your region {principal.region}")
+    return principal.region
+
+
+@router.get("/eido", summary="Incidents with their event logs as NENA EIDO JSON")
+def export_list(
+    session: SessionDep,
+    principal: Exporter,
+    region: str | None = None,
+    since: datetime | None = None,
+    system: str = "geodispatch",
+) -> list[dict[str, Any]]:
+    return export_incidents(
+        session=session, region=_scope(principal, region), since=since, system=system
+    )
+
+
+@router.get("/eido/{reference}", summary="One incident as NENA EIDO JSON")
+def export_one(
+    session: SessionDep, principal: Exporter, reference: str, system: str = "geodispatch"
+) -> dict[str, Any]:
+    docs = export_incidents(
+        session=session, region=_scope(principal, None), references=[reference], system=system
+    )
+    if not docs:
+        raise NotFound(f"incident {reference}")
+    return docs[0]
+
+
+@router.post("/eido", summary="Verify and import EIDO JSON from a regional centre (admin)")
+def import_docs(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    body: Annotated[dict[str, Any] | list[dict[str, Any]], Body()],
+) -> list[dict[str, Any]]:
+    docs = body if isinstance(body, list) else [body]
+    results = import_many(session=session, docs=docs, settings=settings)
+    return [r.__dict__ for r in results]
