@@ -30,7 +30,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-import h3
+from h3.api import basic_int as h3i
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -42,35 +42,6 @@ log = logging.getLogger(__name__)
 
 RESOLUTIONS = (7, 8, 9)
 """H3 resolutions materialised with every interval row (and in ``response_cell_days``)."""
-
-BASE_RES = max(RESOLUTIONS)
-
-
-def h3_parent_sql(expr: str, res: int) -> str:
-    """SQL for the parent cell of an H3 index (a BIGINT of resolution >= ``res``) at ``res``.
-
-    An H3 cell index keeps its resolution in bits 52-55 and one 3-bit digit per finer resolution
-    in the low 45 bits, unused digits set to 7. The parent is therefore the same bits with the
-    resolution field replaced and the digits below ``res`` filled with ones: exactly what
-    ``h3.cell_to_parent`` returns, computed inside PostgreSQL without an extension.
-
-    Parameters
-    ----------
-    expr : str
-        SQL expression of the child cell (BIGINT).
-    res : int
-        Target resolution, 0..15.
-
-    Returns
-    -------
-    str
-        A BIGINT SQL expression.
-    """
-    if not 0 <= res <= 15:
-        raise ValueError(f"H3 resolution out of range: {res}")
-    low = (1 << (3 * (15 - res))) - 1
-    return f"((({expr}) & ~(15::bigint << 52)) | ({res}::bigint << 52) | {low}::bigint)"
-
 
 def _nonneg(expr: str) -> str:
     return f"(CASE WHEN ({expr}) >= 0 THEN ({expr}) END)"
@@ -89,8 +60,7 @@ _TARGET_SINCE = """(
 
 
 def _upsert_sql(target: str) -> str:
-    base = "coalesce(fx.h3_base, i.h3)"
-    cells = ", ".join(h3_parent_sql(base, r) for r in RESOLUTIONS)
+    cells = ", ".join(f"fx.h3_{r}" for r in RESOLUTIONS)
     cols = (
         "registration_s, queue_s, call_processing_s, turnout_s, travel_s, total_response_s, "
         "on_scene_s, crews"
@@ -117,7 +87,7 @@ def _upsert_sql(target: str) -> str:
         {_epoch("f.first_on_scene", "f.last_cleared")},
         coalesce(f.crews, 0)
     FROM incidents i
-    LEFT JOIN _ri_h3 fx ON fx.incident_id = i.id
+    JOIN _ri_h3 fx ON fx.incident_id = i.id
     LEFT JOIN LATERAL (
         SELECT min(a.dispatched_at) AS first_dispatched, min(a.on_scene_at) AS first_on_scene,
                max(a.cleared_at) AS last_cleared, count(*) AS crews
@@ -131,32 +101,32 @@ def _upsert_sql(target: str) -> str:
     """
 
 
-def _fix_coarse_cells(session: Session, target: str, params: dict[str, object]) -> int:
-    """Fill ``_ri_h3`` for incidents whose stored H3 cell is coarser than ``BASE_RES``.
+def _stage_cells(session: Session, target: str, params: dict[str, object]) -> int:
+    """Put the H3 cells (res 7, 8, 9) of every target incident into the temp table ``_ri_h3``.
 
-    The incidents table stores one cell at ``settings.h3_incident_res``; when that is finer than or
-    equal to res 9 (the default), the parents are derived in SQL. Otherwise the cell is
-    recomputed from the location here.
+    Each resolution is computed from the location with ``h3.latlng_to_cell``, not derived from
+    a finer cell: H3 children do not tile their parent exactly, so the parent of a point's res-9
+    cell is not always the res-8 cell that contains the point.
     """
+    cols = ", ".join(f"h3_{r} bigint" for r in RESOLUTIONS)
     session.execute(text(
-        "CREATE TEMP TABLE IF NOT EXISTS _ri_h3 (incident_id int PRIMARY KEY, h3_base bigint) "
+        f"CREATE TEMP TABLE IF NOT EXISTS _ri_h3 (incident_id int PRIMARY KEY, {cols}) "
         "ON COMMIT DROP"))
     session.execute(text("TRUNCATE _ri_h3"))
     rows = session.execute(
-        text(
-            "SELECT i.id, ST_Y(i.location), ST_X(i.location) FROM incidents i "
-            f"WHERE ((i.h3 >> 52) & 15) < :res AND {target}"
-        ),
-        {**params, "res": BASE_RES},
+        text(f"SELECT i.id, ST_Y(i.location), ST_X(i.location) FROM incidents i WHERE {target}"),
+        params,
     ).all()
     if not rows:
         return 0
-    fixes = [
-        {"i": r[0], "c": int(h3.str_to_int(h3.latlng_to_cell(r[1], r[2], BASE_RES)))}
-        for r in rows
-    ]
-    session.execute(text("INSERT INTO _ri_h3 (incident_id, h3_base) VALUES (:i, :c)"), fixes)
-    return len(fixes)
+    to_cell = h3i.latlng_to_cell
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    names = ", ".join(f"h3_{r}" for r in RESOLUTIONS)
+    with raw.cursor() as cur, cur.copy(f"COPY _ri_h3 (incident_id, {names}) FROM STDIN") as copy:
+        for incident_id, lat, lng in rows:
+            copy.write_row((incident_id, *(to_cell(lat, lng, r) for r in RESOLUTIONS)))
+    return len(rows)
 
 
 def _days_of(session: Session, target: str, params: dict[str, object]) -> set[date]:
@@ -196,7 +166,7 @@ def refresh_intervals(
     params: dict[str, object] = {"tz": tz}
     if since is not None:
         params["since"] = since
-    _fix_coarse_cells(session, target, params)
+    _stage_cells(session, target, params)
     days_before = _days_of(session, target, params) if since is not None else set()
     merged = session.execute(
         text(
@@ -260,4 +230,4 @@ def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
     return int(n.rowcount or 0)
 
 
-__all__ = ["RESOLUTIONS", "h3_parent_sql", "rebuild_cell_days", "refresh_intervals"]
+__all__ = ["RESOLUTIONS", "rebuild_cell_days", "refresh_intervals"]

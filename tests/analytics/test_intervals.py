@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import h3
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from geodispatch.analytics.intervals import h3_parent_sql, refresh_intervals
+from geodispatch.analytics.intervals import refresh_intervals
 from geodispatch.analytics.models import ResponseCellDay, ResponseInterval
 from tests.analytics.factories import KYIV, make_assignment, make_incident
 
@@ -93,11 +92,3 @@ def test_cell_days_hold_sorted_totals(db: Session) -> None:
     ).scalar_one()
     assert row.incidents == 3
     assert row.total_response_s == [300.0, 500.0, 700.0]
-
-
-@pytest.mark.parametrize("res", [7, 8, 9])
-def test_h3_parent_sql_matches_h3(db: Session, res: int) -> None:
-    """The bit-level parent in SQL equals h3.cell_to_parent."""
-    child = h3.latlng_to_cell(37.77, -122.42, 12)
-    got = db.execute(text(f"SELECT {h3_parent_sql(':c', res)}"), {"c": h3.str_to_int(child)})
-    assert got.scalar_one() == h3.str_to_int(h3.cell_to_parent(child, res))
