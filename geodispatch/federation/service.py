@@ -4,13 +4,14 @@ The regional centre exports every incident of its region with the full event log
 centre imports: it verifies the exported event log with
 ``geodispatch.incidents.chain.verify_event_list`` and refuses the whole document when any hash
 does not match (a tampered or truncated export). Accepted incidents are stored as read-only
-copies (``source='eido'``, ``external_ref`` = the regional reference), and the regional events
+copies (``source="eido"``, ``external_ref`` = ``"{system}:{reference}"``), and the regional events
 are appended to the national chain, each carrying its original id and hash under
 ``data["_origin"]``, so a later export of the same incident only adds the new events.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,20 @@ def _verify(events: list[dict[str, Any]]) -> int:
     return int(report.checked)
 
 
+def _free_reference(*, session: Session, reference: str, system: str) -> str:
+    """The regional reference, or (when this centre already uses it) one suffixed by the system."""
+    taken = session.execute(
+        text("SELECT 1 FROM incidents WHERE reference = :r"), {"r": reference}
+    ).first()
+    if taken is None:
+        return reference
+    suffix = hashlib.sha1(system.encode()).hexdigest()[:6]
+    alt = f"{reference[: 32 - 7]}~{suffix}"
+    if session.execute(text("SELECT 1 FROM incidents WHERE reference = :r"), {"r": alt}).first():
+        raise Conflict(f"reference {reference} is taken here, and so is {alt}")
+    return alt
+
+
 def _parse_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
@@ -157,7 +172,12 @@ def import_eido(
     InvalidInput
         Malformed document, or an event log whose hashes do not verify (nothing is stored).
     Conflict
-        The reference belongs to an incident that is not an EIDO copy.
+        Neither the regional reference nor its system-suffixed form is free here.
+
+    Notes
+    -----
+    A copy is identified by ``external_ref = "{system}:{reference}"``; it keeps the regional
+    reference unless this centre already uses it (then ``reference~xxxxxx``, a hash of the system).
     """
     from geodispatch.incidents.chain import append_event
     from geodispatch.zones.cells import to_res
@@ -174,11 +194,16 @@ def import_eido(
         raise InvalidInput("event log mixes several incidents")
 
     ref = parsed["reference"]
+    external_ref = f"{parsed['system']}:{ref}"
+    if len(external_ref) > 64:
+        raise InvalidInput(f"sending system id too long for {external_ref!r}")
     existing = session.execute(
-        text("SELECT id, source, external_ref FROM incidents WHERE reference = :r"), {"r": ref}
+        text("SELECT id, reference FROM incidents WHERE external_ref = :x AND source = 'eido'"),
+        {"x": external_ref},
     ).mappings().first()
-    if existing is not None and existing["source"] != "eido":
-        raise Conflict(f"incident {ref} exists locally and is not an imported copy")
+    local_ref = existing["reference"] if existing is not None else _free_reference(
+        session=session, reference=ref, system=parsed["system"]
+    )
     cell = parsed["h3"]
     sector_id = district_id = None
     if cell:
@@ -190,7 +215,7 @@ def import_eido(
         )
         sector_id, district_id = zones.get("sector"), zones.get("district")
     values = {
-        "ref": ref,
+        "ref": local_ref,
         "region": parsed["region"],
         "received_at": _parse_time(parsed["received_at"]) or _parse_time(events[0]["at"]),
         "lat": parsed["lat"],
@@ -206,7 +231,7 @@ def import_eido(
         "caller_lang": parsed["caller_lang"],
         "sector": sector_id,
         "district": district_id,
-        "ext": ref,
+        "ext": external_ref,
     }
     if existing is None:
         incident_id = int(
@@ -262,7 +287,7 @@ def import_eido(
         added += 1
     session.flush()
     log.info("EIDO %s: %s, %d new events", ref, "created" if created else "updated", added)
-    return ImportResult(ref, incident_id, created, added, checked)
+    return ImportResult(local_ref, incident_id, created, added, checked)
 
 
 def import_many(
