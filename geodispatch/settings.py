@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     speed_table_file: Path | None = Field(None, description="JSON {highway class: km/h} overriding defaults.")
     snap_max_m: float = Field(200.0, description="Points further from any road are flagged off-road.")
     rush_hour_factors: bool = Field(False, description="Apply the time-of-day speed factor table.")
+    speed_factors_file: Path | None = Field(
+        None, description="JSON time-of-day speed factor table (default: routing.speeds table)."
+    )
+    routing_timezone: str = Field(
+        "Europe/Kyiv", description="Local time zone the time-of-day speed factors are written in."
+    )
 
     # --- zones -------------------------------------------------------------------------------
     h3_zone_res: int = Field(8, description="H3 resolution of zone cell sets.")
