@@ -124,7 +124,7 @@ class Prepared:
 
 
 def prepare(settings: Settings, *, units: int, region: str, country: str,
-            owntracks_share: float) -> Prepared:
+            owntracks_share: float, prefix: str = "P") -> Prepared:
     """Zones, demo users and crews in the database (one committed transaction)."""
     from geodispatch.db import app_engine, check_database, session_factory, transaction
     from geodispatch.sim.provision import default_fleet_path, ensure_fleet, load_sectors
@@ -149,7 +149,7 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
             fleet_path = default_fleet_path(settings)
             specs = ensure_fleet(session=session, settings=settings, n=units, roads=roads,
                                  region=region, fleet_path=fleet_path,
-                                 owntracks_share=owntracks_share)
+                                 owntracks_share=owntracks_share, prefix=prefix)
     finally:
         engine.dispose()
     return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors)
@@ -211,6 +211,13 @@ def wait_http(base: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -
     raise ConfigurationError(f"the API server did not answer at {base} within {timeout:.0f}s")
 
 
+def demo_dir(settings: Settings) -> Path:
+    """``var/demo/<database>/``: logs and counters of the demo's components."""
+    from sqlalchemy.engine import make_url
+
+    return settings.var_dir / "demo" / str(make_url(settings.database_url).database)
+
+
 class _Stop(Exception):
     pass
 
@@ -228,14 +235,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    children = Children(settings.var_dir / "demo" / "logs")
+    work = demo_dir(settings)
+    children = Children(work / "logs")
     try:
         from geodispatch.migrate import upgrade
 
         upgrade(settings)
         ensure_graph(settings, osm_file=args.osm_file, place=args.place, force=args.rebuild_graph)
         prep = prepare(settings, units=args.units, region=region, country=args.country,
-                       owntracks_share=args.owntracks_share)
+                       owntracks_share=args.owntracks_share, prefix=args.prefix)
         pw = {u: p for u, p, _r in prep.users}
         print(f"[demo] {prep.units} crews in {prep.sectors} sectors of region {region}; "
               f"setup took {time.monotonic() - t0:.1f}s", flush=True)
@@ -247,10 +255,10 @@ def run_demo(args: argparse.Namespace) -> int:
             "simulate", "--no-provision", "--units", str(prep.units), "--fleet",
             str(prep.fleet_path), "--report-s", str(args.report_s),
             "--on-scene-s", str(args.on_scene_s[0]), str(args.on_scene_s[1]),
-            "--stats-file", str(settings.var_dir / "demo" / "simulate.json")))
+            "--stats-file", str(work / "simulate.json")))
         if not args.no_calls:
             cg = ["callgen", "--base-url", base, "--speedup", str(args.speedup),
-                  "--stats-file", str(settings.var_dir / "demo" / "callgen.json")]
+                  "--stats-file", str(work / "callgen.json")]
             if args.auto:
                 cg.append("--auto")
             if args.max_calls is not None:
@@ -315,6 +323,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--units", type=int, default=200, help="simulated crews (default 200)")
     p.add_argument("--owntracks-share", type=float, default=0.3,
                    help="fraction of crews reporting as OwnTracks (the rest native)")
+    p.add_argument("--prefix", default="P", help="call-sign prefix of the crews (P-001...)")
     p.add_argument("--region", default=None, help="region code (default: the setting)")
     p.add_argument("--country", default="UA", help="country code of the generated zones")
     p.add_argument("--host", default=None)

@@ -37,7 +37,10 @@ FLEET_MIX: tuple[tuple[str, tuple[str, ...], float], ...] = (
 
 
 def default_fleet_path(settings: Settings) -> Path:
-    return settings.var_dir / "sim" / "fleet.json"
+    """``var/sim/fleet-<database>.json``: each database has its own crews and tokens."""
+    from sqlalchemy.engine import make_url
+
+    return settings.var_dir / "sim" / f"fleet-{make_url(settings.database_url).database}.json"
 
 
 @dataclass(slots=True, frozen=True)

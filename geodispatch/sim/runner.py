@@ -47,7 +47,7 @@ def load_roads(settings: Settings, *, grid: bool = False) -> Roads:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--units", type=int, default=200, help="number of crews (default 200)")
     p.add_argument("--fleet", type=Path, default=None,
-                   help="fleet file with device tokens (default var/sim/fleet.json)")
+                   help="fleet file with device tokens (default var/sim/fleet-<database>.json)")
     p.add_argument("--no-provision", action="store_true",
                    help="do not create crews in the database; use the fleet file as it is")
     p.add_argument("--region", default=None, help="region of created crews (default: setting)")
@@ -106,7 +106,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     settings = get_settings()
     roads = load_roads(settings, grid=args.grid)
     if args.no_provision:
-        fleet_path = args.fleet or settings.var_dir / "sim" / "fleet.json"
+        from geodispatch.sim.provision import default_fleet_path
+
+        fleet_path = args.fleet or default_fleet_path(settings)
         if not fleet_path.exists():
             raise ConfigurationError(f"fleet file {fleet_path} not found (drop --no-provision)")
         specs = load_fleet(fleet_path)[: args.units]
