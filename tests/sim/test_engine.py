@@ -41,7 +41,7 @@ def test_simulator_publishes_for_every_crew_and_follows_assignments() -> None:
     assert reporting == {s.device for s in specs}
     statuses = [(o.unit.device, o.status, o.incident_id) for o in sent if isinstance(o, StatusOut)]
     assert ("T-7", "en_route", 99) in statuses
-    assert sim.stats.assignments == 2 and sim.stats.fixes > 20
+    assert sim.stats.assignments == 1 and sim.stats.fixes > 20
 
 
 def test_run_stops_on_event_and_fleet_file_roundtrips(tmp_path: object) -> None:
