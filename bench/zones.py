@@ -183,7 +183,8 @@ def _make_router() -> tuple[Any, str, int]:
         from geodispatch.routing.synthetic import synthetic_city
     except ImportError:
         r = _GridRouter()
-        return r, "own 320x320 perturbed grid, scipy dijkstra (routing engine not available)", r.n_nodes
+        kind = "own 320x320 perturbed grid, scipy dijkstra (routing engine not available)"
+        return r, kind, r.n_nodes
     graph = synthetic_city()
     return Router(graph), "geodispatch.routing synthetic_city + Router.multi_source_times", int(
         graph.n_nodes
@@ -245,13 +246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
          "target >= 1,000,000"),
         ("lookup (h3 + dict) loop, 200k points", f"{lk['lookup_loop_pps']:,.0f} pts/s",
          f"agrees: {lk['loop_agrees']}"),
-        (f"PostGIS ST_Contains sectors, {lk['sql_points']:,} pts", f"{lk['st_contains_pps']:,.0f} pts/s",
+        (f"PostGIS ST_Contains sectors, {lk['sql_points']:,} pts",
+         f"{lk['st_contains_pps']:,.0f} pts/s",
          "GiST on zones.geom"),
         (f"PostGIS zone_cells join, {lk['sql_points']:,} pts",
          f"{lk['zone_cells_join_pps']:,.0f} pts/s", f"agrees: {lk['sql_agree']}"),
         (f"coverage {cov['crews']} crews, {cov['nodes']:,} nodes, {cov['target_min']:g} min",
          f"{cov['coverage_ms_median']:.0f} ms median", "target <= 200 ms"),
-        ("  node -> cell grouping (once per graph)", f"{cov['node_cell_grouping_s'] * 1000:.0f} ms", ""),
+        ("  node -> cell grouping (once per graph)",
+         f"{cov['node_cell_grouping_s'] * 1000:.0f} ms", ""),
         ("  cells covered / total", f"{cov['cells_covered']}/{cov['cells_total']}",
          f"{cov['gap_cells']} gaps"),
     ]

@@ -67,7 +67,7 @@ EVENT_FIELDS = ("id", "incident_id", "kind", "actor", "at", "data", "prev_hash",
 
 
 def tracking_id(reference: str, system: str) -> str:
-    """Globally unique incident id in the NENA URN form ``urn:emergency:uid:incidentid:ID:DOMAIN``."""
+    """Globally unique incident id, NENA URN form ``urn:emergency:uid:incidentid:ID:DOMAIN``."""
     return f"urn:emergency:uid:incidentid:{reference}:{system}"
 
 
@@ -94,7 +94,8 @@ def pidf_point(lat: float, lng: float, address: str | None) -> str:
         'xmlns:gml="http://www.opengis.net/gml" '
         'xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr">'
         "<gp:geopriv><gp:location-info>"
-        f'<gml:Point srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>{lat!r} {lng!r}</gml:pos></gml:Point>'
+        '<gml:Point srsName="urn:ogc:def:crs:EPSG::4326">'
+        f"<gml:pos>{lat!r} {lng!r}</gml:pos></gml:Point>"
         f"{civic}</gp:location-info></gp:geopriv></presence>"
     )
 
@@ -264,7 +265,9 @@ def parse_eido(doc: Mapping[str, Any]) -> dict[str, Any]:
             "tracking_id": str(inc["incidentTrackingIdentifier"]),
             "reference": str(inc["internalIncidentId"]),
             "system": str(doc.get("sendingSystemIdentifier") or ""),
-            "category": str(inc.get("incidentTypeInternalCode") or inc["incidentTypeCommonRegistryText"]),
+            "category": str(
+                inc.get("incidentTypeInternalCode") or inc["incidentTypeCommonRegistryText"]
+            ),
             "priority": int(inc.get("incidentCommonPriorityNumber") or 3),
             "status": str(status_internal[0]) if status_internal else None,
             "eido_status": list(inc.get("incidentStatusCommonRegistryText") or []),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import Conflict, InvalidInput
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SYSTEM = "geodispatch"
 
 
-def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _event_dict(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     at = row["at"]
     return {
         "id": int(row["id"]),
@@ -98,7 +98,7 @@ def export_incidents(
         resources[int(a["incident_id"])].append(dict(a))
     return [
         build_eido(
-            incident=r,
+            incident=dict(r),
             events=events[int(r["id"])],
             resources=resources[int(r["id"])],
             system=system,
@@ -208,7 +208,7 @@ def import_eido(
     sector_id = district_id = None
     if cell:
         zc = to_res(int(cell), settings.h3_zone_res)
-        zones = dict(
+        zones: dict[str, int] = dict(
             session.execute(
                 text("SELECT level, zone_id FROM zone_cells WHERE cell = :c"), {"c": zc}
             ).all()
@@ -253,7 +253,8 @@ def import_eido(
         incident_id = int(existing["id"])
         session.execute(
             text(
-                "UPDATE incidents SET status = :status, category = :category, priority = :priority, "
+                "UPDATE incidents SET status = :status, category = :category, "
+                "priority = :priority, "
                 "description = :description, disposition = :disposition, closed_at = :closed_at, "
                 "address = :address WHERE id = :id"
             ),

@@ -57,7 +57,8 @@ class NodeCells:
         """Minimum node time per cell (``inf`` where no node was reached)."""
         if self.cells.size == 0:
             return np.empty(0)
-        return np.minimum.reduceat(np.asarray(node_times, dtype=np.float64)[self.order], self.starts)
+        ordered = np.asarray(node_times, dtype=np.float64)[self.order]
+        return np.minimum.reduceat(ordered, self.starts)
 
 
 _NODE_CELLS: dict[tuple[int, int], tuple[object, NodeCells]] = {}
@@ -246,7 +247,8 @@ def database_sources(
 
     rows = session.execute(
         text(
-            "SELECT ST_Y(ul.geom), ST_X(ul.geom) FROM unit_latest ul JOIN units u ON u.id = ul.unit_id "
+            "SELECT ST_Y(ul.geom), ST_X(ul.geom) FROM unit_latest ul "
+            "JOIN units u ON u.id = ul.unit_id "
             "WHERE u.active AND u.status = 'available' "
             "AND ul.fix_time > now() - make_interval(secs => :stale) "
             "AND (CAST(:region AS text) IS NULL OR u.region = :region)"

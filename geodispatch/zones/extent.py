@@ -28,7 +28,7 @@ def osm_road_extent(path: Path) -> tuple[float, float, float, float]:
     lngs: list[float] = []
     fp = osmium.FileProcessor(str(path)).with_locations()
     for obj in fp:
-        if obj.is_way() and obj.tags.get("highway") in DRIVABLE:
+        if isinstance(obj, osmium.osm.Way) and obj.tags.get("highway") in DRIVABLE:
             for n in obj.nodes:
                 if n.location.valid():
                     lats.append(n.location.lat)

@@ -1,4 +1,4 @@
-"""The in-memory zone index: point -> (sector, district, region) in O(1), one or a million at a time.
+"""The in-memory zone index: point -> (sector, district, region) in O(1), one or a million at once.
 
 ``ZoneIndex.load(session, settings)`` reads the current zone versions' expanded cells
 (``zone_cells``) once; :meth:`ZoneIndex.lookup` answers a single point with one h3 call and one
@@ -107,7 +107,10 @@ class ZoneIndex:
         ).all()
         membership = [(int(c), str(lv), int(z)) for c, lv, z in rows]
         index = cls.from_membership(
-            membership, zones=zones, res=settings.h3_zone_res, default_region=settings.default_region
+            membership,
+            zones=zones,
+            res=settings.h3_zone_res,
+            default_region=settings.default_region,
         )
         log.info("zone index: %d zones, %d cells", len(zones), len(index.cell_combo))
         return index
@@ -227,7 +230,8 @@ class ZoneIndex:
         """Zones of one point: one h3 call and one dict look-up."""
         if not (math.isfinite(p.lat) and math.isfinite(p.lng)):
             return self._ref(OUTSIDE)
-        return self._ref(self.cell_combo.get(int(h3i.latlng_to_cell(p.lat, p.lng, self.res)), OUTSIDE))
+        cell = int(h3i.latlng_to_cell(p.lat, p.lng, self.res))
+        return self._ref(self.cell_combo.get(cell, OUTSIDE))
 
     def lookup_cell(self, cell: int) -> ZoneRef:
         """Zones of a cell at the index resolution (finer cells are brought up to it)."""

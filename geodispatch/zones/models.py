@@ -36,7 +36,7 @@ class Zone(Base):
 
 
 class ZoneCell(Base):
-    """Expanded membership at the zone resolution: cell -> zone of each level, an O(1) SQL lookup."""
+    """Expanded membership at the zone resolution: cell -> zone per level, an O(1) SQL lookup."""
 
     __tablename__ = "zone_cells"
 

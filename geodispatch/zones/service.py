@@ -234,50 +234,50 @@ def apply_level(
         if s.parent_id is None and parent_map:
             s.parent_id = _majority_parent(s.cells, parent_map)
         wanted[s.code] = s
-    for code, z in existing.items():
+    for code, zone in existing.items():
         if code in wanted:
             continue
-        old = hc.uncompact(z.cells, z.res)
-        if old & claimed:
+        held = hc.uncompact(zone.cells, zone.res)
+        if held & claimed:
             wanted[code] = ZoneSpec(
                 code=code,
-                name=z.name,
+                name=zone.name,
                 level=level,
-                region=z.region,
-                cells=old - claimed,
-                parent_id=z.parent_id,
+                region=zone.region,
+                cells=held - claimed,
+                parent_id=zone.parent_id,
             )
 
     change = LevelChange()
     replaced: dict[int, int | None] = {}  # old id -> new id (None: zone vanished)
     # Close changed versions first so their cells are free for the new rows.
     for code, spec in wanted.items():
-        z = existing.get(code)
-        if z is None:
+        old = existing.get(code)
+        if old is None:
             continue
-        same_cells = z.res == res and hc.uncompact(z.cells, z.res) == spec.cells
-        if same_cells and z.name == spec.name and z.region == spec.region and (
-            z.parent_id == spec.parent_id
+        same_cells = old.res == res and hc.uncompact(old.cells, old.res) == spec.cells
+        if same_cells and old.name == spec.name and old.region == spec.region and (
+            old.parent_id == spec.parent_id
         ):
-            change.unchanged.append(z.id)
+            change.unchanged.append(old.id)
             continue
-        z.valid_to = at
-        change.closed.append(z.id)
-        replaced[z.id] = None
-        session.execute(delete(ZoneCell).where(ZoneCell.zone_id == z.id))
+        old.valid_to = at
+        change.closed.append(old.id)
+        replaced[old.id] = None
+        session.execute(delete(ZoneCell).where(ZoneCell.zone_id == old.id))
     session.flush()
     for code, spec in wanted.items():
-        z = existing.get(code)
-        if z is not None and z.id not in replaced:
+        old = existing.get(code)
+        if old is not None and old.id not in replaced:
             continue
         if not spec.cells:
             continue  # a zone whose every cell was taken by others simply ends
         new = _insert_zone(session=session, spec=spec, res=res, at=at)
-        if z is None:
+        if old is None:
             change.created.append(new.id)
         else:
             change.updated.append(new.id)
-            replaced[z.id] = new.id
+            replaced[old.id] = new.id
     if replaced:
         _repoint_children(session=session, level=level, replaced=replaced)
     session.flush()
@@ -395,7 +395,10 @@ def membership_history(
     return list(
         session.scalars(
             select(ZoneMembershipChange)
-            .where(ZoneMembershipChange.entity == entity, ZoneMembershipChange.entity_id == entity_id)
+            .where(
+                ZoneMembershipChange.entity == entity,
+                ZoneMembershipChange.entity_id == entity_id,
+            )
             .order_by(ZoneMembershipChange.id)
         )
     )
@@ -725,7 +728,9 @@ def set_home_zone(*, session: Session, unit_id: int, zone_id: int | None) -> Non
         z = session.get(Zone, zone_id)
         if z is None or z.valid_to is not None or z.level != "sector":
             raise InvalidInput(f"zone {zone_id} is not a current sector")
-    session.execute(text("UPDATE units SET home_zone_id = :z WHERE id = :u"), {"z": zone_id, "u": unit_id})
+    session.execute(
+        text("UPDATE units SET home_zone_id = :z WHERE id = :u"), {"z": zone_id, "u": unit_id}
+    )
     session.flush()
 
 

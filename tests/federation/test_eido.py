@@ -83,7 +83,8 @@ def test_disposition_and_merge() -> None:
     """A closed, merged incident carries its disposition code and the surviving incident."""
     doc = build_eido(incident=_incident(status="merged", disposition="22"), events=EVENTS,
                      system="kv", merged_into="KV-2026-000041")
-    assert doc["incidentComponent"]["dispositionComponent"][0]["dispositionCommonRegistryCode"] == "22"
+    disposition = doc["incidentComponent"]["dispositionComponent"][0]
+    assert disposition["dispositionCommonRegistryCode"] == "22"
     assert doc["mergeComponent"][0]["incidentTrackingIdentifier"].endswith("KV-2026-000041:kv")
 
 

@@ -13,7 +13,7 @@ from geodispatch.zones.service import GeneratedZones, validate_hierarchy
 
 
 def test_generated_levels_nest(andorra: GeneratedZones, db: Session, settings: Settings) -> None:
-    """Every sector lies in its district, every district in the region, the region in the country."""
+    """Sectors lie in their district, districts in the region, the region in the country."""
     assert andorra.region.parent_id == andorra.country.id
     assert len(andorra.districts) >= 2 and len(andorra.sectors) > len(andorra.districts)
     region_cells = hc.uncompact(andorra.region.cells, settings.h3_zone_res)
