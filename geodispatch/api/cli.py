@@ -20,6 +20,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port or settings.api_port,
         log_level="info",
         ws_max_size=1 << 20,
+        # The live feed is many small JSON updates a second; compressing them costs more server
+        # CPU than the LAN bandwidth saved (bench/live.py --deflate shows latency triple).
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -7,6 +7,8 @@ Design (why a slow browser never slows ingest):
 * One asyncio task (:meth:`LiveHub.run`) wakes every ``tick_s``, swaps that dict out, serialises
   each changed unit once, and merges the JSON fragments into every interested client's own
   ``pending`` dict (keyed by unit id, so a newer state *replaces* an unsent older one).
+* A unit whose status, call sign etc. did not change is sent as a compact ``{id, lat, lng,
+  fix_time, speed_mps, heading}``; clients merge updates into what they have by ``id``.
 * Each client has its own sender task that sends whatever is pending as one message, at most
   ``max_rate_hz`` times a second. A client that reads slowly simply sees fewer, fresher batches;
   its memory is bounded by the number of units, never by time.
@@ -33,6 +35,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+
+# Fields that change with every fix; an update where nothing else changed carries only these.
+MOVING_FIELDS = ("lat", "lng", "fix_time", "speed_mps", "heading")
 
 OPEN_INCIDENT_STATUSES = ("registered", "queued", "assigned", "en_route", "on_scene")
 
@@ -122,7 +127,8 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self._lock = threading.Lock()
         self._incoming: dict[int, Any] = {}
-        self._last_units: dict[int, tuple[str | None, str]] = {}  # id -> (region, fragment)
+        # id -> (region, JSON of the slow-changing fields, the moving fields) as last sent
+        self._last_units: dict[int, tuple[str | None, str, dict[str, Any]]] = {}
         self._wake_loop: asyncio.Event | None = None
         self.updates_in = 0
         self.fragments_out = 0
@@ -179,11 +185,18 @@ class LiveHub:
         changed: list[tuple[int, str | None, str]] = []
         for uid, state in incoming.items():
             d = unit_to_dict(state)
-            fragment = json.dumps(d, separators=(",", ":"))
+            moving = {k: d[k] for k in MOVING_FIELDS}
+            fixed = json.dumps({k: v for k, v in d.items() if k not in MOVING_FIELDS},
+                               separators=(",", ":"))
             prev = self._last_units.get(uid)
-            if prev is not None and prev[1] == fragment:
-                continue  # a periodic refresh that changed nothing
-            self._last_units[uid] = (d["region"], fragment)
+            if prev is not None and prev[1] == fixed:
+                if prev[2] == moving:
+                    continue  # a periodic refresh that changed nothing
+                # Only the position moved: a compact update (the client merges it by id).
+                fragment = json.dumps({"id": uid, **moving}, separators=(",", ":"))
+            else:
+                fragment = json.dumps(d, separators=(",", ":"))
+            self._last_units[uid] = (d["region"], fixed, moving)
             changed.append((uid, d["region"], fragment))
         if not changed:
             return 0

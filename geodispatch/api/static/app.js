@@ -164,8 +164,12 @@
     return { radius: 7, color: "#fff", weight: 2, fillColor: STATUS_COLORS[u.status] || "#7a8494",
              fillOpacity: u.stale ? 0.35 : 0.95 };
   }
-  function upsertUnit(u) {
-    const prev = gd.units[u.id];
+  function upsertUnit(update) {
+    const prev = gd.units[update.id];
+    // Position-only updates carry just id, lat, lng, fix_time, speed and heading: merge them.
+    const u = prev ? Object.assign({}, prev, update) : update;
+    if (u.call_sign === undefined) return;  // a compact update for a unit we never saw in full
+    if (gd.config && u.fix_time) u.stale = Date.now() / 1000 - u.fix_time > gd.config.stale_after_s;
     if (!prev || prev.status !== u.status) {
       (gd.unitHistory[u.id] = gd.unitHistory[u.id] || []).push({ at: Date.now() / 1000, status: u.status });
     }

@@ -1,0 +1,263 @@
+"""Benchmark of the live map feed: 5,000 units at 1 Hz fanned out to 20 WebSocket clients.
+
+What is measured: the latency from a position being applied to the live fleet (the moment ingest
+publishes it; ``fix_time`` is stamped then) to a browser-like WebSocket client receiving it, and
+the CPU the server process spends (the synthetic feeder runs inside the server, as in-process
+ingest would). The server is a real uvicorn process running ``create_app`` with the real
+lifespans; the units are real rows (region ``BENCH``, removed afterwards); clients are 20
+``websockets`` connections that parse every message like a browser would.
+
+Usage: ``python bench/live.py [--units 5000] [--clients 20] [--hz 1] [--seconds 20]``.
+Prints a table, then one JSON line (the last line of output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REGION = "BENCH"
+CENTRE = (50.4501, 30.5234)  # Kyiv
+
+
+# --- server side (runs in the child process) -----------------------------------------------------
+def _feeder(app: Any, hz: float) -> None:
+    """Wait for the fleet, then move every BENCH unit ``hz`` times a second, spread evenly."""
+    from sqlalchemy import text
+
+    from geodispatch.geo import LatLng
+    from geodispatch.tracking.reports import PositionReport
+
+    while getattr(app.state, "fleet", None) is None or getattr(app.state, "live_hub", None) is None:
+        time.sleep(0.05)
+    fleet = app.state.fleet
+    with app.state.session_factory() as s:
+        ids = [r[0] for r in s.execute(text("SELECT id FROM units WHERE region = :r ORDER BY id"),
+                                       {"r": REGION})]
+    rng = random.Random(7)
+    pos = {u: [CENTRE[0] + rng.uniform(-0.05, 0.05), CENTRE[1] + rng.uniform(-0.08, 0.08)]
+           for u in ids}
+    slices = 20  # batches per period, like ingest committing every 50 ms
+    period = 1.0 / hz
+    chunk = max(1, len(ids) // slices)
+    next_at = time.monotonic()
+    while True:
+        for k in range(0, len(ids), chunk):
+            now = datetime.now(UTC)
+            reports = []
+            for u in ids[k:k + chunk]:
+                p = pos[u]
+                p[0] += rng.uniform(-1e-4, 1e-4)
+                p[1] += rng.uniform(-1e-4, 1e-4)
+                reports.append(PositionReport(device=f"bench{u}", fix_time=now,
+                                              position=LatLng(p[0], p[1]), source="bench",
+                                              received_at=now, speed_mps=8.0, unit_id=u))
+            fleet.apply_positions(reports)
+            next_at += period / slices
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def serve(port: int, hz: float, deflate: bool) -> None:
+    import uvicorn
+
+    from geodispatch.api.app import create_app
+    from geodispatch.settings import get_settings
+
+    settings = get_settings().model_copy(update={"serve_ingest": False})
+    app = create_app(settings)
+    threading.Thread(target=_feeder, args=(app, hz), daemon=True).start()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 24,
+                ws_per_message_deflate=deflate)
+
+
+# --- bench side ----------------------------------------------------------------------------------
+def _setup_units(n: int) -> None:
+    from sqlalchemy import text
+
+    from geodispatch.db import app_engine
+    from geodispatch.settings import get_settings
+
+    engine = app_engine(get_settings())
+    with engine.begin() as conn:
+        _cleanup(conn)
+        conn.execute(text("""
+            INSERT INTO units (call_sign, kind, capabilities, region, status, device_id,
+                               device_token_hash, active)
+            SELECT 'BENCH-' || g, 'patrol_car', '{}', :r, 'available', 'bench-' || g, 'x', true
+            FROM generate_series(1, :n) AS g
+        """), {"r": REGION, "n": n})
+    engine.dispose()
+
+
+def _cleanup(conn: Any = None) -> None:
+    from sqlalchemy import text
+
+    if conn is None:
+        from geodispatch.db import app_engine
+        from geodispatch.settings import get_settings
+
+        engine = app_engine(get_settings())
+        with engine.begin() as c:
+            _cleanup(c)
+        engine.dispose()
+        return
+    ids = "SELECT id FROM units WHERE region = :r"
+    for table in ("positions", "unit_latest"):
+        conn.execute(text(f"DELETE FROM {table} WHERE unit_id IN ({ids})"), {"r": REGION})
+    conn.execute(text("DELETE FROM units WHERE region = :r"), {"r": REGION})
+
+
+def _token() -> str:
+    from geodispatch.api.security import Principal, issue_token
+    from geodispatch.settings import get_settings
+
+    return issue_token(Principal("bench", "national", None), get_settings())
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _client(url: str, stop: asyncio.Event, warm_until: float, out: dict[str, Any]) -> None:
+    import websockets
+
+    lat: list[float] = []
+    server_side: list[float] = []
+    msgs = units = 0
+    nbytes = 0
+    async with websockets.connect(url, max_size=1 << 26) as ws:
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 1.0)
+            except TimeoutError:
+                continue
+            now = time.time()
+            msg = json.loads(raw)
+            if msg.get("type") != "units" or now < warm_until:
+                continue
+            msgs += 1
+            nbytes += len(raw)
+            server_side.append(msg["sent_at"] - min(
+                (u["fix_time"] for u in msg["units"] if u["fix_time"]), default=msg["sent_at"]))
+            for u in msg["units"]:
+                if u["fix_time"] is not None:
+                    lat.append(now - u["fix_time"])
+            units += len(msg["units"])
+    out.update(lat=lat, server_side=server_side, msgs=msgs, units=units, bytes=nbytes)
+
+
+async def _run_clients(base: str, n: int, seconds: float, warmup: float) -> list[dict[str, Any]]:
+    url = f"{base}/api/live?token={_token()}"
+    stop = asyncio.Event()
+    results: list[dict[str, Any]] = [{} for _ in range(n)]
+    warm_until = time.time() + warmup
+    tasks = [asyncio.create_task(_client(url, stop, warm_until, results[i])) for i in range(n)]
+    await asyncio.sleep(warmup + seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return results
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q / 100 * len(values)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=5000)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--hz", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--deflate", action="store_true",
+                    help="negotiate permessage-deflate (off in `geodispatch serve` too)")
+    ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve, args.hz, args.deflate)
+        return 0
+
+    import httpx
+
+    from tests.helpers import free_port
+
+    _setup_units(args.units)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--hz", str(args.hz)]
+                              + (["--deflate"] if args.deflate else []),
+                              cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/openapi.json", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("server did not start") from None
+                time.sleep(0.3)
+        cpu0 = _cpu_seconds(server.pid)
+        client_cpu0 = _cpu_seconds(os.getpid())
+        wall0 = time.monotonic()
+        results = asyncio.run(_run_clients(base.replace("http", "ws", 1), args.clients,
+                                           args.seconds, args.warmup))
+        elapsed = time.monotonic() - wall0
+        cpu = (_cpu_seconds(server.pid) - cpu0) / elapsed * 100
+        client_cpu = (_cpu_seconds(os.getpid()) - client_cpu0) / elapsed * 100
+    finally:
+        server.terminate()
+        server.wait(15)
+        _cleanup()
+
+    all_lat = [x for r in results for x in r.get("lat", [])]
+    per_client_units = statistics.mean(r.get("units", 0) for r in results) / args.seconds
+    msgs = statistics.mean(r.get("msgs", 0) for r in results) / args.seconds
+    mb = sum(r.get("bytes", 0) for r in results) / args.seconds / 1e6
+    row = {
+        "units": args.units, "clients": args.clients, "hz": args.hz, "deflate": args.deflate,
+        "updates_per_s": args.units * args.hz,
+        "client_unit_updates_per_s": round(per_client_units, 1),
+        "client_msgs_per_s": round(msgs, 2), "total_mb_per_s": round(mb, 2),
+        "latency_p50_ms": round(_pct(all_lat, 50) * 1000, 1),
+        "latency_p90_ms": round(_pct(all_lat, 90) * 1000, 1),
+        "latency_p99_ms": round(_pct(all_lat, 99) * 1000, 1),
+        "latency_max_ms": round(max(all_lat) * 1000, 1) if all_lat else None,
+        "samples": len(all_lat),
+        "server_oldest_fix_age_p99_ms": round(_pct(
+            [x for r in results for x in r.get("server_side", [])], 99) * 1000, 1),
+        "server_cpu_pct": round(cpu, 1), "client_cpu_pct": round(client_cpu, 1),
+        "cpu_cores": os.cpu_count(),
+    }
+    row["p99_ok"] = bool(all_lat) and row["latency_p99_ms"] <= 1000
+    width = max(len(k) for k in row)
+    print(f"{'metric':<{width}}  value")
+    print(f"{'-' * width}  -----")
+    for k, v in row.items():
+        print(f"{k:<{width}}  {v}")
+    print(json.dumps({"bench": "live", **row}))
+    return 0 if row["p99_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
