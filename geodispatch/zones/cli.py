@@ -122,6 +122,10 @@ def _generate(args: argparse.Namespace) -> int:
         if len(parts) != 4:
             raise SystemExit("--bbox needs min_lat,min_lng,max_lat,max_lng")
         bbox = (parts[0], parts[1], parts[2], parts[3])
+    elif args.osm is None and get_settings().resolved_graph_path.exists():
+        from geodispatch.routing.graph import RoadGraph
+
+        bbox = RoadGraph.load(get_settings().resolved_graph_path).bbox()
     else:
         bbox = osm_road_extent(args.osm or get_settings().resolved_osm_file)
     with _session() as session:
@@ -212,7 +216,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--region", required=True, help="region code, e.g. KV")
     gen.add_argument("--country-name")
     gen.add_argument("--region-name")
-    gen.add_argument("--osm", type=Path, help="OSM extract whose road extent to cover")
+    gen.add_argument(
+        "--osm", type=Path,
+        help="OSM extract whose road extent to cover (default: the built road graph's extent, "
+        "else settings.osm_file)",
+    )
     gen.add_argument("--bbox", help="min_lat,min_lng,max_lat,max_lng instead of --osm")
     gen.add_argument("--district-res", type=int, default=None)
     gen.add_argument("--sector-res", type=int, default=None)
