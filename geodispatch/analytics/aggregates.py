@@ -221,7 +221,7 @@ def _add_raw(
     session: Session, col: str, lo: datetime | None, hi: datetime | None, region: str | None,
     counts: dict[int, int], pieces: dict[int, list[bytes | FloatArray]],
 ) -> None:
-    where, params = ["TRUE"], {}
+    where, params = ["TRUE"], dict[str, Any]()
     if lo is not None:
         where.append("received_at >= :lo")
         params["lo"] = lo
@@ -308,7 +308,7 @@ def aggregate(
     bad = [b for b in by if b not in DIMENSIONS]
     if bad:
         raise InvalidInput(f"cannot group by {bad}; choose from {DIMENSIONS}")
-    where, params = ["TRUE"], {"target": target_s}
+    where, params = ["TRUE"], dict[str, Any](target=target_s)
     for col, value, op in (("received_at", start, ">="), ("received_at", end, "<"),
                            ("region", region, "="), ("category", category, "="),
                            ("priority", priority, "=")):

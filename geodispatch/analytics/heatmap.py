@@ -95,7 +95,7 @@ def _bins(metric: str, values: Sequence[float], target_s: float) -> list[float]:
 def _palette(metric: str, k: int) -> list[str]:
     if metric == "coverage_gaps":
         return ["#1a9850", "#d73027"][:k]
-    base = _YLORRD if metric == "density" else _GOOD_TO_BAD
+    base: tuple[str, ...] = _YLORRD if metric == "density" else _GOOD_TO_BAD
     if metric == "within_target":
         base = tuple(reversed(_GOOD_TO_BAD))
     return list(base[-k:]) if metric == "density" else list(base[:k])

@@ -48,6 +48,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geodispatch.analytics.intervals import rowcount
 from geodispatch.errors import InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.settings import get_settings
@@ -177,8 +178,9 @@ def _calls_frame(rows: pd.DataFrame, region: str, h3_res: int) -> pd.DataFrame:
 
 
 _INCIDENT_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS _imp_calls (call text, reference text, key text, received timestamptz,
-    entry timestamptz, lat float8, lng float8, h3 bigint, address text, category text,
+CREATE TEMP TABLE IF NOT EXISTS _imp_calls (call text, reference text, key text,
+    received timestamptz, entry timestamptz, lat float8, lng float8, h3 bigint,
+    address text, category text,
     priority int, status text, closed timestamptz, description text, sector_id int)
 ON COMMIT DROP
 """
@@ -189,7 +191,8 @@ CREATE TEMP TABLE IF NOT EXISTS _imp_rows (key text, call_sign text, dispatched 
 ON COMMIT DROP
 """
 _UNIT_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS _imp_units (call_sign text, kind text, capability text) ON COMMIT DROP
+CREATE TEMP TABLE IF NOT EXISTS _imp_units (call_sign text, kind text, capability text)
+ON COMMIT DROP
 """
 
 
@@ -261,11 +264,11 @@ def import_sf_calls(
     })
     _stage(session, _UNIT_STAGE, "_imp_units")
     _copy(session, "_imp_units", list(stage_units.columns), stage_units)
-    new_units = session.execute(text(
+    new_units = rowcount(session.execute(text(
         "INSERT INTO units (call_sign, kind, capabilities, region, status, device_id, "
         "device_token_hash, active) SELECT u.call_sign, u.kind, ARRAY[u.capability], :region, "
         "'off_duty', u.call_sign, '!', false FROM _imp_units u "
-        "ON CONFLICT DO NOTHING"), {"region": region}).rowcount
+        "ON CONFLICT DO NOTHING"), {"region": region}))
 
     # Incidents.
     _stage(session, _INCIDENT_STAGE, "_imp_calls")
@@ -297,14 +300,14 @@ def import_sf_calls(
     })
     _stage(session, _ASSIGN_STAGE, "_imp_rows")
     _copy(session, "_imp_rows", list(stage_rows.columns), stage_rows)
-    new_assignments = session.execute(text(
+    new_assignments = rowcount(session.execute(text(
         "INSERT INTO assignments (incident_id, unit_id, status, is_lead, was_recommended, "
         "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at) "
         "SELECT i.id, u.id, r.status, coalesce(r.is_lead, false), false, 'import', r.dispatched, "
         "r.en_route, r.on_scene, r.cleared FROM _imp_rows r "
         "JOIN incidents i ON i.idempotency_key = r.key JOIN units u ON u.call_sign = r.call_sign "
         "WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id "
-        "AND a.unit_id = u.id AND a.dispatched_at = r.dispatched)")).rowcount
+        "AND a.unit_id = u.id AND a.dispatched_at = r.dispatched)")))
     events = _append_imported_events(session, [(r[0], r[1]) for r in inserted], path.name)
     session.flush()
     log.info("imported %s: %d rows, %d calls, %d new incidents, %d new assignments, "
@@ -312,6 +315,6 @@ def import_sf_calls(
              len(inserted), new_assignments, new_units, events, skipped)
     return ImportResult(
         rows=len(rows), calls=len(calls), skipped_rows=skipped, new_incidents=len(inserted),
-        new_assignments=int(new_assignments or 0), new_units=int(new_units or 0),
+        new_assignments=new_assignments, new_units=new_units,
         first_received=calls["received"].min(),
     )

@@ -4,7 +4,7 @@ Definitions (all in seconds; NULL when a step never happened or the clocks put i
 step it is measured from, which only data errors do):
 
 ==================  ==============================================================================
-registration_s      call received -> incident registered (``incidents.received_at -> registered_at``)
+registration_s      call received -> incident registered (``received_at -> registered_at``)
 queue_s             registered -> first crew dispatched (the incident waiting for a crew)
 call_processing_s   received -> first crew dispatched (NFPA 1221's call processing; = the two above)
 turnout_s           dispatched -> en route of the *first-arriving* crew (of the first-dispatched
@@ -29,9 +29,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from h3.api import basic_int as h3i
-from sqlalchemy import bindparam, text
+from sqlalchemy import Result, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Date
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 
 RESOLUTIONS = (7, 8, 9)
 """H3 resolutions materialised with every interval row (and in ``response_cell_days``)."""
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows affected by a DML statement (SQLAlchemy types ``execute`` as a plain Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
 
 def _nonneg(expr: str) -> str:
     return f"(CASE WHEN ({expr}) >= 0 THEN ({expr}) END)"
@@ -68,7 +74,8 @@ def _upsert_sql(target: str) -> str:
     updates = ", ".join(
         f"{c} = excluded.{c}"
         for c in (
-            "received_at region category priority sector_id h3_7 h3_8 h3_9 hour dow".split()
+            ["received_at", "region", "category", "priority", "sector_id", "h3_7", "h3_8",
+             "h3_9", "hour", "dow"]
             + [c.strip() for c in cols.split(",")]
         )
     )
@@ -174,14 +181,15 @@ def refresh_intervals(
             f"AND i.status = 'merged' AND {target}"
         ),
         params,
-    ).rowcount
-    count = session.execute(text(_upsert_sql(target)), params).rowcount
+    )
+    count = rowcount(session.execute(text(_upsert_sql(target)), params))
     if since is None:
         rebuild_cell_days(session=session, days=None)
     else:
         rebuild_cell_days(session=session, days=days_before | _days_of(session, target, params))
-    log.info("response intervals: %d incidents refreshed, %d merged removed", count, merged)
-    return int(count or 0)
+    log.info("response intervals: %d incidents refreshed, %d merged removed", count,
+             rowcount(merged))
+    return count
 
 
 _CELL_DAYS_INSERT = """
@@ -206,7 +214,7 @@ def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
     if days is None:
         session.execute(text("DELETE FROM response_cell_days"))
         sql = _CELL_DAYS_INSERT.format(where="", values=values)
-        return int(session.execute(text(sql)).rowcount or 0)
+        return rowcount(session.execute(text(sql)))
     day_list: Sequence[date] = sorted(set(days))
     if not day_list:
         return 0
@@ -221,13 +229,13 @@ def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
         "AND received_at < ((:hi)::date + 1)::timestamp AT TIME ZONE 'UTC' "
         "AND (received_at AT TIME ZONE 'UTC')::date = ANY(:days)"
     )
-    sql = text(_CELL_DAYS_INSERT.format(where=where, values=values)).bindparams(
+    stmt = text(_CELL_DAYS_INSERT.format(where=where, values=values)).bindparams(
         bindparam("days", type_=ARRAY(Date)),
         bindparam("lo", type_=Date),
         bindparam("hi", type_=Date),
     )
-    n = session.execute(sql, {"days": list(day_list), "lo": day_list[0], "hi": day_list[-1]})
-    return int(n.rowcount or 0)
+    n = session.execute(stmt, {"days": list(day_list), "lo": day_list[0], "hi": day_list[-1]})
+    return rowcount(n)
 
 
-__all__ = ["RESOLUTIONS", "rebuild_cell_days", "refresh_intervals"]
+__all__ = ["RESOLUTIONS", "rebuild_cell_days", "refresh_intervals", "rowcount"]

@@ -33,7 +33,7 @@ from geodispatch.db import Base
 
 
 class ResponseInterval(Base):
-    """One row per incident: the standard intervals in seconds (NULL where a step never happened)."""
+    """One row per incident: the standard intervals in seconds (NULL where a step is missing)."""
 
     __tablename__ = "response_intervals"
     __table_args__ = (

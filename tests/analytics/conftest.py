@@ -1,4 +1,4 @@
-"""Fixtures of the analytics tests: the real SF calls file, imported into the rolled-back session."""
+"""Fixtures of the analytics tests: the real SF calls file, imported in the rolled-back session."""
 
 from __future__ import annotations
 

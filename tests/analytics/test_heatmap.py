@@ -19,8 +19,9 @@ END = datetime.fromisoformat("2017-01-08T08:00:00Z")
 
 def external_urls(page: str) -> list[str]:
     """What the page would fetch by itself: remote scripts, stylesheets, images and CSS imports."""
-    tags = re.findall(r"""<(?:script|img|iframe)[^>]*\ssrc\s*=\s*["']((?:https?:)?//[^"']+)""", page)
-    links = re.findall(r"""<link[^>]*\shref\s*=\s*["']((?:https?:)?//[^"']+)""", page)
+    remote = r"""\s*=\s*["']((?:https?:)?//[^"']+)"""
+    tags = re.findall(r"<(?:script|img|iframe)[^>]*\ssrc" + remote, page)
+    links = re.findall(r"<link[^>]*\shref" + remote, page)
     css = re.findall(r"""url\(\s*["']?((?:https?:)?//[^"')]+)""", page)
     return tags + links + css
 

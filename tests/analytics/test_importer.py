@@ -1,4 +1,4 @@
-"""Import of the real SF calls-for-service file: mapping, idempotency, per-cell figures vs pandas."""
+"""Import of the real SF calls-for-service file: mapping, idempotency, cell figures vs pandas."""
 
 from __future__ import annotations
 
@@ -75,13 +75,17 @@ def test_import_maps_rows_to_incidents_and_assignments(
     assert row[2] == 23
 
 
-def test_reimport_is_idempotent(db: Session, sf_imported: ImportResult, sf_calls_file: Path) -> None:
+def test_reimport_is_idempotent(
+    db: Session, sf_imported: ImportResult, sf_calls_file: Path
+) -> None:
     """Importing the same file again inserts nothing."""
     again = import_sf_calls(session=db, path=sf_calls_file, region=SF_REGION, tz=SF_TZ)
     assert (again.new_incidents, again.new_assignments, again.new_units) == (0, 0, 0)
 
 
-def test_cell_figures_match_pandas(sf_imported: ImportResult, db: Session, sf_calls_file: Path) -> None:
+def test_cell_figures_match_pandas(
+    sf_imported: ImportResult, db: Session, sf_calls_file: Path
+) -> None:
     """Count, median and p90 of total response per res-8 cell equal an independent pandas run."""
     expected = _pandas_cells(sf_calls_file)
     stats = cell_stats(session=db, res=8, region=SF_REGION)
