@@ -224,6 +224,8 @@ class _Stop(Exception):
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = get_settings()
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     region = args.region or settings.default_region
     host = args.host or settings.api_host
     port = args.port or settings.api_port
