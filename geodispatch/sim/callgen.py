@@ -1,4 +1,4 @@
-"""``geodispatch callgen``: replay real calls through the HTTP API, and (``--auto``) a dispatcher bot.
+"""``geodispatch callgen``: replay real calls through the HTTP API; ``--auto`` also dispatches.
 
 The call generator logs in as a call-taker and registers each planned call
 (:func:`geodispatch.sim.calls.replay`) with ``POST /api/incidents``, with an idempotency key so a

@@ -140,8 +140,9 @@ class Simulator:
                  "assignments %d, loop busy %.1f%%", elapsed, len(self.units), modes, s.fixes,
                  s.fixes / elapsed if elapsed else 0.0, s.batches, s.statuses, s.assignments, cpu)
         if stats_file is not None:
-            stats_file.write_text(json.dumps({"elapsed_s": round(elapsed, 1), "crews": len(self.units),
-                                              "modes": modes, **s.as_dict()}))
+            stats_file.write_text(json.dumps({"elapsed_s": round(elapsed, 1),
+                                              "crews": len(self.units), "modes": modes,
+                                              **s.as_dict()}))
 
 
 def load_fleet(path: Path) -> list[UnitSpec]:

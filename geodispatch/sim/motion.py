@@ -18,7 +18,7 @@ from geodispatch.geo import EARTH_RADIUS_M, LatLng, haversine_m
 
 
 def bearing_deg(a: LatLng, b: LatLng) -> float:
-    """Initial great-circle bearing from ``a`` to ``b`` in degrees clockwise from north, [0, 360)."""
+    """Initial great-circle bearing from ``a`` to ``b``, degrees clockwise from north, [0, 360)."""
     p1, p2 = math.radians(a.lat), math.radians(b.lat)
     dl = math.radians(b.lng - a.lng)
     x = math.sin(dl) * math.cos(p2)

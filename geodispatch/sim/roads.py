@@ -123,8 +123,10 @@ class GridRoads:
                                                                    else -1)
         east = haversine_m(LatLng(p.lat, self._origin.lng), p) * (1 if p.lng >= self._origin.lng
                                                                   else -1)
-        clamp = lambda v: min(max(int(round(v / self.spacing_m)), 0), self.size - 1)  # noqa: E731
-        return clamp(north), clamp(east)
+        return self._clamp(north), self._clamp(east)
+
+    def _clamp(self, metres: float) -> int:
+        return min(max(int(round(metres / self.spacing_m)), 0), self.size - 1)
 
     def route(self, source: LatLng, target: LatLng) -> Drive | None:
         (i0, j0), (i1, j1) = self._nearest(source), self._nearest(target)
@@ -146,9 +148,9 @@ class GridRoads:
             return self.node(rng.randrange(self.size), rng.randrange(self.size))
         i, j = self._nearest(near)
         k = max(1, int(radius_m // self.spacing_m))
-        lo = lambda v: max(0, v - k)  # noqa: E731
-        hi = lambda v: min(self.size - 1, v + k)  # noqa: E731
-        return self.node(rng.randint(lo(i), hi(i)), rng.randint(lo(j), hi(j)))
+        top = self.size - 1
+        return self.node(rng.randint(max(0, i - k), min(top, i + k)),
+                         rng.randint(max(0, j - k), min(top, j + k)))
 
     def bbox(self) -> tuple[float, float, float, float]:
         a, b = self.node(0, 0), self.node(self.size - 1, self.size - 1)

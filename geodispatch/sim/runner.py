@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         report_s=args.report_s, idle_report_s=args.idle_report_s,
-        patrol_radius_m=args.patrol_radius_m, on_scene_s=tuple(args.on_scene_s),  # type: ignore[arg-type]
+        patrol_radius_m=args.patrol_radius_m, on_scene_s=(args.on_scene_s[0], args.on_scene_s[1]),
         gps=GpsModel(noise_m=args.noise_m, dropout_rate_per_h=args.dropouts_per_h),
     )
 

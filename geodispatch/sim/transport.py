@@ -14,6 +14,7 @@ Positions and statuses are QoS 1, as the ingest worker's lossless guarantee assu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from geodispatch.settings import Settings
 from geodispatch.sim.payloads import (
@@ -45,7 +47,7 @@ def _host_port(settings: Settings) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 1883
 
 
-def _decode(payload: bytes) -> Any:
+def _decode(payload: bytes | bytearray) -> Any:
     if not payload.strip():
         return None
     try:
@@ -88,7 +90,7 @@ class MqttTransport:
 
     # --- connections ---------------------------------------------------------------------------
     def _make(self, client_id: str, username: str, password: str, topic: str) -> mqtt.Client:
-        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                         client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True)
         c.username_pw_set(username, password)
         c.max_inflight_messages_set(100)
@@ -157,10 +159,8 @@ class MqttTransport:
                 continue
             if now >= self._retry_at.get(id(c), 0.0):
                 self._retry_at[id(c)] = now + 2.0
-                try:
+                with contextlib.suppress(OSError):
                     c.reconnect()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         for c in self._by_client:

@@ -29,7 +29,7 @@ PROTOCOLS = ("native", "owntracks")
 
 @dataclass(slots=True)
 class UnitSpec:
-    """A crew's identity and credentials as the simulator needs them (one line of the fleet file)."""
+    """A crew's identity and credentials as the simulator needs them (a line of the fleet file)."""
 
     device: str
     token: str
@@ -129,7 +129,8 @@ def parse_assignment(payload: Any) -> Task | None:
             lng = _num(d.get("lng", d.get("lon", d.get("longitude"))))
         return None if lat is None or lng is None else LatLng(lat, lng)
 
-    incident = payload.get("incident") if isinstance(payload.get("incident"), dict) else {}
+    raw_incident = payload.get("incident")
+    incident: dict[str, Any] = raw_incident if isinstance(raw_incident, dict) else {}
     target = (point(payload) or point(payload.get("location")) or point(incident)
               or point(incident.get("location")) or point(payload.get("geometry")))
     if target is None:
@@ -205,7 +206,8 @@ class SimUnit:
             self.moving = False
             return
         if self.mode == "dispatched" and self.task is not None:
-            drive = self.roads.route(self.pos, self.task.target) or self._crow_flies(self.task.target)
+            target = self.task.target
+            drive = self.roads.route(self.pos, target) or self._crow_flies(target)
             self._follow(drive, self.cfg.emergency_speed_factor, now)
             self.mode = "en_route"
             out.append(StatusOut(self.spec, "en_route", utc(now), self.task.incident_id))

@@ -16,7 +16,7 @@ def test_one_call_per_call_number(data_dir: Path) -> None:
     """7,704 unit rows collapse to the 3,560 calls, in received order, all with a place."""
     calls = load_calls(data_dir / SF_CALLS_FILE)
     assert len(calls) == 3560
-    assert all(a.received_at <= b.received_at for a, b in zip(calls, calls[1:]))
+    assert all(a.received_at <= b.received_at for a, b in zip(calls, calls[1:], strict=False))
     assert {c.priority for c in calls} <= {1, 2, 3}
     assert abs(calls[0].location.lat - 37.77) < 0.2
 

@@ -114,7 +114,8 @@ def test_assignment_drives_to_the_incident_and_reports_statuses() -> None:
             break
     assert [s for s, _ in statuses] == ["en_route", "on_scene", "cleared", "available"]
     assert statuses[0][1] == 7 and statuses[1][1] == 7
-    assert dists[-1] < dists[0] and all(b <= a + 1e-6 for a, b in zip(dists, dists[1:]))
+    assert dists[-1] < dists[0]
+    assert all(b <= a + 1e-6 for a, b in zip(dists, dists[1:], strict=False))
     assert unit.mode == "patrol"
 
 
