@@ -59,6 +59,25 @@ def _print(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+OSM_SUFFIXES = (".pbf", ".osm", ".gz", ".bz2")
+
+
+def _read_features(path: Path, admin_level: int | None) -> dict[str, Any]:
+    """GeoJSON from a file, or the administrative areas of an OSM extract (``--admin-level``)."""
+    from geodispatch.errors import InvalidInput
+
+    if path.suffix in OSM_SUFFIXES:
+        from geodispatch.zones.osm_boundaries import admin_boundaries
+
+        if admin_level is None:
+            raise InvalidInput("an OSM extract needs --admin-level (e.g. 4 oblast, 6 raion)")
+        fc, incomplete = admin_boundaries(path, admin_level)
+        if incomplete:
+            print(f"not assembled (cut by the extract): {', '.join(incomplete)}", file=sys.stderr)
+        return fc
+    return _read_geojson(path)
+
+
 def _read_geojson(path: Path) -> dict[str, Any]:
     from geodispatch.errors import InvalidInput
 
@@ -78,7 +97,7 @@ def _import(args: argparse.Namespace) -> int:
     with _session(commit=not dry) as session:
         report = import_geojson(
             session=session,
-            geojson=_read_geojson(args.file),
+            geojson=_read_features(args.file, args.admin_level),
             level=args.level,
             region=args.region,
             code_property=args.code_property,
@@ -100,7 +119,7 @@ def _validate(args: argparse.Namespace) -> int:
             raise SystemExit("zones validate FILE needs --level")
         _, report = plan_import(
             session=session,
-            geojson=_read_geojson(args.file),
+            geojson=_read_features(args.file, args.admin_level),
             level=args.level,
             region=args.region,
             code_property=args.code_property,
@@ -186,6 +205,10 @@ def _coverage(args: argparse.Namespace) -> int:
 
 
 def _add_file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--admin-level", type=int, default=None,
+        help="FILE is an OSM extract: import its boundary=administrative areas of this level",
+    )
     p.add_argument("--region", default=None, help="region code for every feature")
     p.add_argument("--code-property", default="code", help="feature property with the zone code")
     p.add_argument("--name-property", default="name", help="feature property with the zone name")
@@ -197,7 +220,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("zones", help="patrol sectors, districts, regions (H3 cell sets)")
     s = p.add_subparsers(dest="zones_command", metavar="ACTION", required=True)
 
-    imp = s.add_parser("import", help="import zones of one level from GeoJSON polygons")
+    imp = s.add_parser(
+        "import", help="import zones of one level from GeoJSON polygons (or OSM boundaries)"
+    )
     imp.add_argument("file", type=Path)
     imp.add_argument("--level", required=True, choices=LEVELS)
     _add_file_options(imp)
