@@ -95,13 +95,21 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
         if r.returncode != 0:
             raise ConfigurationError(f"`{' '.join(cmd[2:])}` failed with status {r.returncode}")
     else:  # routing CLI not available: build the graph file directly
-        from geodispatch.routing.importer import import_osm_file
+        from geodispatch.routing.importer import graph_from_osmnx, import_osm_file
 
-        if place:
-            raise ConfigurationError("--place needs the routing CLI (geodispatch graph import)")
-        assert src_file is not None
         graph_path.parent.mkdir(parents=True, exist_ok=True)
-        import_osm_file(src_file, speed_table_file=settings.speed_table_file).save(graph_path)
+        if place:
+            import osmnx
+
+            try:
+                G = osmnx.graph_from_place(place, network_type="drive", simplify=False)
+            except Exception as exc:  # noqa: BLE001 - offline, unknown place, Overpass errors
+                raise ConfigurationError(f"could not download {place!r} with osmnx: {exc}; "
+                                         "use --osm-file with a local extract") from None
+            graph_from_osmnx(G, source=f"osmnx:{place}").save(graph_path)
+        else:
+            assert src_file is not None
+            import_osm_file(src_file, speed_table_file=settings.speed_table_file).save(graph_path)
     stamp_path.parent.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(source_key))
     print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
