@@ -1,0 +1,50 @@
+"""The analytics commands end to end, inside the rolled-back test transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from geodispatch import cli
+from geodispatch.analytics import cli as analytics_cli
+from tests.analytics.conftest import SF_REGION, SF_TZ
+
+
+@pytest.fixture()
+def cli_in_test_transaction(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands open their unit of work as a savepoint of the ``db`` connection."""
+    def factory() -> Session:
+        return Session(bind=db.connection(), join_transaction_mode="create_savepoint")
+
+    monkeypatch.setattr(analytics_cli, "_factory", lambda: factory)
+
+
+def test_import_heatmap_report_and_charts(
+    cli_in_test_transaction: None, sf_calls_file: Path, artifacts: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`import calls`, `heatmap`, `analytics report` and `analytics charts` write their output."""
+    assert cli.main(["import", "calls", str(sf_calls_file), "--region", SF_REGION,
+                     "--tz", SF_TZ]) == 0
+    assert "3560 calls; new: 3560 incidents, 7704 assignments" in capsys.readouterr().out
+    out = artifacts / "analytics_cli_p90.html"
+    out.unlink(missing_ok=True)
+    assert cli.main(["heatmap", "--metric", "p90_response", "--res", "8", "--from",
+                     "2017-01-01T00:00:00+00:00", "--to", "2017-01-08T00:00:00+00:00",
+                     "--region", SF_REGION, "--out", str(out)]) == 0
+    assert out.is_file() and "90th percentile response time" in out.read_text()
+    assert cli.main(["analytics", "report", "--region", SF_REGION, "--by", "hour",
+                     "--by", "priority"]) == 0
+    report = capsys.readouterr().out
+    assert "total_response_s by hour" in report and "median" in report and "p90" in report
+    charts = artifacts / "analytics_charts"
+    assert cli.main(["analytics", "charts", "--region", SF_REGION, "--out-dir",
+                     str(charts)]) == 0
+    for name in ("distribution", "by_hour"):
+        assert (charts / f"response_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # A second import is a no-op.
+    assert cli.main(["import", "calls", str(sf_calls_file), "--region", SF_REGION,
+                     "--tz", SF_TZ]) == 0
+    assert "new: 0 incidents, 0 assignments, 0 crews" in capsys.readouterr().out
