@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import accounts  # noqa: F401  (the per-role console users)
+
 CHROMIUM = os.environ.get("GEODISPATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,0 +1,167 @@
+"""The dispatcher's map in a real browser (Debian's headless Chromium through Playwright).
+
+Crews report through the real HTTP tracker ingest (OsmAnd protocol, as Traccar Client sends it),
+so "units move" covers ingest -> live fleet -> WebSocket -> Leaflet marker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from geodispatch.api.app import create_app
+from geodispatch.settings import Settings
+from tests.api.conftest import REGION, Account
+from tests.helpers import running_server
+
+pytestmark = pytest.mark.browser
+
+KYIV = (50.4501, 30.5234)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]]:
+    """Three available crews in our region: id, call sign, device id, token."""
+    from geodispatch.tracking.service import create_unit
+
+    tag = uuid.uuid4().hex[:4].upper()
+    out = []
+    with Session(engine) as s, s.begin():
+        for k in range(3):
+            unit, token = create_unit(session=s, call_sign=f"K{tag}{k}", kind="patrol_car",
+                                      capabilities=[], region=REGION, status="available")
+            out.append({"id": unit.id, "call_sign": unit.call_sign, "device": unit.device_id,
+                        "token": token})
+    yield out
+    ids = [c["id"] for c in out]
+    with admin_engine.begin() as conn:
+        conn.execute(text("DELETE FROM assignments WHERE unit_id = ANY(:ids)"), {"ids": ids})
+        for table in ("positions", "unit_latest"):
+            conn.execute(text(f"DELETE FROM {table} WHERE unit_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(text("DELETE FROM units WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+def report(base: str, crew: dict[str, Any], lat: float, lng: float, at: float | None = None) -> None:
+    """One fix through the real tracker ingest."""
+    r = httpx.get(f"{base}/api/ingest/osmand", params={
+        "id": crew["device"], "lat": f"{lat:.6f}", "lon": f"{lng:.6f}",
+        "timestamp": int(at or time.time()), "speed": 12, "token": crew["token"]})
+    assert r.status_code == 200, r.text
+
+
+def log_in(page: Any, base: str, account: Account) -> None:
+    page.goto(base + "/")
+    page.fill("[data-testid=login-username]", account.username)
+    page.fill("[data-testid=login-password]", account.password)
+    page.click("[data-testid=login-submit]")
+    page.wait_for_selector("[data-testid=conn][data-state=live]")
+
+
+def unit_latlng(page: Any, unit_id: int) -> list[float] | None:
+    return page.evaluate(
+        "id => { const m = window.gd.unitMarkers[id]; if (!m) return null;"
+        " const p = m.getLatLng(); return [p.lat, p.lng]; }", unit_id)
+
+
+def test_login_page_rejects_a_wrong_password(
+    page: Any, settings: Settings, accounts: dict[str, Account]
+) -> None:
+    """The login page shows an error for a wrong password and stays on the login form."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    with running_server(app) as base:
+        page.goto(base + "/")
+        page.fill("[data-testid=login-username]", accounts["dispatcher"].username)
+        page.fill("[data-testid=login-password]", "wrong")
+        page.click("[data-testid=login-submit]")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=login-error]').textContent.length > 0")
+        assert page.is_visible("[data-testid=login]")
+
+
+def test_units_move_live_and_language_toggles(
+    page: Any, settings: Settings, accounts: dict[str, Account], crews: list[dict[str, Any]],
+    artifacts: Path,
+) -> None:
+    """Log in, see the crews, watch one move as fixes arrive; switch Ukrainian <-> English."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    with running_server(app) as base:
+        for k, c in enumerate(crews):
+            report(base, c, KYIV[0] + 0.004 * k, KYIV[1] - 0.006 * k)
+        log_in(page, base, accounts["dispatcher"])
+        page.evaluate(f"window.gd.map.setView([{KYIV[0]}, {KYIV[1]}], 15)")
+        mover = crews[0]
+        page.wait_for_function("id => !!window.gd.unitMarkers[id]", arg=mover["id"])
+        start = unit_latlng(page, mover["id"])
+        assert start is not None and start[0] == pytest.approx(KYIV[0], abs=1e-5)
+        page.screenshot(path=str(artifacts / "map-01-logged-in.png"))
+        for step in range(1, 6):
+            report(base, mover, KYIV[0] + 0.0006 * step, KYIV[1] + 0.0009 * step,
+                   at=time.time() + 10 * step)  # ~35 km/h: passes the speed filter
+            page.wait_for_function(
+                "([id, lat]) => { const m = window.gd.unitMarkers[id];"
+                " return m && Math.abs(m.getLatLng().lat - lat) < 1e-6; }",
+                arg=[mover["id"], KYIV[0] + 0.0006 * step])
+        end = unit_latlng(page, mover["id"])
+        assert end is not None and end[0] > start[0] and end[1] > start[1]
+        page.click(f"[data-testid=tab-crews]")
+        page.click(f"[data-testid=crew-item][data-id='{mover['id']}']")
+        page.wait_for_selector("[data-testid=crew-panel]")
+        assert "available" in page.inner_text("[data-testid=crew-status]") or \
+            "вільний" in page.inner_text("[data-testid=crew-status]")
+        page.screenshot(path=str(artifacts / "map-02-units-moved.png"))
+
+        page.evaluate("localStorage.setItem('gd.lang', 'uk')")
+        page.reload()
+        page.wait_for_selector("[data-testid=conn][data-state=live]")
+        assert page.inner_text("[data-testid=tab-queue]").startswith("Черга")
+        page.click("[data-testid=lang-toggle]")
+        assert page.inner_text("[data-testid=tab-queue]").startswith("Queue")
+        assert page.inner_text("[data-testid=conn]") == "live"
+
+
+def test_offline_map_draws_our_roads_and_zones_with_attribution(
+    page: Any, settings: Settings, accounts: dict[str, Account], artifacts: Path
+) -> None:
+    """Without a tile URL the map is marked offline, asks for our roads and zones, and still shows
+    the OpenStreetMap attribution."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    with running_server(app) as base:
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        log_in(page, base, accounts["dispatcher"])
+        assert page.is_visible("[data-testid=offline-badge]")
+        page.wait_for_function("window.gd.offline === true")
+        page.wait_for_timeout(500)
+        assert any("/api/roads" in u for u in requested)
+        assert any("/api/zones" in u for u in requested)
+        assert "OpenStreetMap" in page.inner_text(".leaflet-control-attribution")
+        page.screenshot(path=str(artifacts / "map-03-offline.png"))
+
+
+def test_tiles_failing_switches_to_offline(
+    page: Any, settings: Settings, accounts: dict[str, Account]
+) -> None:
+    """A tile server that does not answer makes the map fall back to our own roads."""
+    dead = "http://127.0.0.1:9/{z}/{x}/{y}.png"  # discard port: connection refused
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": dead}))
+    with running_server(app) as base:
+        log_in(page, base, accounts["dispatcher"])
+        page.wait_for_function("window.gd.offline === true", timeout=20_000)
+        assert page.is_visible("[data-testid=offline-badge]")
+
+
+def publish_screenshot(artifacts: Path, name: str) -> None:
+    """Copy one artefact to docs/screenshots/dispatcher-map.png for the README."""
+    dest = ROOT / "docs" / "screenshots"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifacts / name, dest / "dispatcher-map.png")
