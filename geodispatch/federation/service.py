@@ -179,8 +179,9 @@ def import_eido(
     A copy is identified by ``external_ref = "{system}:{reference}"``; it keeps the regional
     reference unless this centre already uses it (then ``reference~xxxxxx``, a hash of the system).
     """
+    from geodispatch.geo import LatLng
     from geodispatch.incidents.chain import append_event
-    from geodispatch.zones.cells import to_res
+    from geodispatch.zones.cells import cell_of
 
     settings = settings or get_settings()
     try:
@@ -207,7 +208,7 @@ def import_eido(
     cell = parsed["h3"]
     sector_id = district_id = None
     if cell:
-        zc = to_res(int(cell), settings.h3_zone_res)
+        zc = cell_of(LatLng(parsed["lat"], parsed["lng"]), settings.h3_zone_res)
         zones: dict[str, int] = dict(
             session.execute(
                 text("SELECT level, zone_id FROM zone_cells WHERE cell = :c"), {"c": zc}

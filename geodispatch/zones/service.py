@@ -27,8 +27,10 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import InvalidInput, NotFound
+from geodispatch.geo import LatLng
 from geodispatch.settings import Settings, get_settings
 from geodispatch.zones import cells as hc
+from geodispatch.zones.index import ZoneRef
 from geodispatch.zones.models import LEVELS, Zone, ZoneCell, ZoneMembershipChange
 
 log = logging.getLogger(__name__)
@@ -328,8 +330,9 @@ def rederive_membership(
 
     Notes
     -----
-    An incident's zones follow from its H3 cell brought to the zone resolution and the current
-    ``zone_cells``; closed, cancelled and merged incidents keep the zones they were handled in.
+    An incident's zones follow from its location's cell at the zone resolution and the current
+    ``zone_cells`` (the location, not the stored finer cell: H3 children do not nest exactly in
+    their parent, so near cell edges the parent of a res-9 cell is not the point's res-8 cell); closed, cancelled and merged incidents keep the zones they were handled in.
     A unit's home sector is an assignment, not a position: it moves to the new version of the
     same sector (or to none when the sector ended). Every change appends a
     ``zone_membership_history`` row with the old and new zone.
@@ -342,16 +345,16 @@ def rederive_membership(
     history: list[dict[str, Any]] = []
     rows = session.execute(
         text(
-            "SELECT id, h3, sector_id, district_id FROM incidents "
+            "SELECT id, ST_Y(location), ST_X(location), sector_id, district_id FROM incidents "
             "WHERE status <> ALL(:excluded)"
         ),
         {"excluded": list(OPEN_INCIDENT_EXCLUDED)},
     ).all()
     moved_incidents = 0
-    for iid, cell, sector_id, district_id in rows:
-        if not cell:
+    for iid, lat, lng, sector_id, district_id in rows:
+        if lat is None or lng is None:
             continue
-        zc = hc.to_res(int(cell), res)
+        zc = hc.cell_of(LatLng(float(lat), float(lng)), res)
         new_s, new_d = sector_map.get(zc), district_map.get(zc)
         if new_s == sector_id and new_d == district_id:
             continue
@@ -722,6 +725,35 @@ def zones_feature_collection(
     return {"type": "FeatureCollection", "features": features}
 
 
+def sql_lookup(*, session: Session, cell: int, settings: Settings | None = None) -> ZoneRef:
+    """Zones of an H3 cell from ``zone_cells`` in SQL: one primary-key probe per level.
+
+    The same answer as :meth:`ZoneIndex.lookup_cell`, for processes without the index in memory.
+    A finer cell is brought to its parent at the zone resolution; for a point, pass its own cell at
+    the zone resolution (H3 children do not nest exactly, so the two can differ near cell edges).
+    """
+    settings = settings or get_settings()
+    zc = hc.to_res(int(cell), settings.h3_zone_res)
+    rows = session.execute(
+        text(
+            "SELECT zc.level, zc.zone_id, z.region FROM zone_cells zc "
+            "JOIN zones z ON z.id = zc.zone_id WHERE zc.cell = :c"
+        ),
+        {"c": zc},
+    ).all()
+    by_level = {str(lv): (int(zid), str(region)) for lv, zid, region in rows}
+    region = settings.default_region
+    for lv in ("sector", "district", "region"):
+        if lv in by_level:
+            region = by_level[lv][1]
+            break
+    return ZoneRef(
+        sector_id=by_level["sector"][0] if "sector" in by_level else None,
+        district_id=by_level["district"][0] if "district" in by_level else None,
+        region=region,
+    )
+
+
 def set_home_zone(*, session: Session, unit_id: int, zone_id: int | None) -> None:
     """Give a unit a home sector (a current sector zone) or none."""
     if zone_id is not None:
@@ -747,6 +779,7 @@ __all__ = [
     "plan_import",
     "rederive_membership",
     "set_home_zone",
+    "sql_lookup",
     "validate_hierarchy",
     "zone_cells",
     "zones_feature_collection",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
 from geodispatch.zones.index import ZoneIndex, ZoneRef
-from geodispatch.zones.service import GeneratedZones
+from geodispatch.zones.service import GeneratedZones, sql_lookup
 
 
 def _sql_lookup(db: Session, p: LatLng, res: int) -> tuple[int | None, int | None]:
@@ -35,6 +35,8 @@ def test_memory_and_sql_agree(
         p = LatLng(float(lat), float(lng))
         ref = index.lookup(p)
         assert (ref.sector_id, ref.district_id) == _sql_lookup(db, p, settings.h3_zone_res)
+        cell = h3i.latlng_to_cell(p.lat, p.lng, settings.h3_zone_res)
+        assert sql_lookup(session=db, cell=cell, settings=settings) == ref
         if ref.sector_id is not None:
             inside += 1
             assert ref.region == "ADX"
