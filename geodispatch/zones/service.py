@@ -332,7 +332,8 @@ def rederive_membership(
     -----
     An incident's zones follow from its location's cell at the zone resolution and the current
     ``zone_cells`` (the location, not the stored finer cell: H3 children do not nest exactly in
-    their parent, so near cell edges the parent of a res-9 cell is not the point's res-8 cell); closed, cancelled and merged incidents keep the zones they were handled in.
+    their parent, so near cell edges the parent of a res-9 cell is not the point's res-8 cell);
+    closed, cancelled and merged incidents keep the zones they were handled in.
     A unit's home sector is an assignment, not a position: it moves to the new version of the
     same sector (or to none when the sector ended). Every change appends a
     ``zone_membership_history`` row with the old and new zone.
