@@ -1,0 +1,25 @@
+"""The zones lifespan puts a loaded ZoneIndex on app.state and removes it on stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from geodispatch.db import session_factory
+from geodispatch.settings import Settings
+from geodispatch.zones import lifespan
+from geodispatch.zones.index import ZoneIndex
+
+
+def test_start_and_stop(engine: Engine, settings: Settings) -> None:
+    """start loads the index from the database; stop clears it."""
+    app = FastAPI()
+    app.state.settings = settings
+    app.state.session_factory = session_factory(engine)
+    asyncio.run(lifespan.start(app))
+    assert isinstance(app.state.zone_index, ZoneIndex)
+    assert app.state.zone_index.res == settings.h3_zone_res
+    asyncio.run(lifespan.stop(app))
+    assert app.state.zone_index is None
