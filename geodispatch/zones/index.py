@@ -234,7 +234,11 @@ class ZoneIndex:
         return self._ref(self.cell_combo.get(cell, OUTSIDE))
 
     def lookup_cell(self, cell: int) -> ZoneRef:
-        """Zones of a cell at the index resolution (finer cells are brought up to it)."""
+        """Zones of a cell at the index resolution (finer cells are brought up to their parent).
+
+        H3 children do not nest exactly in their parent: for a point, :meth:`lookup` (its own
+        cell at the index resolution) is the authoritative answer.
+        """
         r = h3i.get_resolution(cell)
         if r > self.res:
             cell = int(h3i.cell_to_parent(cell, self.res))
