@@ -32,7 +32,8 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ FIRST_LIMIT_S = 120.0
 """Time limit of the first top-k search; widened x2.5 until k crews are inside it."""
 
 GROW = 2.5
-_SNAP_CACHE_MAX = 200_000
+_SNAP_CACHE_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,68 @@ class _Weights:
     fwd: sp.csr_matrix  # n^2 forward graph
 
 
+@dataclass(frozen=True)
+class _Exits:
+    """Per crew: exit node and partial time along (f) and against (b) its edge; direct time."""
+
+    xf: IntArray
+    of: FloatArray
+    xb: IntArray
+    ob: FloatArray
+    direct: FloatArray
+
+
+@dataclass(frozen=True)
+class _SnapCache:
+    """Remembered snaps: ``keys`` sorted, ``rows`` into the per-point arrays."""
+
+    keys: IntArray
+    rows: IntArray
+    lat: FloatArray
+    lng: FloatArray
+    seg: IntArray
+    frac: FloatArray
+    dist: FloatArray
+
+    @classmethod
+    def empty(cls) -> _SnapCache:
+        f, i = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+        return cls(keys=i, rows=i, lat=f, lng=f, seg=i, frac=f, dist=f)
+
+    def extended(self, keys: IntArray, lat: FloatArray, lng: FloatArray, pts: _Points
+                 ) -> _SnapCache:
+        if self.lat.shape[0] + lat.shape[0] > _SNAP_CACHE_MAX:
+            return _SnapCache.empty().extended(keys, lat, lng, pts)
+        # Merge the few new keys into the sorted array (O(size) copy, no full re-sort).
+        order = np.argsort(keys)
+        new_keys = keys[order]
+        new_rows = self.lat.shape[0] + order
+        at = np.searchsorted(self.keys, new_keys)
+        return _SnapCache(
+            keys=np.insert(self.keys, at, new_keys), rows=np.insert(self.rows, at, new_rows),
+            lat=np.concatenate([self.lat, lat]), lng=np.concatenate([self.lng, lng]),
+            seg=np.concatenate([self.seg, pts.seg]), frac=np.concatenate([self.frac, pts.frac]),
+            dist=np.concatenate([self.dist, pts.dist_m]),
+        )
+
+
+def _coord_keys(lat: FloatArray, lng: FloatArray) -> IntArray:
+    """A 64-bit key per coordinate pair (array integer arithmetic wraps silently)."""
+    a = np.ascontiguousarray(lat, dtype=np.float64).view(np.int64)
+    b = np.ascontiguousarray(lng, dtype=np.float64).view(np.int64)
+    out: IntArray = (a * np.int64(0x9E3779B1)) ^ b
+    return out
+
+
 @dataclass
 class _Points:
-    """Snapped points as arrays (crews of one query)."""
+    """Snapped points as arrays (crews of one query), with their exits per weight set."""
 
     seg: IntArray
     frac: FloatArray
     dist_m: FloatArray
+    exits: dict[int, tuple[IntArray, FloatArray, IntArray, FloatArray]] = field(
+        default_factory=dict)
 
 
 class Router:
@@ -152,10 +208,8 @@ class Router:
         self._lock = threading.RLock()
         self._weights: dict[tuple[float, ...], _Weights] = {}
         self._tree: cKDTree | None = None
-        self._snap_rows: dict[tuple[float, float], int] = {}
-        self._cache_seg = np.zeros(1024, dtype=np.int64)
-        self._cache_frac = np.zeros(1024, dtype=np.float64)
-        self._cache_dist = np.zeros(1024, dtype=np.float64)
+        self._cache = _SnapCache.empty()
+        self._last_snapped: tuple[IntArray, FloatArray, FloatArray, _Points] | None = None
         self._base = self._prepare(g.edge_time_s)
 
     # --- weights -------------------------------------------------------------------------------
@@ -265,35 +319,46 @@ class Router:
         dist = haversine_arrays(lat, lng, flat, flng)
         return _Points(seg=seg.astype(np.int64), frac=frac, dist_m=dist)
 
+    def _snap_arrays(self, lat: FloatArray, lng: FloatArray) -> _Points:
+        """Snap many points, remembering each position (crews rarely move between queries).
+
+        The cache is a sorted array of 64-bit keys mixed from the coordinates' bit patterns, so a
+        lookup of thousands of crews is one ``searchsorted``; a key collision only costs a re-snap.
+        """
+        key = _coord_keys(lat, lng)
+        last = self._last_snapped
+        if last is not None and np.array_equal(last[0], key) and np.array_equal(last[1], lat) \
+                and np.array_equal(last[2], lng):
+            return last[3]  # the same fleet as the previous query
+        points = self._lookup(key, lat, lng)
+        self._last_snapped = (key, lat, lng, points)
+        return points
+
+    def _lookup(self, key: IntArray, lat: FloatArray, lng: FloatArray) -> _Points:
+        cache = self._cache
+        hit = np.zeros(key.shape[0], dtype=bool)
+        rows = np.zeros(key.shape[0], dtype=np.int64)
+        if cache.keys.shape[0]:
+            pos = np.minimum(np.searchsorted(cache.keys, key), cache.keys.shape[0] - 1)
+            rows = cache.rows[pos]
+            hit = (cache.keys[pos] == key) & (cache.lat[rows] == lat) & (cache.lng[rows] == lng)
+        if hit.all():
+            return _Points(seg=cache.seg[rows], frac=cache.frac[rows], dist_m=cache.dist[rows])
+        miss = np.flatnonzero(~hit)
+        snapped = self._snap_xy(lat[miss], lng[miss])
+        if cache.keys.shape[0]:
+            seg, frac, dist = cache.seg[rows], cache.frac[rows], cache.dist[rows]
+            seg[miss], frac[miss], dist[miss] = snapped.seg, snapped.frac, snapped.dist_m
+        else:
+            seg, frac, dist = snapped.seg, snapped.frac, snapped.dist_m
+        with self._lock:
+            self._cache = self._cache.extended(key[miss], lat[miss], lng[miss], snapped)
+        return _Points(seg=seg, frac=frac, dist_m=dist)
+
     def _snap_points(self, points: Sequence[LatLng]) -> _Points:
-        """Snap many points, remembering each position (crews rarely move between queries)."""
-        rows_get = self._snap_rows.get
-        rows = [rows_get(p, -1) for p in points]  # type: ignore[call-overload]
-        if -1 in rows:
-            with self._lock:
-                if len(self._snap_rows) > _SNAP_CACHE_MAX:
-                    self._snap_rows.clear()
-                missing = list({points[j] for j, r in enumerate(rows) if r < 0})
-                lat = np.fromiter((p[0] for p in missing), np.float64, len(missing))
-                lng = np.fromiter((p[1] for p in missing), np.float64, len(missing))
-                snapped = self._snap_xy(lat, lng)
-                start = len(self._snap_rows)
-                need = start + len(missing)
-                if need > self._cache_seg.shape[0]:
-                    size = max(need, 2 * self._cache_seg.shape[0])
-                    self._cache_seg = np.resize(self._cache_seg, size)
-                    self._cache_frac = np.resize(self._cache_frac, size)
-                    self._cache_dist = np.resize(self._cache_dist, size)
-                self._cache_seg[start:need] = snapped.seg
-                self._cache_frac[start:need] = snapped.frac
-                self._cache_dist[start:need] = snapped.dist_m
-                for j, p in enumerate(missing):
-                    self._snap_rows[(p[0], p[1])] = start + j
-                rows_get = self._snap_rows.get
-                rows = [rows_get(p, -1) for p in points]  # type: ignore[call-overload]
-        idx = np.asarray(rows, dtype=np.int64)
-        return _Points(seg=self._cache_seg[idx], frac=self._cache_frac[idx],
-                       dist_m=self._cache_dist[idx])
+        lat = np.fromiter(map(itemgetter(0), points), dtype=np.float64, count=len(points))
+        lng = np.fromiter(map(itemgetter(1), points), dtype=np.float64, count=len(points))
+        return self._snap_arrays(lat, lng)
 
     def snap(self, p: LatLng) -> Snap:
         """Snap one point to the nearest road segment.
@@ -308,7 +373,8 @@ class Router:
         Snap
             Nearer segment end node, distance to the road, on-road flag and exact position.
         """
-        pts = self._snap_points([LatLng(float(p.lat), float(p.lng))])
+        # Not cached: incidents are one-off points (crews go through the cache in ``rank``).
+        pts = self._snap_xy(np.array([float(p.lat)]), np.array([float(p.lng)]))
         seg, frac, dist = int(pts.seg[0]), float(pts.frac[0]), float(pts.dist_m[0])
         node = int(self._seg_u[seg] if frac < 0.5 else self._seg_v[seg])
         lat, lng = self._point_on_segment(seg, frac)
@@ -351,29 +417,40 @@ class Router:
                                   return_predecessors=True)
         return dist, pred
 
+    def _exits(self, w: _Weights, pts: _Points, tseg: int, tfrac: float) -> _Exits:
+        """How each crew leaves its edge: both ends with partial times, or straight to the target."""
+        g, n = self.graph, self._n
+        static = pts.exits.get(id(w))
+        if static is None:
+            ef, eb = g.seg_fwd[pts.seg], g.seg_bwd[pts.seg]
+            hf, hb = ef >= 0, eb >= 0
+            eff, ebb = np.maximum(ef, 0), np.maximum(eb, 0)
+            # A missing direction exits at the virtual node (time 0) with an infinite offset.
+            static = (np.where(hf, g.edge_dst[eff], n), np.where(hf, (1.0 - pts.frac) * w.time[eff],
+                                                                 np.inf),
+                      np.where(hb, g.edge_dst[ebb], n), np.where(hb, pts.frac * w.time[ebb], np.inf))
+            pts.exits[id(w)] = static
+        xf, of, xb, ob = static
+        direct = np.full(pts.seg.shape[0], np.inf)
+        same = np.flatnonzero(pts.seg == tseg)
+        if same.shape[0]:
+            tf_, tb_ = int(g.seg_fwd[tseg]), int(g.seg_bwd[tseg])
+            fr = pts.frac[same]
+            along = np.where((fr <= tfrac) & (tf_ >= 0), (tfrac - fr) * w.time[max(tf_, 0)],
+                             np.inf)
+            back = np.where((fr >= tfrac) & (tb_ >= 0), (fr - tfrac) * w.time[max(tb_, 0)],
+                            np.inf)
+            direct[same] = np.minimum(along, back)
+        return _Exits(xf=xf, of=of, xb=xb, ob=ob, direct=direct)
+
     def _crew_etas(self, w: _Weights, pts: _Points, dist: FloatArray, tseg: int, tfrac: float
                    ) -> tuple[FloatArray, IntArray]:
         """ETA per crew and how it leaves its edge: 0 along, 1 against, 2 direct, -1 none."""
-        g = self.graph
-        ef, eb = g.seg_fwd[pts.seg], g.seg_bwd[pts.seg]
-        hf, hb = ef >= 0, eb >= 0
-        eff, ebb = np.maximum(ef, 0), np.maximum(eb, 0)
-        t_f = np.where(hf, (1.0 - pts.frac) * w.time[eff] + dist[g.edge_dst[eff]], np.inf)
-        t_b = np.where(hb, pts.frac * w.time[ebb] + dist[g.edge_dst[ebb]], np.inf)
-        same = pts.seg == tseg
-        t_d = np.full(pts.seg.shape[0], np.inf)
-        if same.any():
-            tf_ = int(g.seg_fwd[tseg])
-            tb_ = int(g.seg_bwd[tseg])
-            fr = pts.frac[same]
-            along = np.where((fr <= tfrac) & (tf_ >= 0), (tfrac - fr) * w.time[max(tf_, 0)], np.inf)
-            back = np.where((fr >= tfrac) & (tb_ >= 0), (fr - tfrac) * w.time[max(tb_, 0)], np.inf)
-            t_d[same] = np.minimum(along, back)
-        stack = np.vstack([t_f, t_b, t_d])
+        ex = self._exits(w, pts, tseg, tfrac)
+        stack = np.vstack([dist[ex.xf] + ex.of, dist[ex.xb] + ex.ob, ex.direct])
         how = np.argmin(stack, axis=0)
         eta = stack[how, np.arange(stack.shape[1])]
-        how = np.where(np.isfinite(eta), how, -1)
-        return eta, how
+        return eta, np.where(np.isfinite(eta), how, -1)
 
     def _tree_lengths(self, w: _Weights, dist: FloatArray, pred: IntArray,
                       seeds: Sequence[tuple[int, float, float, int, float]]) -> FloatArray:
@@ -385,7 +462,7 @@ class Router:
         n = self._n
         g = self.graph
         reached = np.flatnonzero(np.isfinite(dist[:n]))
-        out = np.full(n, np.inf)
+        out = np.full(n + 1, np.inf)
         if reached.shape[0] == 0:
             return out
         pos = np.full(n + 1, -1, dtype=np.int64)
@@ -396,10 +473,9 @@ class Router:
         for node, _, metres, _, _ in seeds:
             j = pos[node]
             if j >= 0 and is_seed[j]:
-                acc[j] = metres if acc[j] == 0 else min(acc[j], metres)
+                acc[j] = metres
         inner = ~is_seed
-        keys = reached[inner] * n + par[inner]
-        k = np.searchsorted(w.keys, keys)
+        k = np.searchsorted(w.keys, reached[inner] * n + par[inner])
         acc[inner] = g.edge_length_m[w.fast[k]]
         ptr = np.where(inner, pos[np.where(inner, par, 0)], -1)
         while True:
@@ -410,6 +486,29 @@ class Router:
             acc[live] = acc[live] + acc[p]
             ptr[live] = ptr[p]
         out[reached] = acc
+        return out
+
+    def _walk_lengths(self, w: _Weights, pred: IntArray, nodes: IntArray,
+                      seeds: Sequence[tuple[int, float, float, int, float]]) -> FloatArray:
+        """Road metres to the target from a few nodes, walking the predecessor tree."""
+        n = self._n
+        seed_m = {s[0]: s[2] for s in seeds}
+        out = np.full(nodes.shape[0], np.inf)
+        for j, start in enumerate(nodes.tolist()):
+            if start >= n:
+                continue
+            keys: list[int] = []
+            x = start
+            p = int(pred[x])
+            while p != n:
+                if p < 0:
+                    break
+                keys.append(x * n + p)
+                x, p = p, int(pred[p])
+            if p != n:
+                continue
+            edges = w.fast[np.searchsorted(w.keys, np.asarray(keys, dtype=np.int64))]
+            out[j] = float(self.graph.edge_length_m[edges].sum()) + seed_m[x]
         return out
 
     def _prepare_query(self, target: LatLng, at: datetime | None
@@ -445,36 +544,43 @@ class Router:
         if not candidates or (k is not None and k <= 0):
             return []
         w, tsnap, seeds = self._prepare_query(target, at)
-        pts = self._snap_points([c[1] for c in candidates])
-        ids = np.fromiter((c[0] for c in candidates), dtype=np.int64, count=len(candidates))
+        ids = np.fromiter(map(itemgetter(0), candidates), dtype=np.int64, count=len(candidates))
+        pts = self._snap_points(list(map(itemgetter(1), candidates)))
+        ex = self._exits(w, pts, tsnap.segment, tsnap.fraction)
         want = len(candidates) if k is None else min(k, len(candidates))
-        limit = limit_s if k is None or want == len(candidates) else min(FIRST_LIMIT_S, limit_s)
+        limit = limit_s if want == len(candidates) else min(FIRST_LIMIT_S, limit_s)
         while True:
             dist, pred = self._search(w, seeds, limit)
-            eta, how = self._crew_etas(w, pts, dist, tsnap.segment, tsnap.fraction)
+            t_f, t_b = dist[ex.xf] + ex.of, dist[ex.xb] + ex.ob
+            eta = np.minimum(np.minimum(t_f, t_b), ex.direct)
             inside = np.flatnonzero(eta <= limit)
             if inside.shape[0] >= want or limit >= limit_s:
                 break
             limit = min(limit_s, limit * GROW)
+        if want < inside.shape[0]:
+            # Keep every crew tied with the k-th so the (eta, id) order below decides among them.
+            kth = np.partition(eta[inside], want - 1)[want - 1]
+            inside = inside[eta[inside] <= kth]
         order = inside[np.lexsort((ids[inside], eta[inside]))][:want]
-        metres = self._crew_lengths(w, pts, dist, pred, seeds, order, how, tsnap)
+        # Which way each chosen crew leaves its edge, and the road metres of that drive.
+        g = self.graph
+        tf, tb, td = t_f[order], t_b[order], ex.direct[order]
+        seg, frac = pts.seg[order], pts.frac[order]
+        exit_node = np.where(tf <= tb, ex.xf[order], ex.xb[order])
+        if order.shape[0] <= 32:
+            tree = self._walk_lengths(w, pred, exit_node, seeds)
+        else:
+            tree = self._tree_lengths(w, dist, pred, seeds)[exit_node]
+        ef, eb = np.maximum(g.seg_fwd[seg], 0), np.maximum(g.seg_bwd[seg], 0)
+        partial = np.where(tf <= tb, (1.0 - frac) * g.edge_length_m[ef],
+                           frac * g.edge_length_m[eb])
+        direct_m = np.abs(frac - tsnap.fraction) * g.edge_length_m[
+            np.where(frac <= tsnap.fraction, ef, eb)]
+        metres = np.where(td <= np.minimum(tf, tb), direct_m, partial + tree)
         on_road = pts.dist_m[order] <= self.snap_max_m
         return [CrewEta(int(u), float(e), float(d), bool(o)) for u, e, d, o in
-                zip(ids[order], eta[order], metres, on_road, strict=True)]
-
-    def _crew_lengths(self, w: _Weights, pts: _Points, dist: FloatArray, pred: IntArray,
-                      seeds: Sequence[tuple[int, float, float, int, float]], order: IntArray,
-                      how: IntArray, tsnap: Snap) -> FloatArray:
-        g = self.graph
-        tree = self._tree_lengths(w, dist, pred, seeds)
-        seg, frac, h = pts.seg[order], pts.frac[order], how[order]
-        ef, eb = np.maximum(g.seg_fwd[seg], 0), np.maximum(g.seg_bwd[seg], 0)
-        along = (1.0 - frac) * g.edge_length_m[ef] + tree[g.edge_dst[ef]]
-        against = frac * g.edge_length_m[eb] + tree[g.edge_dst[eb]]
-        direct = np.abs(frac - tsnap.fraction) * g.edge_length_m[np.where(h == 2, np.where(
-            g.seg_fwd[seg] >= 0, ef, eb), 0)]
-        out: FloatArray = np.select([h == 0, h == 1, h == 2], [along, against, direct], np.inf)
-        return out
+                zip(ids[order].tolist(), eta[order].tolist(), metres.tolist(), on_road.tolist(),
+                    strict=True)]
 
     # --- routes ---------------------------------------------------------------------------------
     def routes(self, target: LatLng, sources: Sequence[tuple[int, LatLng]], *,
