@@ -99,7 +99,8 @@ def _complete_openapi(app: FastAPI) -> dict[str, Any]:
                 op["operationId"] = f"{op_id}_{method}"
             seen_ids.add(op["operationId"] if op_id else "")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = errors.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"] = errors.Problem.model_json_schema(
+        ref_template="#/components/schemas/{model}")
     for route in iter_routes(app.routes):
         if not getattr(route, "include_in_schema", False) or not getattr(route, "methods", None):
             continue
@@ -110,13 +111,15 @@ def _complete_openapi(app: FastAPI) -> dict[str, Any]:
                 continue
             responses = op.setdefault("responses", {})
             if "422" in responses:
-                responses["422"] = _problem("The request does not match the schema", 422,
-                                            "Invalid request", "the request does not match the schema")
+                responses["422"] = _problem(
+                    "The request does not match the schema", 422, "Invalid request",
+                    "the request does not match the schema")
             if policy is not None and policy.authenticated:
                 roles = sorted(policy.roles)
                 op["x-roles"] = roles
                 text_ = (op.get("description") or "").rstrip()
-                op["description"] = "\n\n".join(filter(None, [text_, "**Roles:** " + ", ".join(roles)]))
+                roles_line = "**Roles:** " + ", ".join(roles)
+                op["description"] = "\n\n".join(filter(None, [text_, roles_line]))
                 responses.setdefault("401", _problem("Missing or invalid token", 401,
                                                      "Unauthenticated", "Not authenticated"))
                 responses.setdefault("403", _problem("The caller's role or region may not do this",

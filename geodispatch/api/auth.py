@@ -1,4 +1,4 @@
-"""Login (OAuth2 password flow) issuing JWTs, rate-limited per user and address; the caller's profile."""
+"""Login (OAuth2 password flow) issuing JWTs, rate-limited per user and address; who am I."""
 
 from __future__ import annotations
 

@@ -31,5 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="serve the API and dispatcher map (and run ingest)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--no-ingest", action="store_true", help="do not run the MQTT ingest worker here")
+    p.add_argument("--no-ingest", action="store_true",
+                   help="do not run the MQTT ingest worker here")
     p.set_defaults(func=_serve)

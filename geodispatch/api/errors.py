@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,7 +50,7 @@ TITLES: dict[int, str] = {
 
 
 class RateLimited(Exception):
-    """The caller exceeded a rate limit; retry after ``retry_after_s`` seconds (an API-edge error)."""
+    """The caller exceeded a rate limit; retry after ``retry_after_s`` s (an API-edge error)."""
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
@@ -95,7 +96,8 @@ def problem_response(description: str, example: dict[str, Any]) -> dict[str, Any
 
 
 def problem(
-    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: object
+    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None,
+    **extra: object,
 ) -> JSONResponse:
     body: dict[str, object] = {
         "type": "about:blank", "title": title, "status": status, "detail": detail, **extra,
@@ -103,7 +105,8 @@ def problem(
     hdrs = dict(headers or {})
     if status == 401:
         hdrs.setdefault("WWW-Authenticate", "Bearer")
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=hdrs or None)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                        headers=hdrs or None)
 
 
 def status_for(exc: errors.GeodispatchError) -> int:

@@ -1,4 +1,4 @@
-"""Start and stop the live feed: subscribe the hub to the fleet, run fan-out and incident polling."""
+"""Start and stop the live feed: subscribe the hub to the fleet, run fan-out and incident polls."""
 
 from __future__ import annotations
 

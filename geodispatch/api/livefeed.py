@@ -110,8 +110,8 @@ class LiveClient:
                     '{"type":"incidents","incidents":[' + ",".join(incidents.values()) + "]}")
             if units:
                 await self.ws.send_text(
-                    '{"type":"units","sent_at":%.3f,"units":[%s]}'
-                    % (time.time(), ",".join(units.values())))
+                    f'{{"type":"units","sent_at":{time.time():.3f},"units":['
+                    + ",".join(units.values()) + "]}")
             self.sent_batches += 1
             rest = interval - (time.monotonic() - started)
             if rest > 0:
@@ -244,7 +244,9 @@ def _incident_row(m: Any) -> dict[str, Any]:
     return d
 
 
-def open_incidents(*, session: Session, region: str | None, limit: int = 2000) -> list[dict[str, Any]]:
+def open_incidents(
+    *, session: Session, region: str | None, limit: int = 2000
+) -> list[dict[str, Any]]:
     """Incidents not yet closed (newest first), without caller details, for the initial snapshot."""
     sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE i.status = ANY(:open)"
     params: dict[str, Any] = {"open": list(OPEN_INCIDENT_STATUSES), "limit": limit}
@@ -256,7 +258,8 @@ def open_incidents(*, session: Session, region: str | None, limit: int = 2000) -
 
 
 def last_event_id(*, session: Session) -> int:
-    return int(session.execute(text("SELECT coalesce(max(id), 0) FROM incident_events")).scalar_one())
+    sql = text("SELECT coalesce(max(id), 0) FROM incident_events")
+    return int(session.execute(sql).scalar_one())
 
 
 def incident_changes_since(
@@ -267,7 +270,8 @@ def incident_changes_since(
     Returns the rows and the highest event id seen (``after_id`` when nothing is new).
     """
     rows = session.execute(text(f"""
-        SELECT DISTINCT ON (e.incident_id) e.id AS event_id, e.kind, e.actor, e.at, {_INCIDENT_COLUMNS},
+        SELECT DISTINCT ON (e.incident_id)
+               e.id AS event_id, e.kind, e.actor, e.at, {_INCIDENT_COLUMNS},
                max(e.id) OVER () AS max_id
         FROM (SELECT * FROM incident_events WHERE id > :after ORDER BY id LIMIT :limit) e
         JOIN incidents i ON i.id = e.incident_id

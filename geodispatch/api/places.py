@@ -54,13 +54,16 @@ def map_bounds(*, session: Session, region: str | None) -> tuple[float, float, f
     return None
 
 
-def search_places(*, session: Session, query: str, near: LatLng | None = None, limit: int = 8) -> list[Place]:
+def search_places(
+    *, session: Session, query: str, near: LatLng | None = None, limit: int = 8
+) -> list[Place]:
     """Coordinates typed as ``lat, lng``, or streets whose name contains the words typed."""
     m = _COORDS.match(query)
     if m:
         lat, lng = float(m.group(1)), float(m.group(2))
         if valid_latlng(lat, lng):
-            return [Place(label=f"{lat:.6f}, {lng:.6f}", point=LatLng(lat, lng), kind="coordinates")]
+            label = f"{lat:.6f}, {lng:.6f}"
+            return [Place(label=label, point=LatLng(lat, lng), kind="coordinates")]
         return []
     words = [w for w in _NOISE.sub(" ", query).replace(",", " ").split() if len(w) >= 2]
     if not words:
@@ -82,4 +85,5 @@ def search_places(*, session: Session, query: str, near: LatLng | None = None, l
         )
         SELECT name, ST_Y(c) AS lat, ST_X(c) AS lng FROM points ORDER BY {order} LIMIT :limit
     """), params).all()
-    return [Place(label=r.name, point=LatLng(float(r.lat), float(r.lng)), kind="street") for r in rows]
+    return [Place(label=r.name, point=LatLng(float(r.lat), float(r.lng)), kind="street")
+            for r in rows]

@@ -90,7 +90,7 @@ def geocode(
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
     lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
 ) -> list[PlaceOut]:
-    """Typed ``lat, lng`` or a street name found among our own roads; nearest ``lat``/``lng`` first."""
+    """Typed ``lat, lng``, or a street name among our own roads (nearest ``lat``/``lng`` first)."""
     near = LatLng(lat, lng) if lat is not None and lng is not None else None
     return [PlaceOut(label=p.label, lat=p.point.lat, lng=p.point.lng, kind=p.kind)
             for p in search_places(session=session, query=q, near=near)]

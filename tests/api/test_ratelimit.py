@@ -44,12 +44,14 @@ def test_success_clears_the_key() -> None:
 
 
 def test_http_429_with_retry_after(settings: Settings, accounts: dict[str, Account]) -> None:
-    """Over HTTP the limit turns into a 429 problem with Retry-After, even for the right password."""
+    """Over HTTP the limit is a 429 problem with Retry-After, even for the right password."""
     user = accounts["analyst"]
-    app = create_app(settings.model_copy(update={"serve_ingest": False, "login_rate_per_minute": 3}))
+    app = create_app(
+        settings.model_copy(update={"serve_ingest": False, "login_rate_per_minute": 3}))
     with running_server(app) as base:
         for _ in range(3):
-            r = httpx.post(f"{base}/api/auth/token", data={"username": user.username, "password": "x"})
+            r = httpx.post(f"{base}/api/auth/token",
+                           data={"username": user.username, "password": "x"})
             assert r.status_code == 401
         r = httpx.post(f"{base}/api/auth/token",
                        data={"username": user.username, "password": user.password})

@@ -41,7 +41,8 @@ PUBLIC = {
 }
 # Routes for trackers: they authenticate with a device token, never a console JWT.
 DEVICE = {
-    ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"), ("POST", "/api/ingest/owntracks"),
+    ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"),
+    ("POST", "/api/ingest/owntracks"),
 }
 # The declared matrix: (method, path) -> roles allowed. Routes not listed here must still be
 # role-checked (not public) and obey the national-read-only rule.
@@ -120,7 +121,8 @@ def _tokens(base: str, accounts: dict[str, Account]) -> dict[str, str]:
     out = {}
     for role in ALL_ROLES:
         a = accounts[role]
-        r = httpx.post(f"{base}/api/auth/token", data={"username": a.username, "password": a.password})
+        r = httpx.post(f"{base}/api/auth/token",
+                       data={"username": a.username, "password": a.password})
         r.raise_for_status()
         out[role] = r.json()["access_token"]
     return out
@@ -170,7 +172,8 @@ def sweep(app_and_routes: tuple[Any, list[Any]], accounts: dict[str, Account]) -
                 out.calls += 1
                 token = tokens.get(who)
                 if method == "WS":
-                    ws_url = base.replace("http", "ws", 1) + url + (f"?token={token}" if token else "")
+                    query = f"?token={token}" if token else ""
+                    ws_url = base.replace("http", "ws", 1) + url + query
                     outcome = asyncio.run(_ws_outcome(ws_url))
                     if (outcome == "allowed") != (who in allowed):
                         out.refusals.append(f"WS {path} as {who}: {outcome}")
@@ -198,8 +201,10 @@ def sweep(app_and_routes: tuple[Any, list[Any]], accounts: dict[str, Account]) -
                 else:
                     want = 401 if who == ANON else 403
                     if r.status_code != want:
-                        out.refusals.append(f"{method} {path} as {who}: {r.status_code}, want {want}")
-                    elif not r.headers.get("content-type", "").startswith("application/problem+json"):
+                        out.refusals.append(
+                            f"{method} {path} as {who}: {r.status_code}, want {want}")
+                    elif not r.headers.get("content-type", "").startswith(
+                            "application/problem+json"):
                         out.refusals.append(f"{method} {path} as {who}: refusal is not a problem")
     return out
 

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's headless Chromium driven by Playwright (never `playwright install`)."""
+"""Browser fixtures: Debian's headless Chromium driven by Playwright (no `playwright install`)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,9 @@ def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]
         conn.execute(text("DELETE FROM units WHERE id = ANY(:ids)"), {"ids": ids})
 
 
-def report(base: str, crew: dict[str, Any], lat: float, lng: float, at: float | None = None) -> None:
+def report(
+    base: str, crew: dict[str, Any], lat: float, lng: float, at: float | None = None
+) -> None:
     """One fix through the real tracker ingest."""
     r = httpx.get(f"{base}/api/ingest/osmand", params={
         "id": crew["device"], "lat": f"{lat:.6f}", "lon": f"{lng:.6f}",
@@ -113,7 +115,7 @@ def test_units_move_live_and_language_toggles(
                 arg=[mover["id"], KYIV[0] + 0.0006 * step])
         end = unit_latlng(page, mover["id"])
         assert end is not None and end[0] > start[0] and end[1] > start[1]
-        page.click(f"[data-testid=tab-crews]")
+        page.click("[data-testid=tab-crews]")
         page.click(f"[data-testid=crew-item][data-id='{mover['id']}']")
         page.wait_for_selector("[data-testid=crew-panel]")
         assert "available" in page.inner_text("[data-testid=crew-status]") or \
