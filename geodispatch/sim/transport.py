@@ -5,7 +5,7 @@ Two modes:
 * **per-unit** (the demo): one paho client per crew, logging in with the crew's own device id and
   token, so the broker's ACL is exercised exactly as real terminals would; each client subscribes
   to its own ``geodispatch/units/{device}/assignment``. All clients are driven from the simulator's
-  single thread with non-blocking ``loop(timeout=0)`` calls (no thread per client, no locks).
+  single thread through one epoll selector (no thread per client, no locks).
 * **shared** (benchmarks): one connection with the server account publishes for every crew and
   receives every assignment through a wildcard subscription.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import selectors
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +84,10 @@ class MqttTransport:
         self.clients: dict[str, mqtt.Client] = {}
         self._by_client: list[mqtt.Client] = []
         self._retry_at: dict[int, float] = {}
+        self._selector = selectors.DefaultSelector()
+        self._socks: dict[int, Any] = {}
+        self._next_misc = 0.0
+        self._started: set[int] = set()
         self.published = 0
         self.errors = 0
         self.connected: set[str] = set()
@@ -118,7 +123,7 @@ class MqttTransport:
         return c
 
     def connect(self) -> None:
-        """Open every connection (blocking TCP connects; CONNACKs arrive in :meth:`pump`)."""
+        """Open every connection; CONNACKs are read in between, so none waits long."""
         if self.shared:
             from geodispatch.tracking.broker import server_credentials
 
@@ -134,12 +139,31 @@ class MqttTransport:
                                native_topic(u.device, "assignment"))
                 self.clients[u.device] = c
                 self._by_client.append(c)
-        for c in self._by_client:
+        for i, c in enumerate(self._by_client):
+            self._started.add(id(c))
             try:
                 c.connect(self.host, self.port, keepalive=60)
             except OSError as exc:
                 log.warning("cannot connect to the broker at %s:%s: %s", self.host, self.port, exc)
                 self._retry_at[id(c)] = time.monotonic() + 2.0
+            self._watch(c)
+            if i % 100 == 99:
+                self.pump()
+
+    def _watch(self, c: mqtt.Client) -> None:
+        """Keep the selector registration in step with the client's current socket."""
+        sock = c.socket()
+        old = self._socks.get(id(c))
+        if sock is old:
+            return
+        if old is not None:
+            try:
+                self._selector.unregister(old)
+            except (KeyError, ValueError):
+                pass
+        if sock is not None:
+            self._selector.register(sock, selectors.EVENT_READ, c)
+        self._socks[id(c)] = sock
 
     def wait_connected(self, timeout: float = 10.0) -> int:
         """Pump until every connection is acknowledged (or ``timeout``); return how many are."""
@@ -151,25 +175,43 @@ class MqttTransport:
         return len(self.connected)
 
     def pump(self) -> None:
-        """Do pending network work on every connection without blocking; reconnect lost ones."""
-        now = time.monotonic()
+        """Do pending network work without blocking; reconnect lost connections.
+
+        paho's own ``loop()`` uses ``select()``, which cannot watch file descriptors above 1024,
+        so a process with a thousand crews drives the clients through an epoll selector and
+        paho's ``loop_read`` / ``loop_write`` / ``loop_misc`` instead.
+        """
+        for key, _events in self._selector.select(timeout=0):
+            c: mqtt.Client = key.data
+            if c.loop_read(max_packets=20) != mqtt.MQTT_ERR_SUCCESS:
+                self._watch(c)
         for c in self._by_client:
-            rc = c.loop(timeout=0.0)
-            if rc == mqtt.MQTT_ERR_SUCCESS:
-                continue
-            if now >= self._retry_at.get(id(c), 0.0):
+            if c.want_write():
+                c.loop_write()
+        now = time.monotonic()
+        if now < self._next_misc:
+            return
+        self._next_misc = now + 1.0
+        for c in self._by_client:
+            if c.socket() is not None:
+                c.loop_misc()  # keepalive pings, and noticing a dead broker
+            elif id(c) in self._started and now >= self._retry_at.get(id(c), 0.0):
                 self._retry_at[id(c)] = now + 2.0
-                with contextlib.suppress(OSError):
+                try:
                     c.reconnect()
+                except (OSError, ValueError):
+                    pass
+            self._watch(c)
 
     def close(self) -> None:
         for c in self._by_client:
             try:
-                c.loop(timeout=0.0)
                 c.disconnect()
-                c.loop(timeout=0.0)
+                if c.want_write():
+                    c.loop_write()
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 pass
+        self._selector.close()
 
     # --- publishing ----------------------------------------------------------------------------
     def _publish(self, device: str, topic: str, payload: object) -> None:
