@@ -157,10 +157,8 @@ class MqttTransport:
         if sock is old:
             return
         if old is not None:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(old)
-            except (KeyError, ValueError):
-                pass
         if sock is not None:
             self._selector.register(sock, selectors.EVENT_READ, c)
         self._socks[id(c)] = sock
@@ -197,10 +195,8 @@ class MqttTransport:
                 c.loop_misc()  # keepalive pings, and noticing a dead broker
             elif id(c) in self._started and now >= self._retry_at.get(id(c), 0.0):
                 self._retry_at[id(c)] = now + 2.0
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     c.reconnect()
-                except (OSError, ValueError):
-                    pass
             self._watch(c)
 
     def close(self) -> None:
