@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import folium
+from branca.element import MacroElement
 from h3.api import basic_int as h3i
+from jinja2 import Template
 from sqlalchemy.orm import Session
 
 from geodispatch.analytics.aggregates import CellStats, cell_stats
@@ -164,13 +166,28 @@ def _legend_html(metric: Metric, bins: list[float], colours: list[str], *, subti
   {''.join(rows)}
 </div>
 <style>
-.gd-legend {{ position: fixed; bottom: 24px; left: 12px; z-index: 1000; background: #fff;
+.gd-legend {{ position: fixed; bottom: 28px; right: 10px; z-index: 1000; background: #fff;
   padding: 8px 10px; font: 12px/1.4 sans-serif; border-radius: 4px;
   box-shadow: 0 1px 4px rgba(0,0,0,.4); }}
 .gd-legend small {{ display: block; color: #555; }}
 .gd-legend i {{ display: inline-block; width: 14px; height: 14px; margin-right: 6px;
   vertical-align: middle; opacity: .8; border: 1px solid #999; }}
 </style>"""
+
+
+class _Attribution(MacroElement):
+    """Adds a text to the map's attribution control (rendered after the map is created)."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "{{ this._parent.get_name() }}.attributionControl.addAttribution({{ this.text }});"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, text: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "Attribution"
+        self.text = json.dumps(text)
 
 
 def _inline_leaflet(m: folium.Map) -> None:
@@ -241,11 +258,9 @@ def build_heatmap(
     _inline_leaflet(m)
     if tiles:
         folium.TileLayer(tiles=tiles, attr=settings.tile_attribution or OSM_ATTRIBUTION,
-                         name="map", max_zoom=19).add_to(m)
+                         name="OpenStreetMap", max_zoom=19).add_to(m)
     # Always credit OpenStreetMap (the road data and the tiles both come from it).
-    attribution = json.dumps(settings.tile_attribution or OSM_ATTRIBUTION)
-    m.get_root().script.add_child(folium.Element(  # type: ignore[attr-defined]
-        f"{m.get_name()}.attributionControl.addAttribution({attribution});"))
+    _Attribution(settings.tile_attribution or OSM_ATTRIBUTION).add_to(m)
     folium.GeoJson(
         geojson,
         name=spec.title,
