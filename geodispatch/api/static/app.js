@@ -141,13 +141,23 @@
   }
   async function loadGeoJSON(path, layer) {
     try {
-      const q = gd.map.getBounds();
-      const bbox = [q.getSouth(), q.getWest(), q.getNorth(), q.getEast()].map((x) => x.toFixed(5)).join(",");
-      const data = await api("GET", path + (path.includes("?") ? "&" : "?") + "bbox=" + bbox);
+      const data = await api("GET", path);
       layer.clearLayers();
       layer.addData(data);
       return true;
     } catch (e) { return false; }
+  }
+  // Roads come from our own database (routing's /api/roads/edges), one viewport at a time.
+  const MAX_ROADS_BBOX_DEG = 0.5;
+  let roadsTimer = null;
+  function loadRoads() {
+    const b = gd.map.getBounds();
+    if (b.getEast() - b.getWest() > MAX_ROADS_BBOX_DEG || b.getNorth() - b.getSouth() > MAX_ROADS_BBOX_DEG) {
+      gd.layers.roads.clearLayers();
+      return;
+    }
+    gd.roadsRequested = (gd.roadsRequested || 0) + 1;
+    loadGeoJSON("/api/roads/edges?bbox=" + b.toBBoxString(), gd.layers.roads);
   }
   function goOffline() {
     gd.offline = true;
@@ -155,9 +165,10 @@
     gd.map.getContainer().style.background = "#f3f1ea";
     gd.layers.roads.addTo(gd.map);
     gd.layers.zones.addTo(gd.map);
-    loadGeoJSON("/api/roads", gd.layers.roads);
+    loadRoads();
+    gd.map.on("moveend", () => { clearTimeout(roadsTimer); roadsTimer = setTimeout(loadRoads, 250); });
   }
-  function loadZones() { loadGeoJSON("/api/zones", gd.layers.zones); }
+  function loadZones() { loadGeoJSON("/api/zones?level=sector", gd.layers.zones); }
 
   // --- crews -----------------------------------------------------------------------------------
   function unitStyle(u) {
@@ -311,14 +322,23 @@
     if (!Array.isArray(coords) || !coords.length) return null;
     return coords.map((c) => Array.isArray(c) ? [c[0], c[1]] : [c.lat, c.lng]);
   }
-  function drawRoute(r) {
+  async function drawRoute(r) {
     clearRoute();
-    const latlngs = routeLatLngs(r);
     const inc = gd.selected && gd.incidents[gd.selected.id];
     const u = gd.units[r.unit_id];
+    let latlngs = routeLatLngs(r);
+    if (!latlngs && u && inc && u.lat !== null && u.lat !== undefined) {
+      // The recommendation did not carry the geometry: ask routing for the drive.
+      try {
+        const q = new URLSearchParams({ from_lat: u.lat, from_lng: u.lng, to_lat: inc.lat, to_lng: inc.lng });
+        latlngs = routeLatLngs({ route: await api("GET", "/api/roads/route?" + q) });
+      } catch (e) { latlngs = null; }
+    }
     const line = latlngs || (u && inc && u.lat !== null ? [[u.lat, u.lng], [inc.lat, inc.lng]] : null);
     if (!line) return;
+    clearRoute();
     gd.routeLayer = L.polyline(line, { color: "#1f5fbf", weight: 5, opacity: 0.75, dashArray: latlngs ? null : "6 6" }).addTo(gd.map);
+    gd.routeLayer.bringToBack();
   }
 
   function showCrew(id) {
