@@ -67,33 +67,43 @@ def _cli(*args: str) -> list[str]:
 
 def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None,
                  force: bool = False) -> Path:
-    """Build the road graph unless the one on disk was built from the same, unchanged extract."""
+    """Build the road graph unless the one on disk came from the same, unchanged extract.
+
+    The source (file path and SHA-256, or place name, plus the speed table) is stamped beside
+    the graph; when it matches, the graph is reused and only the database's ``road_edges`` are
+    filled if this database has none yet (a fresh database with an existing graph).
+    """
     graph_path = settings.resolved_graph_path
     stamp_path = graph_path.with_suffix(".source.json")
+    src_file: Path | None = None
+    source_key: dict[str, str | None]
     if place:
         source_key = {"place": place}
-        src_file = None
     else:
         src_file = osm_file or settings.resolved_osm_file
         if not src_file.is_file():
             raise ConfigurationError(f"OSM extract {src_file} not found (--osm-file or --place)")
         source_key = {"file": str(src_file.resolve()), "sha256": _sha256(src_file)}
+    table = settings.speed_table_file
+    source_key["speed_table"] = _sha256(table) if table and table.is_file() else None
     if not force and graph_path.exists() and stamp_path.exists():
         try:
-            if json.loads(stamp_path.read_text()) == source_key:
-                log.info("demo: road graph %s is up to date with %s", graph_path,
-                         place or src_file)
-                return graph_path
+            same = json.loads(stamp_path.read_text()) == source_key
         except ValueError:
-            pass
+            same = False
+        if same:
+            log.info("demo: road graph %s is up to date with %s", graph_path, place or src_file)
+            _ensure_road_edges(settings, graph_path)
+            return graph_path
     print(f"[demo] building the road graph from {place or src_file} ...", flush=True)
     t0 = time.monotonic()
     if _has_module("geodispatch.routing.cli"):
-        cmd = _cli("graph", "import", *(["--place", place] if place else ["--osm-file",
-                                                                           str(src_file)]))
+        cmd = _cli("graph", "import", "--out", str(graph_path),
+                   *(["--place", place] if place else [str(src_file)]))
         r = subprocess.run(cmd, check=False)
         if r.returncode != 0:
-            raise ConfigurationError(f"`{' '.join(cmd[2:])}` failed with status {r.returncode}")
+            raise ConfigurationError(f"`geodispatch {' '.join(cmd[3:])}` failed "
+                                     f"(status {r.returncode})")
     else:  # routing CLI not available: build the graph file directly
         from geodispatch.routing.importer import graph_from_osmnx, import_osm_file
 
@@ -102,18 +112,39 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
             import osmnx
 
             try:
-                G = osmnx.graph_from_place(place, network_type="drive", simplify=False)
+                G = osmnx.graph_from_place(place, network_type="drive")
             except Exception as exc:  # noqa: BLE001 - offline, unknown place, Overpass errors
                 raise ConfigurationError(f"could not download {place!r} with osmnx: {exc}; "
                                          "use --osm-file with a local extract") from None
             graph_from_osmnx(G, source=f"osmnx:{place}").save(graph_path)
         else:
             assert src_file is not None
-            import_osm_file(src_file, speed_table_file=settings.speed_table_file).save(graph_path)
+            import_osm_file(src_file, speed_table_file=table).save(graph_path)
     stamp_path.parent.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(source_key))
     print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
     return graph_path
+
+
+def _ensure_road_edges(settings: Settings, graph_path: Path) -> None:
+    """Fill ``road_edges`` (the offline map's roads) from the graph if this database has none."""
+    if not _has_module("geodispatch.routing.service"):
+        return
+    from sqlalchemy import text
+
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.routing.graph import RoadGraph
+    from geodispatch.routing.service import write_edges
+
+    engine = app_engine(settings)
+    try:
+        with transaction(session_factory(engine)) as session:
+            if session.execute(text("SELECT EXISTS (SELECT 1 FROM road_edges)")).scalar():
+                return
+            n = write_edges(session=session, graph=RoadGraph.load(graph_path))
+            log.info("demo: %d road edges written to the database", n)
+    finally:
+        engine.dispose()
 
 
 def _has_module(name: str) -> bool:
