@@ -169,3 +169,83 @@ def publish_screenshot(artifacts: Path, name: str) -> None:
     dest = ROOT / "docs" / "screenshots"
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifacts / name, dest / "dispatcher-map.png")
+
+
+def _has_route(app: Any, method: str, prefix: str, suffix: str = "") -> bool:
+    from geodispatch.api.policy import iter_routes
+
+    for r in iter_routes(app.routes):
+        path = getattr(r, "path_format", "")
+        if method in (getattr(r, "methods", None) or ()) and path.startswith(prefix) \
+                and path.endswith(suffix):
+            return True
+    return False
+
+
+def test_register_call_recommend_accept_and_crew_status_changes(
+    chromium: Any, settings: Settings, accounts: dict[str, Account], crews: list[dict[str, Any]],
+    artifacts: Path,
+) -> None:
+    """A call-taker registers a call by clicking the map; the dispatcher sees it in the queue,
+    opens it, gets recommended crews with ETA and accepts the first in one click; the crew turns
+    'dispatched' and the incident 'assigned' on both screens."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    if not (_has_route(app, "POST", "/api/incidents", "/recommend")
+            and _has_route(app, "POST", "/api/incidents", "/assignments")):
+        pytest.skip("the dispatch endpoints are not there yet")
+    ctx_call = chromium.new_context(viewport={"width": 1400, "height": 860})
+    ctx_disp = chromium.new_context(viewport={"width": 1400, "height": 860})
+    call_page, disp_page = ctx_call.new_page(), ctx_disp.new_page()
+    for p in (call_page, disp_page):
+        p.set_default_timeout(20_000)
+        p.add_init_script("localStorage.setItem('gd.lang', 'en')")
+    try:
+        with running_server(app) as base:
+            for k, c in enumerate(crews):
+                report(base, c, KYIV[0] + 0.003 * (k + 1), KYIV[1] + 0.004 * (k + 1))
+            log_in(call_page, base, accounts["call_taker"])
+            log_in(disp_page, base, accounts["dispatcher"])
+            for p in (call_page, disp_page):
+                p.evaluate(f"window.gd.map.setView([{KYIV[0]}, {KYIV[1]}], 15)")
+
+            # The call-taker places the call by clicking the map centre.
+            call_page.click("[data-testid=tab-newcall]")
+            box = call_page.locator("[data-testid=map]").bounding_box()
+            assert box is not None
+            call_page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            call_page.wait_for_function("window.gd.callPoint !== null")
+            call_page.fill("[data-testid=call-phone]", "+380671234567")
+            call_page.fill("[data-testid=call-description]", "Shop window broken, two people")
+            call_page.screenshot(path=str(artifacts / "map-04-new-call.png"))
+            call_page.click("[data-testid=call-submit]")
+            call_page.wait_for_function(
+                "document.querySelector('[data-testid=call-result]').dataset.id !== undefined")
+            incident_id = int(call_page.get_attribute("[data-testid=call-result]", "data-id") or 0)
+            assert incident_id
+
+            # The dispatcher sees it arrive in the queue (live) and opens it.
+            item = f"[data-testid=queue-item][data-id='{incident_id}']"
+            disp_page.wait_for_selector(item)
+            disp_page.click(item)
+            disp_page.wait_for_selector("[data-testid=incident-panel]")
+            assert "+380671234567" in disp_page.inner_text("[data-testid=incident-panel]")
+            disp_page.wait_for_selector("[data-testid=reco-row]")
+            rows = disp_page.locator("[data-testid=reco-row]")
+            assert rows.count() >= 1
+            unit_id = int(rows.first.get_attribute("data-unit") or 0)
+            disp_page.screenshot(path=str(artifacts / "map-05-recommendation.png"))
+            disp_page.click("[data-testid=accept]")
+            disp_page.wait_for_function(
+                "id => window.gd.units[id] && window.gd.units[id].status === 'dispatched'",
+                arg=unit_id)
+            disp_page.wait_for_function(
+                "id => window.gd.incidents[id] && window.gd.incidents[id].status !== 'registered'"
+                " && window.gd.incidents[id].status !== 'queued'", arg=incident_id)
+            disp_page.screenshot(path=str(artifacts / "map-06-assigned.png"))
+            call_page.wait_for_function(
+                "id => window.gd.units[id] && window.gd.units[id].status === 'dispatched'",
+                arg=unit_id)
+        publish_screenshot(artifacts, "map-05-recommendation.png")
+    finally:
+        ctx_call.close()
+        ctx_disp.close()
