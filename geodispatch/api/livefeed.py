@@ -36,6 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT_S = 30.0
+
 # Fields that change with every fix; an update where nothing else changed carries only these.
 MOVING_FIELDS = ("lat", "lng", "fix_time", "speed_mps", "heading")
 
@@ -93,6 +95,10 @@ class LiveClient:
     sent_batches: int = 0
     closed: bool = False
 
+    async def _send(self, text_: str) -> None:
+        # A browser that stopped reading entirely is dropped rather than kept forever.
+        await asyncio.wait_for(self.ws.send_text(text_), SEND_TIMEOUT_S)
+
     def sees(self, region: str | None) -> bool:
         return self.region is None or region == self.region
 
@@ -106,10 +112,10 @@ class LiveClient:
             incidents, self.pending_incidents = self.pending_incidents, {}
             started = time.monotonic()
             if incidents:
-                await self.ws.send_text(
+                await self._send(
                     '{"type":"incidents","incidents":[' + ",".join(incidents.values()) + "]}")
             if units:
-                await self.ws.send_text(
+                await self._send(
                     f'{{"type":"units","sent_at":{time.time():.3f},"units":['
                     + ",".join(units.values()) + "]}")
             self.sent_batches += 1
