@@ -169,6 +169,8 @@ def refresh_intervals(
     """
     tz = tz or get_settings().analytics_timezone
     session.flush()
+    # One refresher at a time: two would rebuild the same cell-day rows and collide on their key.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('geodispatch.analytics.refresh'))"))
     target = _TARGET_ALL if since is None else _TARGET_SINCE
     params: dict[str, object] = {"tz": tz}
     if since is not None:
