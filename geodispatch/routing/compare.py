@@ -66,7 +66,8 @@ def straight_line_misses(router: Router, incidents: Sequence[LatLng],
     clng = np.array([c[1].lng for c in crews], dtype=np.float64)
     out: list[StraightLineMiss] = []
     for p in incidents:
-        straight = haversine_arrays(np.full_like(clat, p.lat), np.full_like(clng, p.lng), clat, clng)
+        straight = haversine_arrays(np.full_like(clat, p.lat), np.full_like(clng, p.lng),
+                                    clat, clng)
         nearest = int(np.argmin(straight))
         ranked = router.rank(p, crews, k=None, limit_s=limit_s)
         if not ranked:

@@ -33,8 +33,8 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Snap:
 
 @dataclass(frozen=True)
 class CrewEta:
-    """A crew's drive time and road distance to the incident (``on_road`` False: far from a road)."""
+    """A crew's drive time and road distance to the incident (``on_road``: near a road)."""
 
     unit_id: int
     eta_s: float
@@ -176,7 +176,7 @@ class _Points:
 
 
 class Router:
-    """Drive times over one :class:`RoadGraph`, shared by the API, the recommender and the simulator.
+    """Drive times over one :class:`RoadGraph`, shared by the API, recommender and simulator.
 
     Parameters
     ----------
@@ -418,7 +418,7 @@ class Router:
         return dist, pred
 
     def _exits(self, w: _Weights, pts: _Points, tseg: int, tfrac: float) -> _Exits:
-        """How each crew leaves its edge: both ends with partial times, or straight to the target."""
+        """How each crew leaves its edge: an end with a partial time, or straight to the target."""
         g, n = self.graph, self._n
         static = pts.exits.get(id(w))
         if static is None:
@@ -426,9 +426,10 @@ class Router:
             hf, hb = ef >= 0, eb >= 0
             eff, ebb = np.maximum(ef, 0), np.maximum(eb, 0)
             # A missing direction exits at the virtual node (time 0) with an infinite offset.
-            static = (np.where(hf, g.edge_dst[eff], n), np.where(hf, (1.0 - pts.frac) * w.time[eff],
-                                                                 np.inf),
-                      np.where(hb, g.edge_dst[ebb], n), np.where(hb, pts.frac * w.time[ebb], np.inf))
+            static = (np.where(hf, g.edge_dst[eff], n),
+                      np.where(hf, (1.0 - pts.frac) * w.time[eff], np.inf),
+                      np.where(hb, g.edge_dst[ebb], n),
+                      np.where(hb, pts.frac * w.time[ebb], np.inf))
             pts.exits[id(w)] = static
         xf, of, xb, ob = static
         direct = np.full(pts.seg.shape[0], np.inf)
@@ -718,7 +719,7 @@ def _cut(lat: FloatArray, lng: FloatArray, f0: float, f1: float) -> tuple[FloatA
     return (np.concatenate([[la0], lat[inner], [la1]]), np.concatenate([[ln0], lng[inner], [ln1]]))
 
 
-# --- process-wide instance -------------------------------------------------------------------------
+# --- process-wide instance ------------------------------------------------------------------------
 
 _ROUTERS: dict[tuple[str, int, int], Router] = {}
 _ROUTERS_LOCK = threading.Lock()

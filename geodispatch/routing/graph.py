@@ -150,7 +150,7 @@ class RoadGraph:
         return sp.csr_matrix((w.astype(np.float64), v.astype(np.int32), indptr), shape=(n, n))
 
     def csr_reverse(self, weights: FloatArray | None = None) -> sp.csr_matrix:
-        """The transposed matrix (row v, column u = seconds u->v): searches outward from a target."""
+        """The transposed matrix (row v, column u = seconds u->v): reverse searches."""
         return self.csr(weights).transpose().tocsr()
 
     # --- geometry --------------------------------------------------------------------------------
@@ -209,7 +209,8 @@ class RoadGraph:
             classes = tuple(str(c) for c in z["classes"])
             meta = json.loads(str(z["meta"]))
         if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: graph format {meta.get('format')}, expected {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path}: graph format {meta.get('format')}, expected {FORMAT_VERSION}")
         graph = cls(names=names, classes=classes, meta=meta, **data)
         log.debug("loaded %s (%d nodes, %d edges) in %.3f s", path, graph.n_nodes, graph.n_edges,
                   time.perf_counter() - t0)

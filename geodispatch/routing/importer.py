@@ -64,8 +64,8 @@ class WayBatch:
     names: dict[str, int] = field(default_factory=dict)
     tagged_speed_runs: int = 0
 
-    def add_way(self, way_id: int, tags: Mapping[str, str], refs: Iterable[tuple[int, float, float]],
-                speed_table: Mapping[str, float]) -> None:
+    def add_way(self, way_id: int, tags: Mapping[str, str],
+                refs: Iterable[tuple[int, float, float]], speed_table: Mapping[str, float]) -> None:
         """Append one way; ``refs`` are (node id, lat, lng) in way order."""
         direction = oneway_direction(tags)
         fwd, bwd, tagged = way_speeds(tags, speed_table)
@@ -134,7 +134,7 @@ def read_osm_file(path: Path, *, speed_table: Mapping[str, float], progress: boo
             if not is_drivable(tags):
                 continue
             piece: list[tuple[int, float, float]] = []
-            for n in w.nodes:
+            for n in w.nodes:  # type: ignore[union-attr]
                 loc = n.location
                 if loc.valid():
                     piece.append((n.ref, loc.lat, loc.lon))
@@ -363,7 +363,7 @@ def import_osm_file(path: Path | str, *, speed_table_file: Path | None = None,
     return graph
 
 
-# --- osmnx -----------------------------------------------------------------------------------------
+# --- osmnx ----------------------------------------------------------------------------------------
 
 def _first(value: Any) -> Any:
     if isinstance(value, list):
@@ -425,10 +425,10 @@ def graph_from_osmnx(G: Any, *, speed_table: Mapping[str, float] | None = None,
         if hw is None:
             continue
         tags = {"highway": hw}
-        for key in ("access", "service", "area", "junction"):
-            val = _tag_value(_first(data.get(key)))
+        for tag in ("access", "service", "area", "junction"):
+            val = _tag_value(_first(data.get(tag)))
             if val is not None:
-                tags[key] = val
+                tags[tag] = val
         if not is_drivable(tags):
             continue
         osmid = int(_first(data.get("osmid")) or 0)
@@ -471,7 +471,8 @@ def graph_from_osmnx(G: Any, *, speed_table: Mapping[str, float] | None = None,
         raise ValueError("no drivable roads found in the osmnx graph")
     return assemble(
         node_ids_at=np.asarray(ids_l, dtype=np.int64),
-        coord_lat=np.asarray(lat_l, dtype=np.float64), coord_lng=np.asarray(lng_l, dtype=np.float64),
+        coord_lat=np.asarray(lat_l, dtype=np.float64),
+        coord_lng=np.asarray(lng_l, dtype=np.float64),
         seg_start=np.asarray(seg_a, dtype=np.int64), seg_end=np.asarray(seg_b, dtype=np.int64),
         seg_len=np.asarray(seg_len, dtype=np.float64),
         seg_class=np.asarray(seg_cls, dtype=np.uint8), seg_way=np.asarray(seg_way, dtype=np.int64),

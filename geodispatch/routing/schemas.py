@@ -12,7 +12,7 @@ class SnapOut(BaseModel):
 
     node: int = Field(description="Nearer end node of the snapped road segment.")
     distance_m: float = Field(description="Distance from the point to the road.")
-    on_road: bool = Field(description="False when the point is further than snap_max_m from any road.")
+    on_road: bool = Field(description="False when further than snap_max_m from any road.")
     lat: float = Field(description="Snapped point on the road.")
     lng: float
     segment: int

@@ -33,11 +33,10 @@ def edge_frame(graph: RoadGraph) -> pd.DataFrame:
     lines = shapely.linestrings(coords, indices=owner)
     lines = shapely.set_srid(lines, 4326)
     wkb = shapely.to_wkb(lines, hex=True, include_srid=True)
-    names = np.asarray(graph.names, dtype=object)
-    if names.size:
-        name_col = np.where(graph.edge_name >= 0, names[np.maximum(graph.edge_name, 0)], None)
-    else:
-        name_col = np.full(graph.n_edges, None, dtype=object)
+    name_col = np.full(graph.n_edges, None, dtype=object)
+    if graph.names.size:
+        named = graph.edge_name >= 0
+        name_col[named] = np.asarray(graph.names, dtype=object)[graph.edge_name[named]]
     classes = np.asarray(graph.classes, dtype=object)
     return pd.DataFrame({
         "id": np.arange(graph.n_edges, dtype=np.int64),
@@ -60,6 +59,7 @@ def copy_edges(*, session: Session, graph: RoadGraph, table: str = "road_edges")
     frame.to_csv(buf, index=False, header=False)
     payload = buf.getvalue().encode()
     raw = session.connection().connection.driver_connection
+    assert raw is not None
     cols = ", ".join(COLUMNS)
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as cp:
         step = 1 << 20

@@ -26,6 +26,8 @@ from geodispatch.routing.graph import RoadGraph
 from geodispatch.routing.importer import WayBatch, build_graph
 from geodispatch.routing.speeds import load_speed_table
 
+KYIV = LatLng(50.4501, 30.5234)
+
 
 def _street_tags(i: int, rng: np.random.Generator, vertical: bool) -> dict[str, str]:
     if i % 30 == 0:
@@ -44,7 +46,7 @@ def _street_tags(i: int, rng: np.random.Generator, vertical: bool) -> dict[str, 
 
 
 def synthetic_city(rows: int = 330, cols: int = 330, *, spacing_m: float = 110.0,
-                   centre: LatLng = LatLng(50.4501, 30.5234), drop: float = 0.08,
+                   centre: LatLng = KYIV, drop: float = 0.08,
                    seed: int = 7) -> RoadGraph:
     """Generate the perturbed-grid city described in the module docstring.
 

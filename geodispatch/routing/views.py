@@ -23,7 +23,7 @@ from geodispatch.api.security import ALL_ROLES, Principal
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.routing.engine import Router
-from geodispatch.routing.schemas import GraphInfo, RouteFeature, SnapOut
+from geodispatch.routing.schemas import GraphInfo, RouteFeature, RouteProperties, SnapOut
 from geodispatch.routing.service import edges_geojson
 
 router = APIRouter(prefix="/api/roads", tags=["roads"])
@@ -79,8 +79,8 @@ async def road_route(
     rt = _need_router(r)
     route = await run_in_threadpool(rt.route, _point(from_lat, from_lng), _point(to_lat, to_lng))
     return RouteFeature(geometry=route.to_geojson(),
-                        properties={"eta_s": round(route.eta_s, 1),  # type: ignore[arg-type]
-                                    "distance_m": round(route.distance_m, 1)})
+                        properties=RouteProperties(eta_s=round(route.eta_s, 1),
+                                                   distance_m=round(route.distance_m, 1)))
 
 
 @router.get("/snap", summary="Nearest road point", response_model=SnapOut)

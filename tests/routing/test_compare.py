@@ -12,7 +12,7 @@ from tests.routing.conftest import random_points
 
 
 def test_straight_line_choice_loses_time(load_graph: Callable[[str], RoadGraph]) -> None:
-    """In Porto (one-way centre, the Douro) the straight-line pick is sometimes slower, by seconds."""
+    """In Porto (one-way centre, the Douro) the straight-line pick is sometimes slower."""
     g = load_graph("porto_centre_2020.osm.pbf")
     router = Router(g)
     crews = list(enumerate(random_points(g, 12, seed=21)))

@@ -198,7 +198,8 @@ def test_rush_hour_slows_and_night_speeds_up(baltimore: RoadGraph) -> None:
             assert t / 1.1 * 0.99 <= night[uid] <= t / 1.05 * 1.01
 
 
-def test_load_router_once_per_path(baltimore: RoadGraph, tmp_path: Path, settings: Settings) -> None:
+def test_load_router_once_per_path(baltimore: RoadGraph, tmp_path: Path,
+                                   settings: Settings) -> None:
     """load_router returns one shared Router per graph file, and None before a graph is built."""
     s = settings.model_copy(update={"graph_path": tmp_path / "g.npz"})
     assert load_router(s) is None

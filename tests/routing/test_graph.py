@@ -33,7 +33,7 @@ def test_csr_reverse_is_transpose(baltimore: RoadGraph) -> None:
     """csr() holds u->v travel times (fastest of parallel edges) and csr_reverse() its transpose."""
     fwd, rev = baltimore.csr(), baltimore.csr_reverse()
     assert fwd.shape == (baltimore.n_nodes, baltimore.n_nodes)
-    assert (fwd.T != rev).nnz == 0
+    assert (rev != fwd.T).nnz == 0
     e = int(np.argmax(baltimore.edge_length_m))
     u, v = int(baltimore.edge_src[e]), int(baltimore.edge_dst[e])
     assert fwd[u, v] <= baltimore.edge_time_s[e]

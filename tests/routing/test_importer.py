@@ -23,7 +23,7 @@ from tests.routing.conftest import EXTRACTS
 
 @pytest.mark.parametrize("name", EXTRACTS)
 def test_import_each_extract(load_graph: Callable[[str], RoadGraph], name: str) -> None:
-    """Every extract (.osm, .osm.gz, .osm.bz2, .osm.pbf) imports into one strongly connected graph."""
+    """Every extract (.osm, .osm.gz, .osm.bz2, .osm.pbf) imports as one strongly connected graph."""
     g = load_graph(name)
     assert g.n_nodes > 20 and g.n_edges > 40
     n_comp, _ = connected_components(g.csr(), directed=True, connection="strong")
@@ -32,7 +32,7 @@ def test_import_each_extract(load_graph: Callable[[str], RoadGraph], name: str) 
 
 
 def test_edge_length_follows_geometry(baltimore: RoadGraph) -> None:
-    """An edge's length is the length of its full way geometry, not the junction-to-junction chord."""
+    """An edge's length is the length of its full way geometry, not the junction chord."""
     ptr, idx = baltimore.edge_coord_index()
     lat, lng = baltimore.coord_lat[idx], baltimore.coord_lng[idx]
     step = haversine_arrays(lat[:-1], lng[:-1], lat[1:], lng[1:])
@@ -105,7 +105,7 @@ def test_non_drivable_ways_are_dropped() -> None:
 
 
 def test_osmnx_graph_conversion(osm_dir: Path, load_graph: Callable[[str], RoadGraph]) -> None:
-    """osmnx.graph_from_xml on a local file converts to the same drive times as the pyosmium import."""
+    """osmnx.graph_from_xml on a local file converts to the drive times of the pyosmium import."""
     import osmnx as ox
 
     G = ox.graph_from_xml(osm_dir / "sf_mission_bernal_2014.osm", simplify=False, retain_all=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.api import errors
