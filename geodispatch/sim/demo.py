@@ -328,8 +328,38 @@ def run_demo(args: argparse.Namespace) -> int:
         children.stop()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _final_heatmap(settings, work / "heatmap.html")
     print("[demo] stopped cleanly", flush=True)
     return 0
+
+
+def _final_heatmap(settings: Settings, out: Path) -> None:
+    """Refresh the response intervals and render the run's median-response heatmap."""
+    if not _has_module("geodispatch.analytics.heatmap"):
+        return
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from geodispatch.analytics.heatmap import render_heatmap
+    from geodispatch.analytics.intervals import refresh_intervals
+    from geodispatch.db import app_engine, session_factory, transaction
+
+    engine = app_engine(settings)
+    try:
+        with transaction(session_factory(engine)) as session:
+            if refresh_intervals(session=session) == 0 and not session.execute(
+                    text("SELECT EXISTS (SELECT 1 FROM response_intervals)")).scalar():
+                print("[demo] no incidents in this database yet: no heatmap", flush=True)
+                return
+            now = datetime.now(UTC)
+            render_heatmap(session=session, metric="median_response", res=9,
+                           start=now - timedelta(days=7), end=now + timedelta(hours=1), out=out)
+        print(f"[demo] heatmap of the run (median response per H3 cell): {out}", flush=True)
+    except Exception as exc:  # noqa: BLE001 - a failed report must not spoil a clean stop
+        log.warning("demo: could not render the heatmap: %s", exc)
+    finally:
+        engine.dispose()
 
 
 def _banner(base: str, prep: Prepared, *, auto: bool) -> None:
