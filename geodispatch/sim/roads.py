@@ -68,17 +68,22 @@ class RouterRoads:
         self.nodes = usable if len(usable) else np.arange(len(self.lat))
         self._coslat = math.cos(math.radians(float(np.mean(self.lat))))
 
-    def _nodes_near(self, p: LatLng, radius_m: float) -> np.ndarray:
+    def _d2(self, p: LatLng) -> np.ndarray:
         dy = (self.lat[self.nodes] - p.lat) * 111_195.0
         dx = (self.lng[self.nodes] - p.lng) * 111_195.0 * self._coslat
-        return self.nodes[(dx * dx + dy * dy) <= radius_m * radius_m]
+        out: np.ndarray = dx * dx + dy * dy
+        return out
 
     def random_point(
         self, rng: random.Random, near: LatLng | None = None, radius_m: float = 2000.0
     ) -> LatLng:
-        pool = self.nodes if near is None else self._nodes_near(near, radius_m)
-        if len(pool) == 0:
+        if near is None:
             pool = self.nodes
+        else:
+            d2 = self._d2(near)
+            pool = self.nodes[d2 <= radius_m * radius_m]
+            if len(pool) == 0:  # nothing that close (a river, a park): the nearest node
+                pool = self.nodes[[int(np.argmin(d2))]]
         i = int(pool[rng.randrange(len(pool))])
         return LatLng(float(self.lat[i]), float(self.lng[i]))
 
