@@ -343,8 +343,25 @@
 
   function showCrew(id) {
     gd.selected = { kind: "crew", id };
+    gd.trackFixes = 0;
     clearRoute();
     renderCrewPanel(id);
+    loadTrack(id);
+  }
+  async function loadTrack(id) {
+    // The last hour of the crew's fixes (tracking's GeoJSON), drawn under the markers.
+    try {
+      const fc = await api("GET", "/api/units/" + id + "/track");
+      if (!gd.selected || gd.selected.kind !== "crew" || gd.selected.id !== id) return;
+      const line = (fc.features || []).find((f) => f.geometry && f.geometry.type === "LineString");
+      gd.trackFixes = (fc.features || []).filter((f) => f.geometry && f.geometry.type === "Point").length;
+      if (line) {
+        clearRoute();
+        gd.routeLayer = L.polyline(line.geometry.coordinates.map((c) => [c[1], c[0]]),
+          { color: "#37474f", weight: 3, opacity: 0.6, dashArray: "2 6" }).addTo(gd.map);
+      }
+      renderCrewPanel(id);
+    } catch (e) { /* no history available */ }
   }
   function renderCrewPanel(id) {
     const u = gd.units[id];
@@ -357,6 +374,7 @@
       "<dt>" + t("crew.region") + "</dt><dd>" + esc(u.region) + "</dd>" +
       "<dt>" + t("crew.fix") + "</dt><dd>" + fmtTime(u.fix_time) + (u.stale ? " (" + esc(t("crew.stale")) + ")" : "") + "</dd>" +
       "<dt>" + t("crew.speed") + "</dt><dd>" + (u.speed_mps !== null && u.speed_mps !== undefined ? (u.speed_mps * 3.6).toFixed(0) + " km/h" : "—") + "</dd></dl>" +
+      (gd.trackFixes ? '<p class="hint">' + esc(t("crew.track", { n: gd.trackFixes })) + "</p>" : "") +
       "<h3>" + t("crew.timeline") + '</h3><ul class="timeline" data-testid="crew-timeline">' +
       hist.map((h) => "<li>" + fmtTime(h.at) + " " + stBadge(h.status) + "</li>").join("") + "</ul></div>";
     if (gd.selected && gd.selected.kind === "crew" && gd.selected.id === id) openPanel(html);
