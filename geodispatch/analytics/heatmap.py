@@ -267,12 +267,13 @@ def build_heatmap(
         style_function=lambda f: {"fillColor": f["properties"]["fill"], "color": "#555",
                                   "weight": 0.6, "fillOpacity": 0.65},
         highlight_function=lambda f: {"weight": 2.5, "color": "#000"},
+        # folium checks tooltip fields against the first feature: none without cells.
         tooltip=folium.GeoJsonTooltip(
             fields=["cell", "incidents", "responses", "median", "p90", "within"],
             aliases=["H3 cell", "incidents", "with response", "median (m:s)", "p90 (m:s)",
                      "within target"],
             sticky=True,
-        ),
+        ) if geojson["features"] else None,
     ).add_to(m)
     gaps_drawn = False
     if metric == "coverage_gaps":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import h3
 from sqlalchemy import select, text
@@ -92,3 +92,29 @@ def test_cell_days_hold_sorted_totals(db: Session) -> None:
     ).scalar_one()
     assert row.incidents == 3
     assert row.total_response_s == [300.0, 500.0, 700.0]
+
+
+def test_since_picks_up_old_incidents_with_new_crew_steps(db: Session) -> None:
+    """An incident received before ``since`` is refreshed when a crew step happens after it."""
+    inc = make_incident(db, received=T0)
+    refresh_intervals(session=db, since=T0)
+    assert _row(db, inc.id).total_response_s is None
+    make_assignment(db, inc, dispatched_after_s=3600, on_scene_after_s=4000)
+    refresh_intervals(session=db, since=T0 + timedelta(minutes=30))
+    assert _row(db, inc.id).total_response_s == 4000
+
+
+def test_merged_incidents_and_clock_errors(db: Session) -> None:
+    """Merged duplicates leave the analytics; negative spans are stored as NULL."""
+    inc = make_incident(db, received=T0, registered_after_s=-5)
+    make_assignment(db, inc, dispatched_after_s=60, on_scene_after_s=30)
+    refresh_intervals(session=db, since=T0)
+    r = _row(db, inc.id)
+    assert (r.registration_s, r.travel_s) == (None, None)
+    assert r.total_response_s == 30
+    inc.status = "merged"
+    refresh_intervals(session=db, since=T0)
+    gone = db.execute(
+        text("SELECT count(*) FROM response_intervals WHERE incident_id = :i"), {"i": inc.id}
+    ).scalar_one()
+    assert gone == 0
