@@ -434,7 +434,7 @@
     openPanel(html);
     bindRecoHandlers(id);
   }
-  function recoRows() { return (gd.reco && (gd.reco.ranked || gd.reco.crews || gd.reco.recommendations)) || []; }
+  function recoRows() { return (gd.reco && (gd.reco.ranked || gd.reco.candidates || gd.reco.crews || gd.reco.recommendations)) || []; }
   function crewName(r) { const u = gd.units[r.unit_id]; return r.call_sign || (u && u.call_sign) || "#" + r.unit_id; }
   function renderReco() {
     if (!gd.reco) return '<button type="button" class="primary" data-testid="recommend" id="recommend-btn">' + t("inc.recommend") + "</button>";
