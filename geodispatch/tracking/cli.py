@@ -17,9 +17,19 @@ def _ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.workers <= 1:
-        stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group)
+        stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group,
+                           record_lag=args.stats_file is not None)
         print(f"ingest stopped: {stats.messages} messages, {stats.stored} stored, "
-              f"{stats.dropped} dropped")
+              f"{stats.dropped} dropped; busy: decode+validate {stats.decode_s:.1f} s, "
+              f"write {stats.write_s:.1f} s, ack {stats.ack_s:.1f} s")
+        if args.stats_file:
+            import json
+
+            Path(args.stats_file).write_text(json.dumps({
+                "messages": stats.messages, "stored": stats.stored, "dropped": stats.dropped,
+                "batches": stats.batches, "db_retries": stats.db_retries,
+                "lags_ms": [round(x, 2) for x in stats.lags_ms],
+            }))
         return 0
     # N workers = N processes (the GIL), each with its own persistent session in the group.
     cmd = [sys.executable, "-m", "geodispatch.cli"]
@@ -120,6 +130,8 @@ def register(sub: Any) -> None:
     ing.add_argument("--index", type=int, default=0, help="this worker's index (client id suffix)")
     ing.add_argument("--client-id", default=None, help="MQTT client id (default: prefix-index)")
     ing.add_argument("--group", default=None, help="shared-subscription group")
+    ing.add_argument("--stats-file", default=None,
+                     help="write counters and publish-to-commit lags as JSON on exit (bench)")
     ing.set_defaults(func=_ingest)
 
     units = sub.add_parser("units", help="crews and their tracker credentials")

@@ -158,8 +158,55 @@ def _object(value: Any, what: str) -> dict[str, Any]:
 # --- native ----------------------------------------------------------------------------------
 
 
+_FAST_KEYS = frozenset(("lat", "lon", "t", "speed", "heading", "acc", "alt", "batt"))
+_MIN_EPOCH, _MAX_EPOCH = 0.0, 32503680000.0  # 1970 .. 3000
+
+
+def _fast_opt(obj: dict[str, Any], key: str, negative_unknown: bool = False) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if type(v) is float or type(v) is int:
+        return None if negative_unknown and v < 0 else float(v)
+    raise TypeError  # not the fast path's business: the general decoder reports it
+
+
+def _decode_fast(obj: dict[str, Any], device: str, received_at: datetime) -> PositionReport | None:
+    """The common, well-formed message without the general decoder's checks' overhead; None
+    when anything is unusual (the general path then decodes it and explains what is wrong)."""
+    lat, lon, t = obj.get("lat"), obj.get("lon"), obj.get("t")
+    if type(lat) is not float or type(lon) is not float or type(t) is not int:
+        return None
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
+        return None
+    if not obj.keys() <= _FAST_KEYS:
+        return None
+    seconds = t / 1000.0 if t >= EPOCH_MS_THRESHOLD else float(t)
+    if not _MIN_EPOCH < seconds < _MAX_EPOCH:
+        return None
+    try:
+        return PositionReport(
+            device=device,
+            fix_time=datetime.fromtimestamp(seconds, tz=UTC),
+            position=LatLng(lat, lon),
+            source="native",
+            received_at=received_at,
+            speed_mps=_fast_opt(obj, "speed", True),
+            heading=_fast_opt(obj, "heading", True),
+            accuracy_m=_fast_opt(obj, "acc"),
+            altitude_m=_fast_opt(obj, "alt"),
+            battery=_fast_opt(obj, "batt"),
+        )
+    except TypeError:
+        return None
+
+
 def decode_native_item(item: Any, *, device: str, received_at: datetime) -> PositionReport:
     """One native position object (see the module docstring)."""
+    if type(item) is dict:
+        fast = _decode_fast(item, device, received_at)
+        if fast is not None:
+            return fast
     obj = _object(item, "position")
     if "lat" not in obj or ("lon" not in obj and "lng" not in obj):
         raise Rejected(MISSING_FIELD, "lat and lon are required")

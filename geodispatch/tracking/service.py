@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
+import geodispatch.models  # noqa: F401 - every model, so foreign keys resolve at flush time
 from geodispatch.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from geodispatch.settings import Settings, get_settings
 from geodispatch.tracking.models import UNIT_KINDS, UNIT_STATUSES, IngestDrop, Unit

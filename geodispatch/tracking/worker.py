@@ -56,6 +56,9 @@ class WorkerStats:
     dropped: int = 0
     batches: int = 0
     db_retries: int = 0
+    decode_s: float = 0.0
+    write_s: float = 0.0
+    ack_s: float = 0.0
     lags_ms: list[float] = field(default_factory=list)
 
 
@@ -162,18 +165,39 @@ class IngestWorker:
                              properties=connect_properties(self.settings))
         client.loop_start()
         self._client = client
+        # Two stages overlap: this thread decodes batch N+1 while the writer thread waits for
+        # PostgreSQL to commit batch N. Batches are written and acknowledged in order.
+        handoff: queue.Queue[tuple[list[Inbound], Batch] | None] = queue.Queue(maxsize=2)
+        writer = threading.Thread(target=self._writer, args=(handoff, stop), name="ingest-writer",
+                                  daemon=True)
+        writer.start()
         last_log = time.monotonic()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and writer.is_alive():
                 items = self._collect(stop)
                 if items:
-                    self._process(items, stop)
+                    t0 = time.perf_counter()
+                    now = datetime.now(UTC)
+                    batch = self.ingestor.prepare(self.decode(items, now), now=now)
+                    self.stats.decode_s += time.perf_counter() - t0
+                    while not stop.is_set():
+                        try:
+                            handoff.put((items, batch), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
                 if time.monotonic() - last_log > 10.0:
                     last_log = time.monotonic()
                     s = self.stats
-                    log.info("ingest %s: %d messages, %d stored, %d dropped, %d batches",
-                             self.client_id, s.messages, s.stored, s.dropped, s.batches)
+                    log.info("ingest %s: %d messages, %d stored, %d dropped, %d batches "
+                             "(decode %.1f s, write %.1f s, ack %.1f s)", self.client_id,
+                             s.messages, s.stored, s.dropped, s.batches, s.decode_s, s.write_s,
+                             s.ack_s)
         finally:
+            stop.set()
+            with contextlib.suppress(queue.Full):
+                handoff.put(None, timeout=1.0)
+            writer.join(30.0)
             client.disconnect()
             client.loop_stop()
             if self._own_engine:
@@ -219,24 +243,47 @@ class IngestWorker:
                 out.append((_device(topic), Rejected(INTERNAL, type(exc).__name__)))
         return out
 
-    def _process(self, items: list[Inbound], stop: threading.Event) -> None:
-        now = datetime.now(UTC)
-        batch = self.ingestor.prepare(self.decode(items, now), now=now)
+    def _writer(self, handoff: queue.Queue[tuple[list[Inbound], Batch] | None],
+                stop: threading.Event) -> None:
+        """Writer stage: commit each prepared batch, then publish and acknowledge it."""
+        while True:
+            try:
+                job = handoff.get(timeout=0.2)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if job is None:
+                return
+            try:
+                if not self._commit_and_ack(*job, stop):
+                    return  # stopped before this batch committed: it and the rest come back
+            except Exception:  # noqa: BLE001 - unacked messages come back on restart
+                log.exception("ingest writer failed; stopping so the broker redelivers")
+                stop.set()
+                return
+
+    def _commit_and_ack(self, items: list[Inbound], batch: Batch, stop: threading.Event) -> bool:
+        s = self.stats
+        t1 = time.perf_counter()
         result = self._write(batch, stop)
         if result is None:
-            return  # stopping before the commit: the broker redelivers these
+            return False  # stopping before the commit: the broker redelivers these
         committed = time.time()
+        t2 = time.perf_counter()
         self.ingestor.publish(batch, result)
         if self.on_commit is not None:
             self.on_commit(batch, result)
         self._ack(items)
-        s = self.stats
+        s.write_s += t2 - t1
+        s.ack_s += time.perf_counter() - t2
         s.messages += len(items)
         s.stored += result.inserted
         s.dropped += sum(batch.drops.counts.values()) + result.duplicates
         s.batches += 1
         if self.record_lag:
             s.lags_ms.extend((committed - r.fix_time.timestamp()) * 1000.0 for r in batch.positions)
+        return True
 
     def _ack(self, items: list[Inbound]) -> None:
         client = self._client
@@ -304,7 +351,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_worker(settings: Settings, *, index: int = 0, client_id: str | None = None,
-               group: str | None = None, stop: threading.Event | None = None) -> WorkerStats:
+               group: str | None = None, stop: threading.Event | None = None,
+               record_lag: bool = False) -> WorkerStats:
     """Run one worker in this process until SIGTERM/SIGINT (or ``stop``)."""
     import signal
 
@@ -313,7 +361,8 @@ def run_worker(settings: Settings, *, index: int = 0, client_id: str | None = No
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     worker = IngestWorker(
-        settings, client_id=client_id or f"{settings.mqtt_client_id}-{index}", group=group
+        settings, client_id=client_id or f"{settings.mqtt_client_id}-{index}", group=group,
+        record_lag=record_lag,
     )
     return worker.run(stop)
 

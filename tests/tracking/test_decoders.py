@@ -150,3 +150,16 @@ def test_gpx(data_dir: Path) -> None:
     assert reports[0].position is not None and math.isclose(reports[0].position.lat, 45.273518851)
     assert reports[0].altitude_m == 211.15
     assert all(a.fix_time < b.fix_time for a, b in zip(reports, reports[1:], strict=False))
+
+
+def test_fast_path_agrees_with_general_decoder() -> None:
+    """The fast path for well-formed native fixes gives exactly what the general path gives."""
+    body = {"lat": 50.45, "lon": 30.52, "t": 1764396000123, "speed": -1.0, "heading": 90,
+            "acc": 6, "alt": -3.5, "batt": 80}
+    fast = decoders._decode_fast(body, "K1", NOW)
+    slow = decoders.decode_native_item({**body, "extra": 1}, device="K1", received_at=NOW)
+    assert fast is not None
+    slow.attributes = None
+    assert fast == slow
+    assert decoders._decode_fast({**body, "lat": 0.0, "lon": 0.0}, "K1", NOW) is None
+    assert decoders._decode_fast({**body, "acc": "6"}, "K1", NOW) is None

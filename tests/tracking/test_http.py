@@ -18,7 +18,7 @@ from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
 from geodispatch.users.service import upsert_user
 from tests.helpers import login, running_server
-from tests.tracking.conftest import drops, ensure_unit, positions_of
+from tests.tracking.conftest import drops, ensure_unit, positions_of, wait_for
 
 OSMAND = "/api/ingest/osmand"
 OWNTRACKS = "/api/ingest/owntracks"
@@ -143,8 +143,14 @@ def test_units_and_track_endpoints(base: str, engine: Engine, settings: Settings
     with Session(engine) as s, s.begin():
         upsert_user(session=s, username=name, password="pw-123456", role="dispatcher", region="KV")
     headers = login(base, name, "pw-123456")
-    units = httpx.get(f"{base}/api/units", headers=headers).json()
-    ids = {f["properties"]["unit_id"]: f for f in units["features"]}
+
+    def listed() -> dict[int, Any]:
+        units = httpx.get(f"{base}/api/units", headers=headers).json()
+        return {f["properties"]["unit_id"]: f for f in units["features"]}
+
+    # A unit created by another process reaches the live fleet at its next 1 s refresh.
+    assert wait_for(lambda: kv_id in listed(), timeout=5)
+    ids = listed()
     assert kv_id in ids and lv_id not in ids
     kv = ids[kv_id]
     assert kv["geometry"]["coordinates"] == [30.52, pytest.approx(50.452)]
