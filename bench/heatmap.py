@@ -139,6 +139,26 @@ def load(session: Session, frame: pd.DataFrame) -> None:
         copy.write(buf.getvalue())
 
 
+def drop_stale_schemas(engine: Any) -> None:
+    """Drop bench schemas left by runs that died (their process no longer exists)."""
+    with engine.connect() as conn:
+        names = conn.execute(text(
+            "SELECT nspname FROM pg_namespace WHERE nspname ~ '^bench_analytics_[0-9]+$'"
+        )).scalars().all()
+        for name in names:
+            pid = int(name.rsplit("_", 1)[1])
+            try:
+                os.kill(pid, 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+            print(f"  dropped stale schema {name}")
+        conn.commit()
+
+
 def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     fn()  # warm-up
     best, result = float("inf"), None
@@ -160,6 +180,7 @@ def main() -> int:
     frame = synthesise(calls, args.incidents)
     schema = f"bench_analytics_{os.getpid()}"
     engine = admin_engine(settings)
+    drop_stale_schemas(engine)
     try:
         with engine.connect() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
