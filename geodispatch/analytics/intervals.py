@@ -171,10 +171,19 @@ def refresh_intervals(
     session.flush()
     # One refresher at a time: two would rebuild the same cell-day rows and collide on their key.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('geodispatch.analytics.refresh'))"))
-    target = _TARGET_ALL if since is None else _TARGET_SINCE
     params: dict[str, object] = {"tz": tz}
+    target = _TARGET_ALL
     if since is not None:
-        params["since"] = since
+        # Decide once which incidents changed; every later statement joins this small set.
+        session.execute(text(
+            "CREATE TEMP TABLE IF NOT EXISTS _ri_target (incident_id int PRIMARY KEY) "
+            "ON COMMIT DROP"))
+        session.execute(text("TRUNCATE _ri_target"))
+        session.execute(text(
+            f"INSERT INTO _ri_target SELECT i.id FROM incidents i WHERE {_TARGET_SINCE}"),
+            {"since": since})
+        session.execute(text("ANALYZE _ri_target"))
+        target = "i.id IN (SELECT incident_id FROM _ri_target)"
     _stage_cells(session, target, params)
     days_before = _days_of(session, target, params) if since is not None else set()
     merged = session.execute(
