@@ -136,7 +136,8 @@ def read_sf_calls(path: Path, *, tz: str = "America/Los_Angeles") -> tuple[pd.Da
     out["unit_type"] = df["Unit Type"].fillna("").str.strip().str.upper()
     out["address"] = df["Address"].fillna("")
     out["disposition"] = df.get("Call Final Disposition", pd.Series("", index=df.index)).fillna("")
-    seq = pd.to_numeric(df.get("Unit sequence in call dispatch"), errors="coerce")
+    seq = pd.to_numeric(df.get("Unit sequence in call dispatch",
+                               pd.Series(np.nan, index=df.index)), errors="coerce")
     out["sequence"] = seq
     ok = out["lat"].notna() & out["received"].notna() & out["dispatch"].notna()
     ok &= out["call"].fillna("").ne("") & out["unit"].fillna("").ne("")

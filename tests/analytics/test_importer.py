@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.analytics.aggregates import aggregate, cell_stats
 from geodispatch.analytics.importer import ImportResult, import_sf_calls, parse_location
+from geodispatch.errors import InvalidInput
 from tests.analytics.conftest import SF_REGION, SF_TZ
 
 
@@ -48,6 +49,14 @@ def test_parse_location() -> None:
     assert p is not None and (p.lat, p.lng) == (37.745858648581, -122.456664252061)
     assert parse_location("(0, 0)") is None
     assert parse_location("nowhere") is None
+
+
+def test_rejects_other_csv_files(db: Session, tmp_path: Path) -> None:
+    """A CSV without the SF columns is refused with the missing columns named."""
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidInput, match="Call Number"):
+        import_sf_calls(session=db, path=other)
 
 
 def test_import_maps_rows_to_incidents_and_assignments(
