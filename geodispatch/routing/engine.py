@@ -78,7 +78,7 @@ class Snap:
     point: LatLng | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CrewEta:
     """A crew's drive time and road distance to the incident (``on_road``: near a road)."""
 

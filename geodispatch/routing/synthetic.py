@@ -12,12 +12,15 @@ The city is a perturbed grid, built through the same way-folding assembler as a 
   which makes detours;
 * only the largest strongly connected component is kept, as for a real import.
 
-With the defaults (330 x 330) that is about 108,000 nodes and 400,000 directed edges.
+With the defaults (330 x 330) that is about 108,000 nodes and 335,000 directed edges.
+:func:`write_osm` writes the same ways as an ``.osm``/``.osm.pbf`` file, so importers can be timed
+on it.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -45,9 +48,42 @@ def _street_tags(i: int, rng: np.random.Generator, vertical: bool) -> dict[str, 
     return tags
 
 
+Way = tuple[int, dict[str, str], list[tuple[int, float, float]]]
+
+
+def synthetic_ways(rows: int = 330, cols: int = 330, *, spacing_m: float = 110.0,
+                   centre: LatLng = KYIV, drop: float = 0.08, seed: int = 7) -> list[Way]:
+    """The city's ways as ``(way id, tags, [(node id, lat, lng), ...])`` (parameters as below)."""
+    rng = np.random.default_rng(seed)
+    dlat = spacing_m / 111_320.0
+    dlng = spacing_m / (111_320.0 * math.cos(math.radians(centre.lat)))
+    jitter = rng.uniform(-0.22, 0.22, size=(rows, cols, 2))
+    lat = centre.lat + (np.arange(rows)[:, None] - rows / 2 + jitter[..., 0]) * dlat
+    lng = centre.lng + (np.arange(cols)[None, :] - cols / 2 + jitter[..., 1]) * dlng
+    lat_l, lng_l = lat.tolist(), lng.tolist()
+    ways: list[Way] = []
+
+    def add_line(cells: list[tuple[int, int]], tags: dict[str, str]) -> None:
+        piece: list[tuple[int, float, float]] = []
+        local = tags["highway"] == "residential"
+        for j, (r, c) in enumerate(cells):
+            piece.append((r * cols + c + 1, lat_l[r][c], lng_l[r][c]))
+            if local and j + 1 < len(cells) and rng.random() < drop:
+                if len(piece) > 1:
+                    ways.append((len(ways) + 1, tags, piece))
+                piece = []
+        if len(piece) > 1:
+            ways.append((len(ways) + 1, tags, piece))
+
+    for r in range(rows):
+        add_line([(r, c) for c in range(cols)], _street_tags(r, rng, vertical=False))
+    for c in range(cols):
+        add_line([(r, c) for r in range(rows)], _street_tags(c, rng, vertical=True))
+    return ways
+
+
 def synthetic_city(rows: int = 330, cols: int = 330, *, spacing_m: float = 110.0,
-                   centre: LatLng = KYIV, drop: float = 0.08,
-                   seed: int = 7) -> RoadGraph:
+                   centre: LatLng = KYIV, drop: float = 0.08, seed: int = 7) -> RoadGraph:
     """Generate the perturbed-grid city described in the module docstring.
 
     Parameters
@@ -67,33 +103,32 @@ def synthetic_city(rows: int = 330, cols: int = 330, *, spacing_m: float = 110.0
     -------
     RoadGraph
     """
-    rng = np.random.default_rng(seed)
-    dlat = spacing_m / 111_320.0
-    dlng = spacing_m / (111_320.0 * math.cos(math.radians(centre.lat)))
-    jitter = rng.uniform(-0.22, 0.22, size=(rows, cols, 2))
-    lat = centre.lat + (np.arange(rows)[:, None] - rows / 2 + jitter[..., 0]) * dlat
-    lng = centre.lng + (np.arange(cols)[None, :] - cols / 2 + jitter[..., 1]) * dlng
-    lat_l, lng_l = lat.tolist(), lng.tolist()
     table = load_speed_table(None)
     batch = WayBatch()
-    way_id = 1
-
-    def add_line(cells: list[tuple[int, int]], tags: dict[str, str]) -> None:
-        nonlocal way_id
-        piece: list[tuple[int, float, float]] = []
-        local = tags["highway"] == "residential"
-        for j, (r, c) in enumerate(cells):
-            piece.append((r * cols + c + 1, lat_l[r][c], lng_l[r][c]))
-            if local and j + 1 < len(cells) and rng.random() < drop:
-                batch.add_way(way_id, tags, piece, table)
-                way_id += 1
-                piece = []
-        batch.add_way(way_id, tags, piece, table)
-        way_id += 1
-
-    for r in range(rows):
-        add_line([(r, c) for c in range(cols)], _street_tags(r, rng, vertical=False))
-    for c in range(cols):
-        add_line([(r, c) for r in range(rows)], _street_tags(c, rng, vertical=True))
+    for way_id, tags, refs in synthetic_ways(rows, cols, spacing_m=spacing_m, centre=centre,
+                                             drop=drop, seed=seed):
+        batch.add_way(way_id, tags, refs, table)
     return build_graph(batch, meta={"source": f"synthetic perturbed grid {rows}x{cols}, "
                                               f"{spacing_m:.0f} m blocks, seed {seed}"})
+
+
+def write_osm(ways: list[Way], path: Path) -> Path:
+    """Write ways (and their nodes, sorted by id) as an OSM file; the suffix picks the format."""
+    import osmium
+
+    nodes: dict[int, tuple[float, float]] = {}
+    for _, _, refs in ways:
+        for node_id, la, ln in refs:
+            nodes[node_id] = (la, ln)
+    path.unlink(missing_ok=True)
+    writer = osmium.SimpleWriter(str(path))
+    try:
+        for node_id in sorted(nodes):
+            la, ln = nodes[node_id]
+            writer.add_node(osmium.osm.mutable.Node(id=node_id, location=(ln, la), version=1))
+        for way_id, tags, refs in ways:
+            writer.add_way(osmium.osm.mutable.Way(id=way_id, nodes=[r[0] for r in refs],
+                                                  tags=tags, version=1))
+    finally:
+        writer.close()
+    return path
