@@ -273,6 +273,7 @@ def run_callgen(args: argparse.Namespace) -> int:
     from geodispatch.sim.calls import SF_CALLS_FILE, BoxMapper, load_calls, replay
     from geodispatch.sim.runner import load_roads
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings: Settings = get_settings()
     base = args.base_url or f"http://{settings.api_host}:{settings.api_port}"
     password = args.password or os.environ.get("GEODISPATCH_CALLGEN_PASSWORD")
