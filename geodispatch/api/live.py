@@ -74,29 +74,31 @@ async def live(ws: WebSocket) -> None:
     region = principal.region
     factory = ws.app.state.session_factory
 
-    def _incidents() -> list[dict[str, object]]:
+    fleet = getattr(ws.app.state, "fleet", None)
+    user = {"username": principal.username, "role": principal.role, "region": region}
+
+    def _snapshot() -> str:
+        # In a worker thread: thousands of units and a query must not stall other clients.
         with factory() as s:
-            return open_incidents(session=s, region=region)
+            incidents = open_incidents(session=s, region=region)
+        units = hub.unit_snapshot(fleet, region)
+        return json.dumps({"type": "snapshot", "user": user, "units": units,
+                           "incidents": incidents}, default=str, separators=(",", ":"))
 
     # Register first so nothing that happens while the snapshot is built is lost.
     client = hub.add(ws, region)
     try:
-        units = hub.unit_snapshot(getattr(ws.app.state, "fleet", None), region)
-        incidents = await asyncio.to_thread(_incidents)
-        await ws.send_text(json.dumps({
-            "type": "snapshot",
-            "user": {"username": principal.username, "role": principal.role, "region": region},
-            "units": units, "incidents": incidents,
-        }, default=str, separators=(",", ":")))
+        await ws.send_text(await asyncio.to_thread(_snapshot))
         sender = asyncio.create_task(client.run())
         receiver = asyncio.create_task(_drain(ws))
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for t in pending:
+        tasks = {sender, receiver}
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
             t.cancel()
-        for t in done:
-            exc = t.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect):
-                log.debug("live client ended: %r", exc)
+        # Collect both outcomes (a cancelled send may still end in WebSocketDisconnect).
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
+                log.debug("live client ended: %r", outcome)
     except WebSocketDisconnect:
         pass
     finally:

@@ -133,8 +133,8 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self._lock = threading.Lock()
         self._incoming: dict[int, Any] = {}
-        # id -> (region, JSON of the slow-changing fields, the moving fields) as last sent
-        self._last_units: dict[int, tuple[str | None, str, dict[str, Any]]] = {}
+        # id -> (the slow-changing field values, the moving field values) as last sent
+        self._last_units: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
         self._wake_loop: asyncio.Event | None = None
         self.updates_in = 0
         self.fragments_out = 0
@@ -188,37 +188,38 @@ class LiveHub:
             incoming, self._incoming = self._incoming, {}
         if not incoming:
             return 0
-        changed: list[tuple[int, str | None, str]] = []
+        by_region: dict[str | None, dict[int, str]] = {}
+        n = 0
         for uid, state in incoming.items():
             d = unit_to_dict(state)
-            moving = {k: d[k] for k in MOVING_FIELDS}
-            fixed = json.dumps({k: v for k, v in d.items() if k not in MOVING_FIELDS},
-                               separators=(",", ":"))
+            moving = tuple(d[k] for k in MOVING_FIELDS)
+            fixed = tuple(v if not isinstance(v, list) else tuple(v)
+                          for k, v in d.items() if k not in MOVING_FIELDS)
             prev = self._last_units.get(uid)
-            if prev is not None and prev[1] == fixed:
-                if prev[2] == moving:
+            if prev is not None and prev[0] == fixed:
+                if prev[1] == moving:
                     continue  # a periodic refresh that changed nothing
                 # Only the position moved: a compact update (the client merges it by id).
-                fragment = json.dumps({"id": uid, **moving}, separators=(",", ":"))
+                fragment = json.dumps({"id": uid, **dict(zip(MOVING_FIELDS, moving, strict=True))},
+                                      separators=(",", ":"))
             else:
                 fragment = json.dumps(d, separators=(",", ":"))
-            self._last_units[uid] = (d["region"], fixed, moving)
-            changed.append((uid, d["region"], fragment))
-        if not changed:
+            self._last_units[uid] = (fixed, moving)
+            by_region.setdefault(d["region"], {})[uid] = fragment
+            n += 1
+        if not n:
             return 0
+        everything: dict[int, str] = {}
+        for fragments in by_region.values():
+            everything.update(fragments)
         for c in self.clients:
-            pending = c.pending_units
-            if c.region is None:
-                for uid, _, fragment in changed:
-                    pending[uid] = fragment
-            else:
-                for uid, region, fragment in changed:
-                    if region == c.region:
-                        pending[uid] = fragment
-            if pending:
+            # dict.update in C: cheap even for thousands of units times dozens of clients.
+            news = everything if c.region is None else by_region.get(c.region)
+            if news:
+                c.pending_units.update(news)
                 c.wake.set()
-        self.fragments_out += len(changed)
-        return len(changed)
+        self.fragments_out += n
+        return n
 
     async def run(self) -> None:
         while True:
