@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
+EVENT_LOOKBACK = 500  # event ids re-examined below the newest (late commits)
 
 # Fields that change with every fix; an update where nothing else changed carries only these.
 MOVING_FIELDS = ("lat", "lng", "fix_time", "speed_mps", "heading")
@@ -270,50 +271,66 @@ def last_event_id(*, session: Session) -> int:
 
 
 def incident_changes_since(
-    *, session: Session, after_id: int, limit: int = 5000
-) -> tuple[list[dict[str, Any]], int]:
-    """Incidents touched by events with id > ``after_id`` (their current state, newest event each).
+    *, session: Session, after_id: int, exclude: Collection[int] = (), limit: int = 5000
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Incidents touched by events with id > ``after_id`` and not in ``exclude``.
 
-    Returns the rows and the highest event id seen (``after_id`` when nothing is new).
+    Returns one row per incident (its current state and newest event) and the ids of the events
+    read, so the caller can look back over a window without reporting an event twice.
     """
+    events = session.execute(text("""
+        SELECT id, incident_id FROM incident_events
+        WHERE id > :after AND NOT (id = ANY(:exclude)) ORDER BY id LIMIT :limit
+    """), {"after": after_id, "exclude": list(exclude), "limit": limit}).all()
+    if not events:
+        return [], []
     rows = session.execute(text(f"""
         SELECT DISTINCT ON (e.incident_id)
-               e.id AS event_id, e.kind, e.actor, e.at, {_INCIDENT_COLUMNS},
-               max(e.id) OVER () AS max_id
-        FROM (SELECT * FROM incident_events WHERE id > :after ORDER BY id LIMIT :limit) e
-        JOIN incidents i ON i.id = e.incident_id
+               e.id AS event_id, e.kind, e.actor, e.at, {_INCIDENT_COLUMNS}
+        FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+        WHERE e.id = ANY(:ids)
         ORDER BY e.incident_id, e.id DESC
-    """), {"after": after_id, "limit": limit}).mappings().all()
-    if not rows:
-        return [], after_id
-    return [_incident_row(m) for m in rows], int(rows[0]["max_id"])
+    """), {"ids": [e.id for e in events]}).mappings().all()
+    return [_incident_row(m) for m in rows], [int(e.id) for e in events]
 
 
 async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_s: float) -> None:
-    """Forever: publish incidents changed since the last poll (one query for all clients)."""
+    """Forever: publish incidents changed since the last poll (one query for all clients).
 
-    def _start() -> int:
+    Event ids come from a sequence, so a transaction that took a smaller id can commit after one
+    with a larger id. Each poll therefore looks back ``EVENT_LOOKBACK`` ids below the newest seen
+    and skips the events it already reported.
+    """
+
+    def _head() -> int:
         with factory() as s:
             return last_event_id(session=s)
 
-    def _poll(after: int) -> tuple[list[dict[str, Any]], int]:
+    def _poll(after: int, seen: set[int]) -> tuple[list[dict[str, Any]], list[int]]:
         with factory() as s:
-            return incident_changes_since(session=s, after_id=after)
+            return incident_changes_since(session=s, after_id=after, exclude=seen)
 
-    last = await asyncio.to_thread(_start)
+    newest: int | None = None
+    seen: set[int] = set()
     while True:
-        await asyncio.sleep(interval_s)
-        if not hub.clients:
-            last = max(last, await asyncio.to_thread(_start))  # nobody listening: keep up
-            continue
         try:
-            rows, last = await asyncio.to_thread(_poll, last)
+            if newest is None:
+                newest = await asyncio.to_thread(_head)
+            elif not hub.clients:
+                newest = max(newest, await asyncio.to_thread(_head))  # nobody listens: keep up
+            else:
+                floor = max(0, newest - EVENT_LOOKBACK)
+                rows, ids = await asyncio.to_thread(_poll, floor, seen)
+                if ids:
+                    newest = max(newest, max(ids))
+                    seen.update(ids)
+                    seen = {i for i in seen if i > newest - EVENT_LOOKBACK}
+                if rows:
+                    hub.publish_incidents(rows)
         except Exception:  # noqa: BLE001 - a database hiccup must not end the feed
-            log.exception("incident poll failed")
+            log.warning("incident poll failed; retrying", exc_info=True)
             await asyncio.sleep(2.0)
-            continue
-        if rows:
-            hub.publish_incidents(rows)
+        await asyncio.sleep(interval_s)
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
