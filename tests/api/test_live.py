@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -193,3 +193,60 @@ def test_websocket_streams_positions_of_own_region(
     assert kv_id in seen and lv_id not in seen
     assert all(u["id"] != lv_id for u in moved["units"]), "another region's unit leaked"
     assert latency < 1.5
+
+
+def test_websocket_streams_incident_changes_of_own_region(
+    settings: Settings, accounts: dict[str, Account], engine: Engine
+) -> None:
+    """An event appended to an incident of our region reaches the dispatcher's stream; one of
+    another region does not; caller phones never travel on the stream."""
+    import importlib.util
+
+    if importlib.util.find_spec("geodispatch.incidents.chain") is None:
+        pytest.skip("the incident event chain is not there yet")
+    from geodispatch.incidents.chain import append_event
+
+    from geodispatch.incidents.models import Incident
+
+    app = create_app(settings.model_copy(update={"serve_ingest": False,
+                                                 "live_incident_poll_s": 0.2}))
+    acc = accounts["dispatcher"]
+
+    def make(region: str) -> int:
+        p = LatLng(50.45, 30.52)
+        with Session(engine) as s, s.begin():
+            inc = Incident(
+                reference=f"LIVE-{uuid.uuid4().hex[:10]}", region=region,
+                received_at=datetime.now(UTC), caller_phone="+380509998877",
+                location=p.to_ewkt(), h3=int(p.h3_cell(9), 16), category="theft",
+                original_category="theft", priority=2, status="queued", created_by="test")
+            s.add(inc)
+            s.flush()
+            append_event(session=s, incident_id=inc.id, kind="registered", actor="test",
+                         data={"category": "theft"})
+            return int(inc.id)
+
+    with running_server(app) as base:
+        token = login(base, acc.username, acc.password)["Authorization"].split()[1]
+
+        async def scenario() -> tuple[dict[str, Any], int, int, list[str]]:
+            raw: list[str] = []
+            url = f"{base.replace('http', 'ws', 1)}/api/live?token={token}"
+            async with websockets.connect(url) as ws:
+                raw.append(await ws.recv())
+                other = await asyncio.to_thread(make, OTHER_REGION)
+                mine = await asyncio.to_thread(make, REGION)
+                deadline = time.monotonic() + 10
+                while True:
+                    text_ = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
+                    raw.append(text_)
+                    msg = json.loads(text_)
+                    incidents = msg.get("incidents", []) if msg["type"] == "incidents" else []
+                    if any(i["id"] == mine for i in incidents):
+                        return msg, mine, other, raw
+
+        msg, mine, other, raw = asyncio.run(scenario())
+    row = next(i for i in msg["incidents"] if i["id"] == mine)
+    assert row["status"] == "queued" and row["last_event"]["kind"] == "registered"
+    assert all(i["id"] != other for m in raw for i in json.loads(m).get("incidents", []))
+    assert not any("9998877" in m for m in raw), "a caller phone travelled on the live stream"
