@@ -212,6 +212,12 @@ class Router:
         self._last_snapped: tuple[IntArray, FloatArray, FloatArray, _Points] | None = None
         self._base = self._prepare(g.edge_time_s)
 
+    def warm(self) -> None:
+        """Build the snap index now rather than on the first query (call at start-up)."""
+        with self._lock:
+            if self._tree is None:
+                self._tree = self._build_tree()
+
     # --- weights -------------------------------------------------------------------------------
     def _prepare(self, time_s: FloatArray) -> _Weights:
         g, n = self.graph, self._n

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,9 +52,10 @@ OSM_SUFFIXES = (".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".osm.xml")
 class WayBatch:
     """Drivable ways collected from a source, as flat lists (one *run* = one way or way piece)."""
 
-    node_ids: list[int] = field(default_factory=list)
-    lats: list[float] = field(default_factory=list)
-    lngs: list[float] = field(default_factory=list)
+    # Typed arrays: 8 bytes per way node instead of a Python object (a city has millions).
+    node_ids: array[int] = field(default_factory=lambda: array("q"))
+    lats: array[float] = field(default_factory=lambda: array("d"))
+    lngs: array[float] = field(default_factory=lambda: array("d"))
     run_ptr: list[int] = field(default_factory=lambda: [0])
     run_way: list[int] = field(default_factory=list)
     run_class: list[int] = field(default_factory=list)
