@@ -50,6 +50,7 @@ from geodispatch.tracking.mqtt import connect_properties, make_client, shared  #
 TOPIC = "geodispatch/units/{}/position"
 FILTER = "geodispatch/units/+/position"
 PREFIX = "bench-"
+BATCH_SIZE = 20_000  # set from --batch-size
 
 
 def say(*args: object) -> None:
@@ -329,10 +330,29 @@ def start_workers(client_ids: list[str], group: str, logdir: Path,
         if stats:
             cmd += ["--stats-file", str(stats_file)]
         log = (logdir / f"{cid}.log").open("wb")
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, "GEODISPATCH_INGEST_BATCH_SIZE": str(BATCH_SIZE)}
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         out.append((p, stats_file))
     return out
+
+
+def wait_connected(client_ids: list[str], logdir: Path, timeout: float = 120.0) -> None:
+    """Until every worker's log says it is connected (interpreter start-up can take seconds)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logs = [(logdir / f"{cid}.log") for cid in client_ids]
+        if all(p.exists() and b"MQTT connected" in p.read_bytes() for p in logs):
+            return
+        time.sleep(0.2)
+
+
+def cpu_children() -> float:
+    """CPU seconds (user + system) of every waited-for child process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def stop_workers(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
@@ -367,14 +387,18 @@ def drain_ingest(settings: Settings, client_ids: list[str], group: str, ids: lis
 
 
 def main() -> int:
+    global BATCH_SIZE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--units", type=int, default=5_000)
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--naive-seconds", type=float, default=30.0)
-    ap.add_argument("--live-rate", type=float, default=6000.0, help="messages/s, all publishers")
+    ap.add_argument("--live-rate", type=float, default=5000.0, help="messages/s, all publishers")
     ap.add_argument("--live-seconds", type=float, default=30.0)
+    ap.add_argument("--batch-size", type=int, default=20_000,
+                    help="GEODISPATCH_INGEST_BATCH_SIZE of the workers")
     args = ap.parse_args()
+    BATCH_SIZE = args.batch_size
     settings = get_settings()
     logdir = Path(tempfile.mkdtemp(prefix="geodispatch-bench-"))
     say(f"logs in {logdir}")
@@ -406,8 +430,10 @@ def main() -> int:
     say(f"  published {sent:,} in {pub_s:.1f} s ({sent / pub_s:,.0f}/s)")
 
     say("bare paho subscribers (2 clients, shared subscription) draining")
+    cpu0 = cpu_children()
     ceiling = drain_bare(settings, bare, n // 2)
-    say(f"  {ceiling:,.0f} msg/s")
+    bare_cpu_us = (cpu_children() - cpu0) / n * 1e6
+    say(f"  {ceiling:,.0f} msg/s, {bare_cpu_us:.0f} us CPU per message")
 
     say(f"naive path: ORM insert + commit per message for {args.naive_seconds:.0f} s")
     naive_rate = run_naive(settings, naive, args.naive_seconds, unit_of)
@@ -418,11 +444,14 @@ def main() -> int:
     results: dict[int, dict[str, Any]] = {}
     for k, cids in ((1, w1), (2, w2)):
         say(f"ingest with {k} worker(s) draining {n:,}")
+        cpu0 = cpu_children()
         rate, secs = drain_ingest(settings, cids, groups[f"w{k}"], ids, n, logdir)
+        cpu_us = (cpu_children() - cpu0) / n * 1e6
         total, distinct, latest = counts(settings, ids)
         results[k] = {"rate": rate, "secs": secs, "rows": total, "lost": n - distinct,
-                      "duplicated": total - distinct, "latest": latest}
-        say(f"  {rate:,.0f} msg/s in {secs:.1f} s; rows {total:,}, latest {latest:,}")
+                      "duplicated": total - distinct, "latest": latest, "cpu_us": cpu_us}
+        say(f"  {rate:,.0f} msg/s in {secs:.1f} s; rows {total:,}, latest {latest:,}; "
+            f"{cpu_us:.0f} us worker CPU per message")
         clear_rows(settings, ids)
         for cid in cids:
             reset_session(settings, cid, None)
@@ -432,7 +461,7 @@ def main() -> int:
     for cid in live_ids:
         reset_session(settings, cid, groups["live"])
     procs = start_workers(live_ids, groups["live"], logdir, stats=True)
-    time.sleep(3.0)
+    wait_connected(live_ids, logdir)
     q: Any = mp.Queue()
     ps = [mp.Process(target=_live_part, args=(settings, devices, args.live_rate / 2,
                                               args.live_seconds, p, 2, q)) for p in range(2)]
@@ -482,6 +511,10 @@ def main() -> int:
     print("-" * 80)
     print(f"catch-up: {n:,} messages, {len(units):,} units; 2 workers = "
           f"{w2r / results[1]['rate']:.2f}x 1 worker; {w2r / ceiling:.0%} of the bare subscriber")
+    print(f"worker CPU per message (load-independent): bare subscriber {bare_cpu_us:.0f} us, "
+          f"ingest {results[1]['cpu_us']:.0f} us (1 worker) / {results[2]['cpu_us']:.0f} us "
+          f"(2 workers); load average during the run: {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores")
     print(f"live lag publish->commit: p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(lags):,} fixes")
     print(json.dumps({
         "msgs_per_s": round(w2r), "ceiling_msgs_per_s": round(ceiling),
