@@ -463,37 +463,29 @@ class Router:
                       seeds: Sequence[tuple[int, float, float, int, float]]) -> FloatArray:
         """Road metres from every reached node to the target along the shortest-time tree.
 
-        Pointer jumping: each round adds the parent's accumulated length and jumps to the
-        grandparent, so depth d needs log2(d) vectorised rounds.
+        Pointer jumping over the predecessor tree, rooted at the virtual target node ``n`` (which
+        points to itself with length 0): each round adds the length accumulated by the node it
+        points to and then points two steps up, so a tree of depth d takes log2(d) vectorised
+        rounds over the node array. Index ``n`` of the result is 0; unreached nodes are inf.
         """
         n = self._n
         g = self.graph
-        reached = np.flatnonzero(np.isfinite(dist[:n]))
-        out = np.full(n + 1, np.inf)
-        if reached.shape[0] == 0:
-            return out
-        pos = np.full(n + 1, -1, dtype=np.int64)
-        pos[reached] = np.arange(reached.shape[0])
-        par = pred[reached].astype(np.int64)
-        acc = np.zeros(reached.shape[0], dtype=np.float64)
-        is_seed = par == n
-        for node, _, metres, _, _ in seeds:
-            j = pos[node]
-            if j >= 0 and is_seed[j]:
-                acc[j] = metres
-        inner = ~is_seed
-        k = np.searchsorted(w.keys, reached[inner] * n + par[inner])
+        ptr = pred.astype(np.int64)
+        reached = np.isfinite(dist)
+        ptr[~reached] = n
+        ptr[n] = n
+        acc = np.zeros(n + 1, dtype=np.float64)
+        inner = np.flatnonzero(reached[:n] & (ptr[:n] != n))
+        k = np.searchsorted(w.keys, inner * n + ptr[inner])
         acc[inner] = g.edge_length_m[w.fast[k]]
-        ptr = np.where(inner, pos[np.where(inner, par, 0)], -1)
-        while True:
-            live = np.flatnonzero(ptr >= 0)
-            if live.shape[0] == 0:
-                break
-            p = ptr[live]
-            acc[live] = acc[live] + acc[p]
-            ptr[live] = ptr[p]
-        out[reached] = acc
-        return out
+        for node, _, metres, _, _ in seeds:
+            if ptr[node] == n:
+                acc[node] = metres
+        while not (ptr == n).all():
+            acc += acc[ptr]
+            ptr = ptr[ptr]
+        acc[~reached] = np.inf
+        return acc
 
     def _walk_lengths(self, w: _Weights, pred: IntArray, nodes: IntArray,
                       seeds: Sequence[tuple[int, float, float, int, float]]) -> FloatArray:
