@@ -577,9 +577,8 @@ class Router:
             np.where(frac <= tsnap.fraction, ef, eb)]
         metres = np.where(td <= np.minimum(tf, tb), direct_m, partial + tree)
         on_road = pts.dist_m[order] <= self.snap_max_m
-        return [CrewEta(int(u), float(e), float(d), bool(o)) for u, e, d, o in
-                zip(ids[order].tolist(), eta[order].tolist(), metres.tolist(), on_road.tolist(),
-                    strict=True)]
+        return list(map(CrewEta, ids[order].tolist(), eta[order].tolist(), metres.tolist(),
+                        on_road.tolist()))
 
     # --- routes ---------------------------------------------------------------------------------
     def routes(self, target: LatLng, sources: Sequence[tuple[int, LatLng]], *,
