@@ -1,9 +1,11 @@
 """The fleet simulator's main loop: advance every crew, publish what it sends, deliver assignments.
 
 One thread drives the whole fleet: every ``tick_s`` it steps each crew to the current time, hands
-the resulting messages to the transport and pumps the network. Hundreds of crews cost a few per
-cent of one core (see ``geodispatch simulate --help`` and the report it prints every
-``stats_every_s``).
+the resulting messages to the transport and pumps the network. Measured on the 2-core demo
+machine with the Baltimore graph and one MQTT connection per crew (its own credentials): 200 crews
+connect in 0.12 s and cost 1-5% of one core (~170 MB RSS, mostly the graph); 2,000 crews connect
+in 2.7 s and cost ~20% of one core at ~290 fixes/s. The run prints these figures every
+``stats_every_s`` and at the end.
 """
 
 from __future__ import annotations
