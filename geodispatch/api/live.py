@@ -19,7 +19,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from geodispatch.api.livefeed import LiveHub, open_incidents
+from geodispatch.api.livefeed import LiveHub, in_thread, open_incidents
 from geodispatch.api.security import (
     ADMIN,
     CALL_TAKER,
@@ -88,7 +88,7 @@ async def live(ws: WebSocket) -> None:
     # Register first so nothing that happens while the snapshot is built is lost.
     client = hub.add(ws, region)
     try:
-        await ws.send_text(await asyncio.to_thread(_snapshot))
+        await ws.send_text(await in_thread(_snapshot))
         sender = asyncio.create_task(client.run())
         receiver = asyncio.create_task(_drain(ws))
         tasks = {sender, receiver}

@@ -26,15 +26,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SEND_TIMEOUT_S = 30.0
 EVENT_LOOKBACK = 500  # event ids re-examined below the newest (late commits)
@@ -315,12 +317,12 @@ async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_
     while True:
         try:
             if newest is None:
-                newest = await asyncio.to_thread(_head)
+                newest = await in_thread(_head)
             elif not hub.clients:
-                newest = max(newest, await asyncio.to_thread(_head))  # nobody listens: keep up
+                newest = max(newest, await in_thread(_head))  # nobody listens: keep up
             else:
                 floor = max(0, newest - EVENT_LOOKBACK)
-                rows, ids = await asyncio.to_thread(_poll, floor, seen)
+                rows, ids = await in_thread(_poll, floor, set(seen))
                 if ids:
                     newest = max(newest, max(ids))
                     seen.update(ids)
@@ -331,6 +333,21 @@ async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_
             log.warning("incident poll failed; retrying", exc_info=True)
             await asyncio.sleep(2.0)
         await asyncio.sleep(interval_s)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread`` that, when cancelled, still waits for the thread to finish.
+
+    A worker thread cannot be interrupted; letting shutdown proceed while it still holds a
+    database session would dispose the engine under it (and leak the connection).
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
