@@ -5,7 +5,7 @@
 (function () {
   const gd = (window.gd = {
     token: sessionStorage.getItem("gd.token"), user: null, config: null, map: null,
-    units: {}, unitMarkers: {}, unitHistory: {}, incidents: {}, incidentMarkers: {},
+    units: {}, unitMarkers: {}, unitHistory: {}, incidents: {}, incidentMarkers: {}, incidentHistory: {},
     ws: null, wsBackoff: 500, offline: false, tileErrors: 0, tileLoads: 0,
     selected: null, reco: null, routeLayer: null, callPoint: null, callMarker: null,
     lastUnitMsgAt: 0, categories: null, layers: {},
@@ -215,6 +215,10 @@
   }
   function upsertIncident(i) {
     const prev = gd.incidents[i.id];
+    if (i.last_event) {  // the live feed's newest event: a local timeline when the API has none
+      const hist = (gd.incidentHistory[i.id] = gd.incidentHistory[i.id] || []);
+      if (!hist.some((e) => e.id === i.last_event.id)) hist.push(i.last_event);
+    }
     gd.incidents[i.id] = Object.assign({}, prev || {}, i);
     let m = gd.incidentMarkers[i.id];
     if (!OPEN.includes(i.status)) {
@@ -287,7 +291,7 @@
       gd.ws = null;
       if (ev.code === 4401) { logout(); return; }
       setConn("lost");
-      if (ev.code === 4403) return;
+      if (ev.code === 4403) { $("#conn").textContent = t("conn.forbidden"); return; }
       setTimeout(connectLive, gd.wsBackoff);
       gd.wsBackoff = Math.min(gd.wsBackoff * 2, 10000);
     };
@@ -397,7 +401,7 @@
     try {
       const ev = await api("GET", "/api/incidents/" + id + "/events");
       events = Array.isArray(ev) ? ev : (ev && (ev.events || ev.items)) || [];
-    } catch (e) { events = (detail && detail.events) || []; }
+    } catch (e) { events = (detail && detail.events) || gd.incidentHistory[id] || []; }
     if (detail && detail.id !== undefined) {
       const flat = Object.assign({}, detail);
       if (detail.location && detail.location.coordinates) { flat.lng = detail.location.coordinates[0]; flat.lat = detail.location.coordinates[1]; }
