@@ -208,8 +208,8 @@ class SimUnit:
         if self.mode == "dispatched" and self.task is not None:
             target = self.task.target
             drive = self.roads.route(self.pos, target) or self._crow_flies(target)
-            self._follow(drive, self.cfg.emergency_speed_factor, now)
             self.mode = "en_route"
+            self._follow(drive, self.cfg.emergency_speed_factor, now)
             out.append(StatusOut(self.spec, "en_route", utc(now), self.task.incident_id))
         elif self.mode == "on_scene":
             inc = self.task.incident_id if self.task else None
@@ -260,6 +260,8 @@ class SimUnit:
         self.s = 0.0
         base = drive.speed_mps if drive.speed_mps > 0 else 10.0
         self.cruise = min(base * self.rng.uniform(*factor), self.cfg.max_speed_mps)
+        if self.spec.kind == "foot_patrol":  # walking, or hurrying on foot when dispatched
+            self.cruise = self.rng.uniform(1.1, 1.6) if self.mode == "patrol" else 2.5
 
     def _start_patrol(self, now: float) -> None:
         self.mode = "patrol"

@@ -129,3 +129,20 @@ def test_assignment_payload_shapes() -> None:
                                                                   "coordinates": [p.lng, p.lat]}}})
     assert nested is not None and nested.incident_id == 4 and nested.target == p
     assert parse_assignment(None) is None and parse_assignment({}) is None
+
+
+def test_foot_patrol_walks() -> None:
+    """Foot patrols move at walking pace (under 7 km/h), not at the road's speed."""
+    roads = GridRoads(CENTER, size=12)
+    cfg = SimConfig(gps=GpsModel(noise_m=0.0, dropout_rate_per_h=0.0), stop_probability=0.0)
+    now = 1_800_000_000.0
+    spec = UnitSpec(device="F-1", token="x", call_sign="F-1", kind="foot_patrol",
+                    home=roads.node(5, 5))
+    unit = SimUnit(spec, roads=roads, config=cfg, rng=random.Random(2), now=now)
+    speeds = []
+    for _ in range(300):
+        now += 1.0
+        for out in unit.step(now, 1.0):
+            if isinstance(out, PositionOut):
+                speeds += [f.speed_mps for f in out.fixes if f.speed_mps > 0]
+    assert speeds and max(speeds) * 3.6 < 7.0
