@@ -271,6 +271,7 @@ def decode_status(payload: bytes | str, *, device: str, received_at: datetime) -
     """A crew status message: ``{"status": ..., "t": ...}`` or the bare status word."""
     text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
     stripped = text.strip()
+    status: Any
     if stripped and stripped[0] in "{[\"":
         data = parse_json(stripped)
         if isinstance(data, str):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,11 +95,11 @@ Item = Report | Rejected | tuple[str, Rejected]
 StatusHandler = Callable[..., None]
 
 
-def default_status_handler(**kwargs: object) -> None:
+def default_status_handler(**kwargs: Any) -> None:
     """Hand a crew status to the dispatch workflow (imported lazily: another domain)."""
     from geodispatch.dispatch.workflow import crew_status_report
 
-    crew_status_report(**kwargs)  # type: ignore[arg-type]
+    crew_status_report(**kwargs)
 
 
 class Ingestor:

@@ -43,7 +43,7 @@ def shared(group: str, topic_filter: str) -> str:
 
 
 def connect_properties(settings: Settings, *, session_expiry_s: int | None = None) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = (
         settings.mqtt_session_expiry_s if session_expiry_s is None else session_expiry_s
     )

@@ -117,7 +117,7 @@ class Validator:
 def h3_index(report: PositionReport, res: int) -> int:
     """The report's H3 cell at ``res`` as the signed BIGINT PostgreSQL stores."""
     assert report.position is not None
-    cell = h3.str_to_int(report.position.h3_cell(res))
+    cell = int(h3.str_to_int(report.position.h3_cell(res)))
     return cell if cell < 2**63 else cell - 2**64
 
 
@@ -225,7 +225,7 @@ def write_positions(*, session: Session, rows: Sequence[tuple[object, ...]]) -> 
         result.inserted = max(cur.rowcount, 0)
         result.duplicates = len(rows) - result.inserted
         cur.execute(UPSERT_LATEST)
-        result.latest_moved = {int(r[0]) for r in cur.fetchall()}
+        result.latest_moved = {int(r[0]) for r in cur.fetchall()}  # type: ignore[index]
         cur.execute("TRUNCATE ingest_batch")
     return result
 

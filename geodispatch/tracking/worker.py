@@ -121,7 +121,7 @@ class IngestWorker:
         log.warning("MQTT disconnected (%s); paho reconnects", rc)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._inbox.put((self._generation, msg.mid, msg.qos, msg.topic, msg.payload))
+        self._inbox.put((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.5, 5)
+        client.reconnect_delay_set(1, 5)
         from geodispatch.tracking.broker import server_credentials
 
         _u, _p, host, port = server_credentials(self.settings)
