@@ -5,7 +5,11 @@ use only its own)::
 
     geodispatch/units/{device}/position     device -> server, QoS 1, native JSON (one or an array)
     geodispatch/units/{device}/status       device -> server, QoS 1, {"status": ..., "t": ...}
-    geodispatch/units/{device}/assignment   server -> device, QoS 1, retained (empty = cleared)
+    geodispatch/units/{device}/assignment   server -> device, QoS 1, retained (empty = cleared);
+                                            JSON carrying its ``id`` (or ``assignment_id``)
+    geodispatch/units/{device}/assignment/ack  device -> server, ``{"id": <assignment id>}``:
+                                            the worker clears the retained assignment if it is
+                                            still that one (a newer one is never cleared)
     owntracks/{user}/{device}               OwnTracks app -> server (user = MQTT username)
 
 Ingest workers subscribe through the MQTT 5 shared subscription ``$share/<group>/...`` so N workers
@@ -33,7 +37,10 @@ log = logging.getLogger(__name__)
 POSITION_TOPIC = "geodispatch/units/{device}/position"
 STATUS_TOPIC = "geodispatch/units/{device}/status"
 ASSIGNMENT_TOPIC = "geodispatch/units/{device}/assignment"
-INGEST_FILTERS = ("geodispatch/units/+/position", "geodispatch/units/+/status", "owntracks/+/+")
+INGEST_FILTERS = ("geodispatch/units/+/position", "geodispatch/units/+/status", "owntracks/+/+",
+                  "geodispatch/units/+/assignment/ack")
+# Not shared: every worker follows the retained assignments, to know which one an ack is for.
+ASSIGNMENT_FILTER = "geodispatch/units/+/assignment"
 RECEIVE_MAXIMUM = 65535  # unacknowledged QoS 1 messages the broker may have in flight to us
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import paho.mqtt.client as paho
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -37,7 +38,14 @@ from geodispatch.settings import Settings
 from geodispatch.tracking.decoders import decode_mqtt, parse_topic
 from geodispatch.tracking.fleet import LiveFleet
 from geodispatch.tracking.ingest import Batch, Ingestor, Item, StatusHandler
-from geodispatch.tracking.mqtt import INGEST_FILTERS, connect_properties, make_client, shared
+from geodispatch.tracking.mqtt import (
+    ASSIGNMENT_FILTER,
+    INGEST_FILTERS,
+    connect_properties,
+    make_client,
+    publish_assignment,
+    shared,
+)
 from geodispatch.tracking.pipeline import Drops, WriteResult, record_drops
 from geodispatch.tracking.reports import TOO_LARGE, Rejected
 
@@ -97,6 +105,7 @@ class IngestWorker:
         self._inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._generation = 0
         self._client: paho.Client | None = None
+        self._assignments: dict[str, str] = {}
 
     # --- MQTT callbacks (paho's network thread) ------------------------------------------------
 
@@ -105,7 +114,8 @@ class IngestWorker:
         if rc.is_failure:
             log.error("MQTT connection refused: %s", rc)
             return
-        client.subscribe([(shared(self.group, f), 1) for f in INGEST_FILTERS])
+        client.subscribe([(shared(self.group, f), 1) for f in INGEST_FILTERS]
+                         + [(ASSIGNMENT_FILTER, 1)])
         log.info("MQTT connected as %s (session present: %s), group %s", self.client_id,
                  flags.session_present, self.group)
 
@@ -121,7 +131,36 @@ class IngestWorker:
         log.warning("MQTT disconnected (%s); paho reconnects", rc)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._inbox.put((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+        topic = msg.topic
+        if topic.endswith("/assignment") or topic.endswith("/assignment/ack"):
+            try:
+                self._assignment_message(client, topic, bytes(msg.payload))
+            except Exception:  # noqa: BLE001 - a bad ack must not stop the network thread
+                log.warning("ignored assignment message on %s", topic, exc_info=True)
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
+        self._inbox.put((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
+
+    def _assignment_message(self, client: paho.Client, topic: str, payload: bytes) -> None:
+        """Follow retained assignments; clear one when its crew acknowledges that very one."""
+        parts = topic.split("/")
+        if len(parts) < 4 or parts[0] != "geodispatch" or parts[1] != "units":
+            return
+        device = parts[2]
+        data = orjson.loads(payload) if payload else None
+        ident = _assignment_id(data)
+        if len(parts) == 4:
+            if ident is None:
+                self._assignments.pop(device, None)
+            else:
+                self._assignments[device] = ident
+            return
+        current = self._assignments.get(device)
+        if ident is not None and ident == current:
+            log.info("unit %s acknowledged assignment %s: clearing it", device, ident)
+            self._assignments.pop(device, None)
+            publish_assignment(client, device, None)
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -336,6 +375,13 @@ class IngestWorker:
                 record_drops(session=session, counts=refused.counts)
             batch.drops.merge(refused)
         return total
+
+
+def _assignment_id(data: Any) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id", data.get("assignment_id"))
+        return None if value is None else str(value)
+    return None
 
 
 def _device(topic: str) -> str:

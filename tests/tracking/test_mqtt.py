@@ -125,3 +125,31 @@ def test_status_messages_reach_the_workflow(settings: Settings, engine: Engine,
     assert [c["status"] for c in calls] == ["bogus", "en_route"]
     assert calls[1]["unit_id"] == uid and calls[1]["source"].startswith("mqtt")
     assert wait_for(lambda: drops(engine).get("status_rejected", 0) == before + 1, timeout=5)
+
+
+def test_acknowledged_assignment_is_cleared(settings: Settings, new_unit: Any) -> None:
+    """An ack naming the retained assignment clears it; an ack for an older one does not."""
+    s = mqtt_settings(settings)
+    _uid, device, token = new_unit("ack")
+    server = publisher(s)
+
+    def retained() -> list[bytes]:
+        got: list[bytes] = []
+        c = publisher(s)
+        c.on_message = lambda _c, _u, m: got.append(m.payload)
+        c.subscribe(f"geodispatch/units/{device}/assignment", qos=1)
+        time.sleep(0.7)
+        c.loop_stop()
+        return got
+
+    with running_worker(s):
+        publish_assignment(server, device, {"id": 7, "incident": "KV-1"}).wait_for_publish()
+        crew = _connect_device(s, device, token)
+        time.sleep(0.3)
+        crew.publish(f"geodispatch/units/{device}/assignment/ack", b'{"id": 6}', qos=1)
+        time.sleep(0.5)
+        assert [orjson.loads(p)["id"] for p in retained()] == [7]
+        crew.publish(f"geodispatch/units/{device}/assignment/ack", b'{"id": 7}', qos=1)
+        assert wait_for(lambda: retained() == [], timeout=5)
+        crew.loop_stop()
+    server.loop_stop()
