@@ -44,7 +44,7 @@ EVENT_LOOKBACK = 500  # event ids re-examined below the newest (late commits)
 # Fields that change with every fix; an update where nothing else changed carries only these.
 MOVING_FIELDS = ("lat", "lng", "fix_time", "speed_mps", "heading")
 
-OPEN_INCIDENT_STATUSES = ("registered", "queued", "assigned", "en_route", "on_scene")
+OPEN_INCIDENT_STATUSES = ("registered", "queued", "assigned", "en_route", "on_scene", "cleared")
 
 
 class Sender(Protocol):

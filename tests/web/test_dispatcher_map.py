@@ -39,7 +39,7 @@ def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]
     with Session(engine) as s, s.begin():
         for k in range(3):
             unit, token = create_unit(session=s, call_sign=f"K{tag}{k}", kind="patrol_car",
-                                      capabilities=[], region=REGION, status="available")
+                                      capabilities=["patrol"], region=REGION, status="available")
             out.append({"id": unit.id, "call_sign": unit.call_sign, "device": unit.device_id,
                         "token": token})
     yield out
@@ -215,6 +215,7 @@ def test_register_call_recommend_accept_and_crew_status_changes(
             call_page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             call_page.wait_for_function("window.gd.callPoint !== null")
             call_page.fill("[data-testid=call-phone]", "+380671234567")
+            call_page.select_option("[data-testid=call-category]", "theft")
             call_page.fill("[data-testid=call-description]", "Shop window broken, two people")
             call_page.screenshot(path=str(artifacts / "map-04-new-call.png"))
             call_page.click("[data-testid=call-submit]")

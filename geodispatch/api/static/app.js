@@ -14,7 +14,7 @@
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  const OPEN = ["registered", "queued", "assigned", "en_route", "on_scene"];
+  const OPEN = ["registered", "queued", "assigned", "en_route", "on_scene", "cleared"];
   const UNASSIGNED = ["registered", "queued"];
   const STATUS_COLORS = {
     available: "#2e7d32", dispatched: "#c77700", en_route: "#1f5fbf", on_scene: "#8e24aa",
@@ -528,8 +528,9 @@
       const data = await api("GET", "/api/incidents/categories");
       cats = Array.isArray(data) ? data : (data && (data.categories || data.items)) || null;
     } catch (e) { cats = null; }
+    const label = (c) => (c.label && typeof c.label === "object" ? c.label[LANG] || c.label.en : c.label) || c.name || c.code;
     gd.categories = (cats && cats.length ? cats : DEFAULT_CATEGORIES).map((c) =>
-      typeof c === "string" ? { code: c, label: c } : { code: c.code || c.name || c.id, label: (LANG === "uk" ? c.label_uk || c.name_uk : c.label_en || c.name_en) || c.label || c.name || c.code, priority: c.priority });
+      typeof c === "string" ? { code: c, label: c } : { code: c.code || c.name || c.id, label: label(c), priority: c.priority });
     $('#newcall [name="category"]').innerHTML = gd.categories.map((c) =>
       '<option value="' + esc(c.code) + '">' + esc(c.label) + (c.priority ? " (" + c.priority + ")" : "") + "</option>").join("");
   }
@@ -570,13 +571,16 @@
     const f = ev.target;
     const out = $("#call-result");
     out.className = "";
-    if (!gd.callPoint) { out.textContent = t("call.needplace"); out.className = "error"; return; }
+    const typed = f.address.value.trim();
+    // A typed address without a point is resolved by the intake service itself.
+    if (!gd.callPoint && !typed) { out.textContent = t("call.needplace"); out.className = "error"; return; }
     const body = {
-      lat: gd.callPoint.lat, lng: gd.callPoint.lng, category: f.category.value,
+      lat: gd.callPoint ? gd.callPoint.lat : null, lng: gd.callPoint ? gd.callPoint.lng : null, category: f.category.value,
       caller_phone: f.caller_phone.value.trim() || null, address: f.address.value.trim() || null,
       description: f.description.value.trim(), caller_lang: f.caller_lang.value,
     };
     if (f.priority.value) body.priority = Number(f.priority.value);
+    if (!gd.callPoint) { delete body.lat; delete body.lng; }
     try {
       const inc = await api("POST", "/api/incidents", body);
       out.textContent = t("call.done", { ref: inc.reference || "#" + inc.id });
@@ -588,7 +592,7 @@
       if (inc.id !== undefined) {
         const flat = Object.assign({}, inc);
         if (inc.location && inc.location.coordinates) { flat.lng = inc.location.coordinates[0]; flat.lat = inc.location.coordinates[1]; }
-        if (flat.lat === undefined) { flat.lat = body.lat; flat.lng = body.lng; }
+        if (flat.lat === undefined && body.lat !== undefined) { flat.lat = body.lat; flat.lng = body.lng; }
         if (typeof flat.received_at === "string") flat.received_at = Date.parse(flat.received_at) / 1000;
         upsertIncident(flat); scheduleRender();
         if (["dispatcher", "supervisor", "admin"].includes(gd.user.role)) { switchTab("queue"); showIncident(inc.id); }
