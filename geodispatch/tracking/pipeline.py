@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import h3
 import orjson
@@ -198,7 +199,7 @@ def to_row(r: PositionReport) -> tuple[object, ...]:
     )
 
 
-def _driver_connection(session: Session) -> PgConnection[object]:
+def _driver_connection(session: Session) -> PgConnection[Any]:
     raw = session.connection().connection.driver_connection
     assert isinstance(raw, PgConnection), "the tracking pipeline needs the psycopg 3 driver"
     return raw
@@ -216,7 +217,11 @@ def write_positions(*, session: Session, rows: Sequence[tuple[object, ...]]) -> 
     session.flush()
     raw = _driver_connection(session)
     with raw.cursor() as cur:
-        cur.execute(BATCH_TABLE)
+        # Creating (even "IF NOT EXISTS") touches the catalog: only when this session lacks it.
+        cur.execute("SELECT to_regclass('pg_temp.ingest_batch')")
+        row = cur.fetchone()
+        if row is None or row[0] is None:
+            cur.execute(BATCH_TABLE)
         with cur.copy(f"COPY ingest_batch ({BATCH_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(BATCH_TYPES)
             for row in rows:
@@ -225,8 +230,10 @@ def write_positions(*, session: Session, rows: Sequence[tuple[object, ...]]) -> 
         result.inserted = max(cur.rowcount, 0)
         result.duplicates = len(rows) - result.inserted
         cur.execute(UPSERT_LATEST)
-        result.latest_moved = {int(r[0]) for r in cur.fetchall()}  # type: ignore[index]
-        cur.execute("TRUNCATE ingest_batch")
+        result.latest_moved = {int(r[0]) for r in cur.fetchall()}
+        # Emptied at commit anyway; DELETE (not TRUNCATE: a new file each time) for callers that
+        # write twice in one transaction.
+        cur.execute("DELETE FROM ingest_batch")
     return result
 
 

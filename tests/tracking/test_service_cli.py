@@ -21,7 +21,13 @@ from geodispatch.tracking.fleet import UnitState
 from geodispatch.tracking.mqtt import drop_session
 from geodispatch.users.service import upsert_user
 from tests.helpers import login, running_server
-from tests.tracking.conftest import count_positions, mqtt_settings, publisher, wait_for
+from tests.tracking.conftest import (
+    count_positions,
+    drops,
+    mqtt_settings,
+    publisher,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +88,8 @@ def test_cli_units_add_and_import_gpx(engine: Engine, data_dir: Path) -> None:
 
 def test_status_over_mqtt_reaches_dispatch_workflow(settings: Settings, engine: Engine,
                                                     new_unit: Any) -> None:
-    """A crew status published over MQTT goes through dispatch.workflow.crew_status_report."""
+    """A crew status published over MQTT goes through dispatch.workflow.crew_status_report; a
+    transition the workflow forbids is a counted drop, not a failed batch."""
     pytest.importorskip("geodispatch.dispatch.workflow")
     from tests.tracking.conftest import running_worker
 
@@ -90,8 +97,10 @@ def test_status_over_mqtt_reaches_dispatch_workflow(settings: Settings, engine: 
     uid, device, token = new_unit("wf")
     with engine.begin() as c:
         c.execute(text("UPDATE units SET status = 'off_duty' WHERE id = :u"), {"u": uid})
+    before = drops(engine).get("status_rejected", 0)
     with running_worker(s):
         pub = publisher(s, username=device, password=token)
+        pub.publish(f"geodispatch/units/{device}/status", b"transporting", qos=1)
         pub.publish(f"geodispatch/units/{device}/status", b'{"status": "available"}', qos=1)
 
         def status() -> str:
@@ -101,3 +110,4 @@ def test_status_over_mqtt_reaches_dispatch_workflow(settings: Settings, engine: 
 
         assert wait_for(lambda: status() == "available", timeout=15)
         pub.loop_stop()
+    assert drops(engine).get("status_rejected", 0) == before + 1
