@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     arrival_radius_m: float = Field(75.0, description="GPS within this of the incident = on scene.")
     recommend_top_n: int = Field(5, description="Crews returned by a recommendation.")
     recommend_max_eta_s: float = Field(1800.0, description="Routing search bound in seconds.")
+    classification_file: Path | None = Field(
+        None, description="TOML call classification (categories, dispositions); default built in."
+    )
+    on_scene_alert_s: float = Field(3600.0, description="Supervisor alert: on scene longer than this.")
+    not_moving_alert_s: float = Field(
+        180.0, description="Supervisor alert: dispatched this long without moving or reporting en route."
+    )
+    monitor_interval_s: float = Field(2.0, description="How often GPS arrival detection runs.")
 
     # --- API & auth --------------------------------------------------------------------------
     serve_ingest: bool = Field(True, description="`serve` also runs an MQTT ingest worker in-process.")
@@ -130,6 +138,14 @@ class Settings(BaseSettings):
     anchor_interval_s: float = Field(60.0, description="How often the event-chain head is anchored.")
     anchor_path: Path | None = Field(None, description="Append-only anchor file; default var/anchors.log.")
 
+    # --- analytics ---------------------------------------------------------------------------
+    analytics_timezone: str = Field(
+        "Europe/Kyiv", description="IANA time zone of the hour-of-day and day-of-week analytics."
+    )
+    response_target_s: float = Field(
+        600.0, description="Response-time target of the 'share within target' figures (seconds)."
+    )
+
     @property
     def resolved_jwt_secret(self) -> str:
         if self.jwt_secret:
@@ -139,14 +155,6 @@ class Settings(BaseSettings):
             import secrets
 
             path.parent.mkdir(parents=True, exist_ok=True)
-    # --- analytics ---------------------------------------------------------------------------
-    analytics_timezone: str = Field(
-        "Europe/Kyiv", description="IANA time zone of the hour-of-day and day-of-week analytics."
-    )
-    response_target_s: float = Field(
-        600.0, description="Response-time target of the 'share within target' figures (seconds)."
-    )
-
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()

@@ -1,0 +1,464 @@
+"""The dispatch workflow: assign crews, follow their statuses, close the incident.
+
+Every step changes the current state (``assignments``, ``units.status``, ``incidents.status``)
+and appends an event to the incident's hash-chained log in the same transaction. Crew statuses
+arrive from the crews themselves (MQTT, HTTP: :func:`crew_status_report`), from dispatchers
+(the API) and from GPS arrival detection (:func:`detect_arrivals`); all go through one
+transition table.
+
+Incident status is derived from its assignments: any crew on scene -> ``on_scene``; else any
+en route -> ``en_route``; else any dispatched -> ``assigned``; else all cleared -> ``cleared``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from geodispatch.dispatch.models import Assignment
+from geodispatch.errors import Conflict, InvalidInput, NotFound
+from geodispatch.incidents.chain import append_event
+from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.models import Incident
+from geodispatch.incidents.service import get_incident
+from geodispatch.settings import Settings, get_settings
+from geodispatch.tracking.models import Unit
+
+log = logging.getLogger(__name__)
+
+CREW_STATUSES = ("off_duty", "available", "dispatched", "en_route", "on_scene", "transporting",
+                 "cleared", "out_of_service", "break")
+#: Allowed crew status transitions (a repeated status is always accepted as a no-op).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "off_duty": frozenset({"available", "out_of_service", "break"}),
+    "available": frozenset({"dispatched", "en_route", "on_scene", "out_of_service", "break",
+                            "off_duty"}),
+    "dispatched": frozenset({"en_route", "on_scene", "cleared", "available", "out_of_service"}),
+    "en_route": frozenset({"on_scene", "dispatched", "cleared", "available", "out_of_service"}),
+    "on_scene": frozenset({"transporting", "cleared", "out_of_service"}),
+    "transporting": frozenset({"on_scene", "cleared", "out_of_service"}),
+    "cleared": frozenset({"available", "dispatched", "off_duty", "out_of_service", "break"}),
+    "out_of_service": frozenset({"available", "off_duty", "break"}),
+    "break": frozenset({"available", "off_duty", "out_of_service"}),
+}
+ACTIVE = ("dispatched", "acknowledged", "en_route", "on_scene")
+OPEN_INCIDENT = ("registered", "queued", "assigned", "en_route", "on_scene", "cleared")
+FINAL_INCIDENT = ("closed", "cancelled", "merged")
+ASSIGNABLE_CREW = ("available", "cleared")
+
+
+@dataclass
+class PendingPublish:
+    """An assignment message for a crew terminal, sent after the transaction commits."""
+
+    device_id: str
+    payload: dict[str, Any] | None
+
+
+def _pending(session: Session) -> list[PendingPublish]:
+    out: list[PendingPublish] = session.info.setdefault("dispatch_publish", [])
+    return out
+
+
+def take_pending_publishes(session: Session) -> list[PendingPublish]:
+    """Messages queued by this unit of work (the edge publishes them after commit)."""
+    return session.info.pop("dispatch_publish", [])
+
+
+def take_unit_statuses(session: Session) -> dict[int, str]:
+    """Unit statuses changed by this unit of work (the edge mirrors them into the live fleet)."""
+    out: dict[int, str] = session.info.pop("dispatch_units", {})
+    return out
+
+
+def _set_unit_status(session: Session, unit: Unit, status: str, at: datetime) -> None:
+    unit.status = status
+    unit.status_changed_at = at
+    session.info.setdefault("dispatch_units", {})[unit.id] = status
+
+
+def _unit(session: Session, unit_id: int) -> Unit:
+    unit = session.execute(select(Unit).where(Unit.id == unit_id).with_for_update()
+                           ).scalar_one_or_none()
+    if unit is None:
+        raise NotFound(f"unit {unit_id} not found")
+    return unit
+
+
+def _active_assignment(session: Session, unit_id: int) -> Assignment | None:
+    return session.execute(
+        select(Assignment).where(Assignment.unit_id == unit_id, Assignment.status.in_(ACTIVE))
+        .order_by(Assignment.id.desc()).limit(1).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _derive_status(session: Session, incident: Incident) -> str:
+    statuses = set(session.execute(
+        select(Assignment.status).where(Assignment.incident_id == incident.id)).scalars())
+    for assignment_status, incident_status in (("on_scene", "on_scene"), ("en_route", "en_route"),
+                                               ("dispatched", "assigned"),
+                                               ("acknowledged", "assigned")):
+        if assignment_status in statuses:
+            return incident_status
+    if "cleared" in statuses:
+        return "cleared"
+    return "queued"
+
+
+def _set_incident_status(session: Session, incident: Incident, actor: str, cause: str,
+                         at: datetime) -> None:
+    if incident.status in FINAL_INCIDENT:
+        return
+    session.flush()
+    new = _derive_status(session, incident)
+    if new != incident.status:
+        append_event(session=session, incident_id=incident.id, kind="status", actor=actor, at=at,
+                     data={"from": incident.status, "to": new, "cause": cause,
+                           "set": {"status": new}})
+        incident.status = new
+
+
+def _latest_recommendation(session: Session, incident_id: int) -> dict[str, Any] | None:
+    row = session.execute(text(
+        "SELECT data, at FROM incident_events WHERE incident_id = :i AND kind = 'recommended' "
+        "ORDER BY id DESC LIMIT 1"), {"i": incident_id}).first()
+    if row is None:
+        return None
+    return {**row[0], "_at": row[1]}
+
+
+def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
+           override_reason: str | None = None, lead: bool = False) -> Assignment:
+    """Send a crew to an incident.
+
+    A crew from the incident's latest recommendation is an accepted suggestion; any other crew is
+    an override and needs ``override_reason``. The first crew becomes the lead; ``lead=True``
+    moves the lead to this crew. The crew must be available (or just cleared).
+    """
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status in FINAL_INCIDENT:
+        raise Conflict(f"incident {incident.reference} is {incident.status}")
+    unit = _unit(session, unit_id)
+    if not unit.active:
+        raise Conflict(f"unit {unit.call_sign} is not active")
+    if unit.status not in ASSIGNABLE_CREW:
+        raise Conflict(f"unit {unit.call_sign} is {unit.status}, not available")
+    reco = _latest_recommendation(session, incident_id)
+    ranked = {int(r["unit_id"]): r for r in (reco or {}).get("ranked", [])}
+    suggested = ranked.get(unit_id)
+    reason = (override_reason or "").strip() or None
+    if suggested is None and reason is None:
+        raise InvalidInput(f"unit {unit.call_sign} was not recommended for this incident: "
+                           "give an override reason")
+    existing = session.execute(select(Assignment).where(
+        Assignment.incident_id == incident_id)).scalars().all()
+    if any(a.unit_id == unit_id and a.status in ACTIVE for a in existing):
+        raise Conflict(f"unit {unit.call_sign} is already assigned to this incident")
+    is_lead = lead or not any(a.is_lead and a.status in ACTIVE for a in existing)
+    if is_lead:
+        for a in existing:
+            a.is_lead = False
+    now = datetime.now(UTC)
+    assignment = Assignment(
+        incident_id=incident_id, unit_id=unit_id, status="dispatched", is_lead=is_lead,
+        was_recommended=suggested is not None, override_reason=reason,
+        eta_s=(suggested or {}).get("eta_s"), distance_m=(suggested or {}).get("distance_m"),
+        created_by=actor, recommended_at=(reco or {}).get("_at") if suggested else None,
+        dispatched_at=now,
+    )
+    session.add(assignment)
+    prev_status = unit.status
+    _set_unit_status(session, unit, "dispatched", now)
+    session.flush()
+    append_event(session=session, incident_id=incident_id, kind="assigned", actor=actor, at=now,
+                 data={"unit_id": unit_id, "call_sign": unit.call_sign, "lead": is_lead,
+                       "recommended": suggested is not None, "override_reason": reason,
+                       "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
+                       "unit_status_before": prev_status})
+    _set_incident_status(session, incident, actor, "assigned", now)
+    if incident.caller_phone:
+        from geodispatch.notify.outbox import enqueue_sms
+
+        eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
+        enqueue_sms(session=session, incident=incident, template="assigned",
+                    call_sign=unit.call_sign, eta_min=eta_min)
+    point = session.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
+                                 "WHERE id = :i"), {"i": incident_id}).one()
+    _pending(session).append(PendingPublish(unit.device_id, {
+        "assignment_id": assignment.id, "incident_id": incident_id,
+        "reference": incident.reference, "category": incident.category,
+        "priority": incident.priority, "lat": float(point[0]), "lng": float(point[1]),
+        "address": incident.address, "lead": is_lead, "at": now.isoformat()}))
+    return assignment
+
+
+def _apply_to_assignment(a: Assignment, status: str, at: datetime) -> None:
+    if status == "en_route" and a.en_route_at is None:
+        a.en_route_at = at
+        a.status = "en_route"
+    elif status == "on_scene":
+        a.on_scene_at = a.on_scene_at or at
+        a.status = "on_scene"
+    elif status in ("cleared", "available", "out_of_service", "off_duty", "break"):
+        a.cleared_at = a.cleared_at or at
+        a.status = "cleared"
+    elif status == "dispatched":
+        a.status = "dispatched"
+
+
+def crew_status_report(*, session: Session, unit_id: int, status: str, at: datetime | None,
+                       source: str) -> None:
+    """Apply a crew status (from the crew's terminal, a dispatcher, or GPS arrival detection).
+
+    Checks :data:`TRANSITIONS`, updates the unit, its active assignment and the incident's
+    derived status, appends a ``crew_status`` event to the incident (when the crew is on one)
+    and queues the caller's arrival SMS on the first crew on scene. A repeated status is a
+    no-op. Raises InvalidInput for an unknown status and Conflict for a forbidden transition.
+    """
+    if status not in CREW_STATUSES:
+        raise InvalidInput(f"unknown crew status {status!r}")
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    unit = _unit(session, unit_id)
+    current = unit.status
+    if status == current:
+        return
+    if status not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(f"unit {unit.call_sign}: {current} -> {status} is not allowed")
+    assignment = _active_assignment(session, unit_id)
+    _set_unit_status(session, unit, status, when)
+    if assignment is None:
+        session.flush()
+        return
+    incident = get_incident(session=session, incident_id=assignment.incident_id, lock=True)
+    first_on_scene = status == "on_scene" and not session.execute(select(Assignment.id).where(
+        Assignment.incident_id == incident.id, Assignment.on_scene_at.is_not(None))).first()
+    _apply_to_assignment(assignment, status, when)
+    append_event(session=session, incident_id=incident.id, kind="crew_status", actor=source,
+                 at=when, data={"unit_id": unit_id, "call_sign": unit.call_sign, "from": current,
+                                "to": status, "assignment_id": assignment.id})
+    _set_incident_status(session, incident, source, f"crew {unit.call_sign} {status}", when)
+    if first_on_scene and incident.caller_phone:
+        from geodispatch.notify.outbox import enqueue_sms
+
+        enqueue_sms(session=session, incident=incident, template="arrived",
+                    call_sign=unit.call_sign)
+    if assignment.status == "cleared":
+        _pending(session).append(PendingPublish(unit.device_id, None))
+    session.flush()
+
+
+def _release(session: Session, incident: Incident, actor: str, now: datetime, *,
+             final_status: str) -> list[int]:
+    """End every active assignment of the incident; crews become available again."""
+    released = []
+    for a in session.execute(select(Assignment).where(
+            Assignment.incident_id == incident.id, Assignment.status.in_(ACTIVE))
+            .with_for_update()).scalars():
+        a.status = final_status
+        if final_status == "cancelled":
+            a.cancelled_at = now
+        else:
+            a.cleared_at = a.cleared_at or now
+        unit = _unit(session, a.unit_id)
+        if unit.status in ("dispatched", "en_route", "on_scene", "transporting", "cleared"):
+            _set_unit_status(session, unit, "available", now)
+        _pending(session).append(PendingPublish(unit.device_id, None))
+        released.append(a.unit_id)
+    return released
+
+
+def cancel_incident(*, session: Session, incident_id: int, actor: str, reason: str) -> Incident:
+    """Cancel a call (e.g. the caller rang back); crews on it are released."""
+    if not reason.strip():
+        raise InvalidInput("a cancellation needs a reason")
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status in FINAL_INCIDENT:
+        raise Conflict(f"incident {incident.reference} is already {incident.status}")
+    now = datetime.now(UTC)
+    released = _release(session, incident, actor, now, final_status="cancelled")
+    append_event(session=session, incident_id=incident.id, kind="cancelled", actor=actor, at=now,
+                 data={"reason": reason.strip(), "released_units": released,
+                       "set": {"status": "cancelled"}})
+    incident.status = "cancelled"
+    incident.closed_at = now
+    session.flush()
+    return incident
+
+
+def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: str,
+                   reason: str = "", duplicate: bool = True) -> Incident:
+    """Mark ``incident_id`` as a duplicate of (merged into) ``into_id``; it points to the master."""
+    if incident_id == into_id:
+        raise InvalidInput("an incident cannot be merged into itself")
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    master = get_incident(session=session, incident_id=into_id, lock=True)
+    if incident.status in FINAL_INCIDENT:
+        raise Conflict(f"incident {incident.reference} is already {incident.status}")
+    if master.status in FINAL_INCIDENT:
+        raise Conflict(f"master incident {master.reference} is {master.status}")
+    now = datetime.now(UTC)
+    released = _release(session, incident, actor, now, final_status="cancelled")
+    kind = "duplicate_of" if duplicate else "merged"
+    append_event(session=session, incident_id=incident.id, kind=kind, actor=actor, at=now,
+                 data={"master_id": master.id, "master_reference": master.reference,
+                       "reason": reason, "released_units": released,
+                       "set": {"status": "merged", "merged_into_id": master.id}})
+    append_event(session=session, incident_id=master.id, kind="absorbed", actor=actor, at=now,
+                 data={"duplicate_id": incident.id, "duplicate_reference": incident.reference,
+                       "reason": reason})
+    incident.status = "merged"
+    incident.merged_into_id = master.id
+    incident.closed_at = now
+    session.flush()
+    return incident
+
+
+def close_incident(*, session: Session, incident_id: int, actor: str, disposition: str,
+                   note: str = "") -> Incident:
+    """Close with an APCO common disposition code; crews still on it are cleared."""
+    code = load_classification().check_disposition(disposition)
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status in FINAL_INCIDENT:
+        raise Conflict(f"incident {incident.reference} is already {incident.status}")
+    now = datetime.now(UTC)
+    released = _release(session, incident, actor, now, final_status="cleared")
+    append_event(session=session, incident_id=incident.id, kind="closed", actor=actor, at=now,
+                 data={"disposition": code, "note": note, "released_units": released,
+                       "set": {"status": "closed", "disposition": code}})
+    incident.status = "closed"
+    incident.disposition = code
+    incident.closed_at = now
+    if incident.caller_phone:
+        from geodispatch.notify.outbox import enqueue_sms
+
+        enqueue_sms(session=session, incident=incident, template="closed")
+    session.flush()
+    return incident
+
+
+def reopen_incident(*, session: Session, incident_id: int, actor: str, reason: str) -> Incident:
+    """Reopen a closed or cancelled incident (it goes back to the queue)."""
+    if not reason.strip():
+        raise InvalidInput("reopening needs a reason")
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status not in ("closed", "cancelled"):
+        raise Conflict(f"incident {incident.reference} is {incident.status}, not closed")
+    now = datetime.now(UTC)
+    append_event(session=session, incident_id=incident.id, kind="reopened", actor=actor, at=now,
+                 data={"reason": reason.strip(), "previous_status": incident.status,
+                       "set": {"status": "queued", "disposition": None}})
+    incident.status = "queued"
+    incident.disposition = None
+    incident.closed_at = None
+    session.flush()
+    return incident
+
+
+def detect_arrivals(*, session: Session, settings: Settings | None = None) -> int:
+    """Mark crews on scene whose newest fix is within ``arrival_radius_m`` of their incident."""
+    settings = settings or get_settings()
+    rows = session.execute(text(
+        "SELECT a.unit_id, l.fix_time FROM assignments a"
+        " JOIN incidents i ON i.id = a.incident_id JOIN unit_latest l ON l.unit_id = a.unit_id"
+        " JOIN units u ON u.id = a.unit_id"
+        " WHERE a.status IN ('dispatched', 'acknowledged', 'en_route')"
+        "   AND u.status IN ('dispatched', 'en_route') AND l.fix_time >= a.dispatched_at"
+        "   AND ST_DWithin(l.geom::geography, i.location::geography, :r)"),
+        {"r": settings.arrival_radius_m}).all()
+    done = 0
+    for unit_id, fix_time in rows:
+        try:
+            with session.begin_nested():
+                crew_status_report(session=session, unit_id=int(unit_id), status="on_scene",
+                                   at=fix_time, source="gps")
+            done += 1
+        except (Conflict, InvalidInput, NotFound) as exc:
+            log.info("arrival of unit %s not applied: %s", unit_id, exc)
+    return done
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One supervisor alert."""
+
+    kind: str
+    severity: str
+    since: datetime
+    seconds: float
+    message: str
+    incident_id: int | None = None
+    reference: str | None = None
+    unit_id: int | None = None
+    call_sign: str | None = None
+    region: str | None = None
+
+
+def supervisor_alerts(*, session: Session, region: str | None, settings: Settings | None = None,
+                      now: datetime | None = None) -> list[Alert]:
+    """Timers a supervisor watches: on scene too long, dispatched but not moving, GPS stale on
+    a crew in service, incident unassigned longer than its priority allows."""
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    cls = load_classification(settings)
+    params: dict[str, Any] = {"region": region}
+    reg_i = "AND (CAST(:region AS text) IS NULL OR i.region = :region)"
+    reg_u = "AND (CAST(:region AS text) IS NULL OR u.region = :region)"
+    alerts: list[Alert] = []
+    for r in session.execute(text(
+            "SELECT i.id, i.reference, i.region, i.priority, i.received_at FROM incidents i"
+            f" WHERE i.status IN ('registered', 'queued') {reg_i}"), params):
+        waited = (now - r.received_at).total_seconds()
+        limit = cls.unassigned_limit(int(r.priority))
+        if waited > limit:
+            alerts.append(Alert("unassigned", "high" if r.priority <= 1 else "medium",
+                                r.received_at, waited,
+                                f"{r.reference} (P{r.priority}) unassigned for {waited:.0f} s "
+                                f"(limit {limit:.0f} s)", r.id, r.reference, region=r.region))
+    for r in session.execute(text(
+            "SELECT a.status, a.dispatched_at, a.on_scene_at, a.en_route_at, i.id, i.reference,"
+            " i.region, u.id AS unit_id, u.call_sign, l.speed_mps, l.fix_time,"
+            " ST_Distance(l.geom::geography, i.location::geography) AS dist"
+            " FROM assignments a JOIN incidents i ON i.id = a.incident_id"
+            " JOIN units u ON u.id = a.unit_id LEFT JOIN unit_latest l ON l.unit_id = u.id"
+            f" WHERE a.status IN ('dispatched', 'acknowledged', 'on_scene') {reg_u}"), params):
+        if r.status == "on_scene" and r.on_scene_at is not None:
+            t = (now - r.on_scene_at).total_seconds()
+            if t > settings.on_scene_alert_s:
+                alerts.append(Alert("on_scene_too_long", "medium", r.on_scene_at, t,
+                                    f"{r.call_sign} on scene at {r.reference} for {t:.0f} s",
+                                    r.id, r.reference, r.unit_id, r.call_sign, r.region))
+        elif r.status in ("dispatched", "acknowledged"):
+            t = (now - r.dispatched_at).total_seconds()
+            moving = r.speed_mps is not None and r.speed_mps > 1.0 and r.fix_time is not None \
+                and r.fix_time > r.dispatched_at
+            if t > settings.not_moving_alert_s and not moving:
+                alerts.append(Alert("dispatched_not_moving", "high", r.dispatched_at, t,
+                                    f"{r.call_sign} dispatched to {r.reference} {t:.0f} s ago "
+                                    "and not moving", r.id, r.reference, r.unit_id, r.call_sign,
+                                    r.region))
+    for r in session.execute(text(
+            "SELECT u.id, u.call_sign, u.region, u.status, l.fix_time FROM units u"
+            " LEFT JOIN unit_latest l ON l.unit_id = u.id"
+            " WHERE u.active AND u.status IN ('available', 'dispatched', 'en_route', 'on_scene')"
+            f"  AND (l.fix_time IS NULL OR l.fix_time < :cut) {reg_u}"),
+            {**params, "cut": now - _seconds(settings.stale_after_s)}):
+        since = r.fix_time or now
+        t = (now - since).total_seconds()
+        alerts.append(Alert("gps_stale", "high" if r.status != "available" else "low", since, t,
+                            f"{r.call_sign} ({r.status}) " + (
+                                f"last fix {t:.0f} s ago" if r.fix_time else "has no fix"),
+                            unit_id=r.id, call_sign=r.call_sign, region=r.region))
+    order = {"high": 0, "medium": 1, "low": 2}
+    alerts.sort(key=lambda a: (order[a.severity], -a.seconds))
+    return alerts
+
+
+def _seconds(s: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=s)

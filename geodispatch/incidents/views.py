@@ -1,0 +1,171 @@
+"""HTTP endpoints of intake: register a call, read incidents and their event timeline, reclassify,
+verify the tamper-evident log. Region-scoped: a user sees only incidents of their region
+(national: every region, read-only). The caller's phone is shown only to call-takers,
+dispatchers and supervisors of the incident's region.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
+from geodispatch.api.security import (
+    ADMIN,
+    ALL_ROLES,
+    ANALYST,
+    CALL_TAKER,
+    DISPATCHER,
+    NATIONAL,
+    SUPERVISOR,
+    Principal,
+)
+from geodispatch.errors import NotFound
+from geodispatch.incidents import service
+from geodispatch.incidents.chain import event_dict, incident_events, verify_chain
+from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.models import Incident
+from geodispatch.incidents.schemas import IncidentCreate, Reclassify
+
+router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+
+PHONE_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR})
+Anyone = Annotated[Principal, Depends(require_roles(*ALL_ROLES))]
+Intake = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN))]
+Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN))]
+Auditors = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN, NATIONAL))]
+Readers = Annotated[Principal, Depends(require_roles(
+    CALL_TAKER, DISPATCHER, SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
+
+
+def sees_phone(principal: Principal, incident: Incident) -> bool:
+    return principal.role in PHONE_ROLES and principal.can_see_region(incident.region)
+
+
+def visible_incident(session: Session, principal: Principal, incident_id: int, *,
+                     lock: bool = False) -> Incident:
+    """The incident, or NotFound when it is outside the caller's region."""
+    incident = service.get_incident(session=session, incident_id=incident_id, lock=lock)
+    if not principal.can_see_region(incident.region):
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
+def incident_json(session: Session, incident: Incident, principal: Principal, *,
+                  point: tuple[float, float] | None = None, assignments: bool = False
+                  ) -> dict[str, Any]:
+    """The API form of an incident (phone only for the regional operations roles)."""
+    lat, lng = point or tuple(service.incident_point(session, incident))
+    out: dict[str, Any] = {
+        "id": incident.id, "reference": incident.reference, "region": incident.region,
+        "status": incident.status, "category": incident.category,
+        "original_category": incident.original_category, "priority": incident.priority,
+        "lat": lat, "lng": lng, "location": {"type": "Point", "coordinates": [lng, lat]},
+        "h3": format(int(incident.h3), "x"), "address": incident.address,
+        "description": incident.description, "received_at": incident.received_at.isoformat(),
+        "registered_at": incident.registered_at.isoformat() if incident.registered_at else None,
+        "sector_id": incident.sector_id, "district_id": incident.district_id,
+        "merged_into_id": incident.merged_into_id, "disposition": incident.disposition,
+        "closed_at": incident.closed_at.isoformat() if incident.closed_at else None,
+        "caller_lang": incident.caller_lang, "source": incident.source,
+    }
+    if sees_phone(principal, incident):
+        out["caller_phone"] = incident.caller_phone
+    if assignments:
+        rows = session.execute(text(
+            "SELECT a.id, a.unit_id, u.call_sign, a.status, a.is_lead, a.was_recommended,"
+            " a.override_reason, a.eta_s, a.distance_m, a.dispatched_at, a.en_route_at,"
+            " a.on_scene_at, a.cleared_at, a.cancelled_at FROM assignments a"
+            " JOIN units u ON u.id = a.unit_id WHERE a.incident_id = :i ORDER BY a.id"),
+            {"i": incident.id}).mappings()
+        out["assignments"] = [
+            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+            for r in rows]
+    return out
+
+
+@router.get("/categories", summary="The call classification list")
+def categories(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
+    cls = load_classification(settings)
+    return {"categories": [
+        {"code": c.code, "priority": c.priority, "kinds": list(c.kinds),
+         "capabilities": list(c.capabilities), "label": c.label}
+        for c in cls.categories.values()]}
+
+
+@router.get("/dispositions", summary="APCO common disposition codes accepted on closure")
+def dispositions(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
+    cls = load_classification(settings)
+    return {"dispositions": [{"code": k, "label": v} for k, v in cls.dispositions.items()]}
+
+
+@router.get("/verify", summary="Verify the hash-chained event log (all, or one incident)")
+def verify(principal: Auditors, session: SessionDep,
+           reference: Annotated[str | None, Query(description="incident reference")] = None
+           ) -> dict[str, Any]:
+    incident_id = None
+    if reference:
+        incident = service.get_by_reference(session=session, reference=reference)
+        if not principal.can_see_region(incident.region):
+            raise NotFound(f"incident {reference} not found")
+        incident_id = incident.id
+    return verify_chain(session=session, incident_id=incident_id).as_dict()
+
+
+@router.post("", status_code=201, summary="Register a call (idempotent on idempotency_key)")
+def register(body: IncidentCreate, principal: Intake, session: SessionDep, request: Request,
+             response: Response, settings: SettingsDep) -> dict[str, Any]:
+    zone_index = getattr(request.app.state, "zone_index", None)
+    incident, created = service.register_incident_ex(
+        session=session, data=body, actor=principal.username, zone_index=zone_index,
+        settings=settings)
+    if not created:
+        response.status_code = 200
+    if created and body.lat is not None and body.lng is not None:
+        point: tuple[float, float] | None = (float(body.lat), float(body.lng))
+    else:
+        point = None
+    out = incident_json(session, incident, principal, point=point)
+    out["created"] = created
+    return out
+
+
+@router.get("", summary="Incidents of the caller's region, newest first")
+def list_incidents(principal: Readers, session: SessionDep,
+                   status: Annotated[str | None, Query()] = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    items = service.list_incidents(session=session, region=principal.region, status=status,
+                                   limit=limit)
+    rows = session.execute(
+        select(Incident.id, Incident.location.ST_Y(), Incident.location.ST_X())
+        .where(Incident.id.in_([i.id for i in items]))).all()
+    points = {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
+    return {"items": [incident_json(session, i, principal, point=points.get(i.id))
+                      for i in items]}
+
+
+@router.get("/{incident_id}", summary="One incident with its assignments")
+def get_incident(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
+    incident = visible_incident(session, principal, incident_id)
+    return incident_json(session, incident, principal, assignments=True)
+
+
+@router.get("/{incident_id}/events", summary="The incident's event timeline (hash-chained)")
+def events(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
+    incident = visible_incident(session, principal, incident_id)
+    return {"reference": incident.reference,
+            "events": [event_dict(e) for e in incident_events(session=session,
+                                                               incident_id=incident.id)]}
+
+
+@router.post("/{incident_id}/reclassify", summary="Change the category (reason required)")
+def reclassify(incident_id: int, body: Reclassify, principal: Intake,
+               session: SessionDep) -> dict[str, Any]:
+    visible_incident(session, principal, incident_id)
+    incident = service.reclassify(session=session, incident_id=incident_id,
+                                  category=body.category, reason=body.reason,
+                                  priority=body.priority, actor=principal.username)
+    return incident_json(session, incident, principal)

@@ -1,0 +1,33 @@
+"""The SMS outbox worker: deliver due messages, one transaction per batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from geodispatch.notify.gateway import Gateway, make_gateway
+from geodispatch.notify.outbox import deliver_due
+from geodispatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_once(factory: sessionmaker[Session], gateway: Gateway, settings: Settings) -> int:
+    with factory() as session, session.begin():
+        return deliver_due(session=session, gateway=gateway, settings=settings)
+
+
+def run_worker(factory: sessionmaker[Session], settings: Settings, stop: threading.Event, *,
+               gateway: Gateway | None = None, idle_s: float = 1.0) -> None:
+    """Deliver until ``stop`` is set; sleeps ``idle_s`` when nothing was due."""
+    gw = gateway or make_gateway(settings)
+    while not stop.is_set():
+        try:
+            n = run_once(factory, gw, settings)
+        except Exception:  # noqa: BLE001 - keep delivering after a database hiccup
+            log.exception("SMS delivery pass failed")
+            n = 0
+        if n == 0:
+            stop.wait(idle_s)

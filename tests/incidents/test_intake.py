@@ -1,0 +1,165 @@
+"""Registering calls: references, idempotency, places, classification, phones."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from geodispatch.errors import InvalidInput, NotFound
+from geodispatch.incidents.models import Incident
+from geodispatch.incidents.schemas import IncidentCreate
+from geodispatch.incidents.service import (
+    geocode_address,
+    normalise_phone,
+    reclassify,
+    register_incident,
+    register_incident_ex,
+)
+
+
+def test_reference_is_region_year_sequence_without_gaps(make_incident: Callable[..., Incident]
+                                                        ) -> None:
+    """Consecutive registrations get consecutive numbers of the region and year."""
+    a, b = make_incident(), make_incident()
+    ra, rb = a.reference.split("-"), b.reference.split("-")
+    assert ra[0] == "KV" and ra[1] == str(datetime.now(UTC).year)
+    assert int(rb[2]) == int(ra[2]) + 1
+
+
+def test_rolled_back_registration_returns_its_number(engine: Engine) -> None:
+    """A registration that rolls back gives its reference number back (gap-free)."""
+    region = "T" + uuid.uuid4().hex[:6].upper()
+    body = dict(lat=50.45, lng=30.52, category="theft")
+    from geodispatch.settings import get_settings
+
+    s = get_settings().model_copy(update={"default_region": region})
+    with Session(engine) as session, session.begin():
+        first = register_incident(session=session, data=IncidentCreate(**body), actor="t",
+                                  settings=s).reference
+        session.rollback()
+    with Session(engine) as session, session.begin():
+        again = register_incident(session=session, data=IncidentCreate(**body), actor="t",
+                                  settings=s).reference
+        session.rollback()
+    assert first == again
+
+
+def test_retry_with_same_key_returns_the_same_incident(db: Session,
+                                                       make_incident: Callable[..., Incident]
+                                                       ) -> None:
+    """The same idempotency key never creates a second incident."""
+    a = make_incident(idempotency_key="k-" + uuid.uuid4().hex)
+    inc, created = register_incident_ex(session=db, data=IncidentCreate(
+        lat=50.45, lng=30.52, category="theft", idempotency_key=a.idempotency_key), actor="x")
+    assert inc.id == a.id and not created
+
+
+def test_concurrent_retries_make_one_incident(engine: Engine) -> None:
+    """Two simultaneous requests with one key: one incident, both get it."""
+    key = "race-" + uuid.uuid4().hex
+    ids: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def go() -> None:
+        with Session(engine) as s, s.begin():
+            barrier.wait()
+            ids.append(register_incident(session=s, data=IncidentCreate(
+                lat=50.45, lng=30.52, category="theft", idempotency_key=key), actor="t").id)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine.connect() as c:
+        n = c.execute(text("SELECT count(*) FROM incidents WHERE idempotency_key = :k"),
+                      {"k": key}).scalar()
+    assert n == 1 and len(set(ids)) == 1 and len(ids) == 2
+
+
+def test_category_defaults_priority_and_unknown_is_refused(
+        make_incident: Callable[..., Incident]) -> None:
+    """Priority comes from the classification; an unknown category is refused."""
+    assert make_incident(category="robbery").priority == 1
+    with pytest.raises(InvalidInput):
+        make_incident(category="no-such-thing")
+
+
+def test_h3_cell_at_incident_resolution(db: Session, make_incident: Callable[..., Incident]
+                                        ) -> None:
+    """The incident's H3 cell is at settings.h3_incident_res."""
+    import h3
+
+    inc = make_incident()
+    assert h3.get_resolution(h3.int_to_str(inc.h3)) == 9
+
+
+@pytest.mark.parametrize("phone,ok", [("+380671112233", True), ("0671112233", False),
+                                      ("+3806711", False), ("+1 202 555 0143", True)])
+def test_phone_must_be_e164(phone: str, ok: bool) -> None:
+    """Caller phones are validated and normalised to E.164."""
+    if ok:
+        assert normalise_phone(phone).startswith("+")
+    else:
+        with pytest.raises(InvalidInput):
+            normalise_phone(phone)
+
+
+def test_reclassification_keeps_original_and_needs_reason(
+        db: Session, make_incident: Callable[..., Incident]) -> None:
+    """A classification change is an event with a reason; the original stays."""
+    inc = make_incident(category="theft")
+    with pytest.raises(InvalidInput):
+        reclassify(session=db, incident_id=inc.id, category="robbery", reason="", actor="d")
+    reclassify(session=db, incident_id=inc.id, category="robbery", reason="weapon seen",
+               actor="d")
+    assert inc.category == "robbery" and inc.original_category == "theft"
+    ev = db.execute(text("SELECT actor, data FROM incident_events WHERE incident_id = :i AND "
+                         "kind = 'reclassified'"), {"i": inc.id}).one()
+    assert ev[0] == "d" and ev[1]["reason"] == "weapon seen" and ev[1]["from"] == "theft"
+
+
+def _roads(db: Session) -> None:
+    db.execute(text(
+        "INSERT INTO road_edges (id, source, target, highway, name, length_m, speed_kmh,"
+        " travel_time_s, geom) VALUES"
+        " (-901, -1, -2, 'residential', 'вулиця Хрещатик', 100, 30, 12,"
+        "  ST_GeomFromText('LINESTRING(30.5200 50.4500, 30.5220 50.4500)', 4326)),"
+        " (-902, -3, -4, 'residential', 'Test Lane', 100, 30, 12,"
+        "  ST_GeomFromText('LINESTRING(30.5210 50.4490, 30.5210 50.4510)', 4326))"))
+
+
+def test_address_resolves_street_and_intersection(db: Session) -> None:
+    """Street names (Cyrillic too) and 'A & B' intersections resolve from road_edges."""
+    _roads(db)
+    p, name = geocode_address(session=db, address="Хрещатик")
+    assert "Хрещатик" in name and abs(p.lat - 50.45) < 1e-3
+    p, name = geocode_address(session=db, address="хрещатик & test lane")
+    assert abs(p.lat - 50.45) < 1e-6 and abs(p.lng - 30.521) < 1e-6
+    with pytest.raises(NotFound):
+        geocode_address(session=db, address="Nowhere Street Zzz")
+
+
+def test_registration_by_address(db: Session) -> None:
+    """A call without coordinates is placed at its address."""
+    _roads(db)
+    inc = register_incident(session=db, data=IncidentCreate(
+        address="Хрещатик & Test Lane", category="theft"), actor="ct")
+    lat = db.execute(text("SELECT ST_Y(location) FROM incidents WHERE id = :i"),
+                     {"i": inc.id}).scalar()
+    assert abs(lat - 50.45) < 1e-6
+
+
+def test_registration_queues_sms_with_reference(db: Session,
+                                                make_incident: Callable[..., Incident]) -> None:
+    """Registration puts the caller's SMS in the outbox, in the same transaction."""
+    inc = make_incident(caller_lang="en")
+    body = db.execute(text("SELECT body FROM sms_outbox WHERE incident_id = :i"),
+                      {"i": inc.id}).scalar_one()
+    assert inc.reference in body
