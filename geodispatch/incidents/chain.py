@@ -226,12 +226,15 @@ def verify_event_list(events: list[dict[str, Any]]) -> ChainReport:
 _ROW_SQL = ("SELECT id, incident_id, kind, actor, at, data, prev_hash, hash FROM incident_events ")
 
 
-def _stream(session: Session, where: str, params: dict[str, Any]) -> Iterable[Mapping[str, Any]]:
+def _walk(session: Session, where: str, params: dict[str, Any], expected_prev: str
+          ) -> tuple[int, int | None, str | None, str | None, int | None]:
     result = session.execute(
         text(_ROW_SQL + where + " ORDER BY id").execution_options(yield_per=5000), params
     )
-    for row in result.mappings():
-        yield row
+    try:
+        return _check_links(result.mappings(), expected_prev)
+    finally:
+        result.close()
 
 
 def _projection_errors(session: Session, incident_id: int | None) -> tuple[int, str] | None:
@@ -340,7 +343,7 @@ def verify_chain(*, session: Session, incident_id: int | None = None,
 
         anchor_path = get_settings().resolved_anchor_path
     if incident_id is None:
-        checked, broken, reason, _head, _last = _check_links(_stream(session, "", {}), GENESIS)
+        checked, broken, reason, _head, _last = _walk(session, "", {}, GENESIS)
     else:
         bounds = session.execute(
             text("SELECT min(id), max(id) FROM incident_events WHERE incident_id = :i"),
@@ -356,10 +359,9 @@ def verify_chain(*, session: Session, incident_id: int | None = None,
         succ = session.execute(
             text("SELECT id FROM incident_events WHERE id > :hi ORDER BY id LIMIT 1"), {"hi": hi}
         ).scalar()
-        checked, broken, reason, _head, _last = _check_links(
-            _stream(session, "WHERE id BETWEEN :lo AND :hi", {"lo": lo, "hi": succ or hi}),
-            pred or GENESIS,
-        )
+        checked, broken, reason, _head, _last = _walk(
+            session, "WHERE id BETWEEN :lo AND :hi", {"lo": lo, "hi": succ or hi},
+            pred or GENESIS)
     if broken is not None:
         return ChainReport(False, checked, broken, reason)
     bad = _projection_errors(session, incident_id)
