@@ -170,10 +170,16 @@ class SimUnit:
         self.cleared_pending = False
         self.battery = rng.uniform(60.0, 100.0)
         self.arrivals = 0
+        self.finished: set[int] = set()
 
     # --- commands from outside -----------------------------------------------------------------
     def on_assignment(self, payload: Any, now: float) -> None:
-        """An assignment message arrived (or was cleared: empty payload)."""
+        """An assignment message arrived, or was cleared (empty payload).
+
+        The server clears the retained assignment when the crew clears and when the incident is
+        cancelled or closed; an empty payload while still on the way therefore means "stand
+        down" and the crew goes back to patrol.
+        """
         task = parse_assignment(payload)
         if task is None:
             if self.mode in ("dispatched", "en_route"):
@@ -182,6 +188,8 @@ class SimUnit:
             return
         if self.task is not None and task.incident_id == self.task.incident_id:
             return  # the retained message again after a reconnect
+        if task.incident_id is not None and task.incident_id in self.finished:
+            return  # a stale retained assignment for an incident this crew already cleared
         self.pending = task
 
     def in_dropout(self, now: float) -> bool:
@@ -214,6 +222,8 @@ class SimUnit:
         elif self.mode == "on_scene":
             inc = self.task.incident_id if self.task else None
             out.append(StatusOut(self.spec, "cleared", utc(now), inc))
+            if inc is not None:
+                self.finished.add(inc)
             self.task = None
             self.mode = "available"
             self.wait_until = now + self.rng.uniform(1.0, 3.0)
