@@ -75,12 +75,21 @@ def ensure_units(settings: Settings, n: int) -> list[tuple[int, str]]:
             if dev not in have:
                 create_unit(session=s, call_sign=f"BENCH-{i:05d}", kind="patrol_car",
                             capabilities=[], region="KV", device_id=dev, settings=settings)
+        # Bench units exist only while a bench runs: inactive units stay off the map.
+        s.execute(text("UPDATE units SET active = true WHERE device_id LIKE 'bench-%'"))
     with factory() as s:
         rows = s.query(Unit.id, Unit.device_id).filter(Unit.device_id.like("bench-%")).all()
     engine.dispose()
     units = sorted((int(i), str(d)) for i, d in rows)[:n]
     clear_rows(settings, [u[0] for u in units])
     return units
+
+
+def retire_units(settings: Settings) -> None:
+    eng = app_engine(settings)
+    with eng.begin() as c:
+        c.execute(text("UPDATE units SET active = false WHERE device_id LIKE 'bench-%'"))
+    eng.dispose()
 
 
 def clear_rows(settings: Settings, ids: list[int]) -> None:
@@ -489,6 +498,7 @@ def main() -> int:
     for cid in bare:
         reset_session(settings, cid, None)
     clear_rows(settings, ids)
+    retire_units(settings)
 
     lost = results[1]["lost"] + results[2]["lost"] + (live_sent - live_distinct)
     dup = results[1]["duplicated"] + results[2]["duplicated"] + (live_total - live_distinct)
