@@ -89,8 +89,9 @@ def test_reimport_adds_only_new_events(
         lambda log: log[0].update(actor="someone-else"),
         lambda log: log[2].update(at=(T0 + timedelta(hours=5)).isoformat()),
         lambda log: log[1].update(hash="f" * 64),
+        lambda log: log.reverse(),
     ],
-    ids=["data", "actor", "time", "hash"],
+    ids=["data", "actor", "time", "hash", "order"],
 )
 def test_tampered_export_rejected(
     db: Session, settings: Settings, make_incident: Callable[..., tuple[int, str]],
