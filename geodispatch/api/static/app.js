@@ -88,7 +88,7 @@
     const canCall = ["call_taker", "dispatcher", "supervisor", "admin"].includes(gd.user.role);
     $('[data-tab="newcall"]').hidden = !canCall;
     initMap();
-    loadCategories();
+    loadCategories().then(scheduleRender);
     connectLive();
   }
 
@@ -128,16 +128,20 @@
     L.control.layers(null, overlays, { collapsed: true }).addTo(map);
     L.control.scale({ imperial: false }).addTo(map);
     const legend = L.control({ position: "bottomleft" });
-    legend.onAdd = () => {
-      const div = L.DomUtil.create("div", "legend");
-      div.innerHTML = ["available", "dispatched", "en_route", "on_scene", "off_duty"].map(
-        (s) => '<i style="background:' + STATUS_COLORS[s] + '"></i>' + esc(t("status." + s))).join("<br>");
-      return div;
-    };
+    legend.onAdd = () => { const div = L.DomUtil.create("div", "legend"); gd.legendDiv = div; renderLegend(); return div; };
     legend.addTo(map);
     gd.legend = legend;
     map.on("click", onMapClick);
     loadZones();
+  }
+  function renderLegend() {
+    if (!gd.legendDiv) return;
+    gd.legendDiv.innerHTML = ["available", "dispatched", "en_route", "on_scene", "off_duty"].map(
+      (s) => '<i style="background:' + STATUS_COLORS[s] + '"></i>' + esc(t("status." + s))).join("<br>");
+  }
+  function categoryLabel(code) {
+    const c = (gd.categories || []).find((x) => x.code === code);
+    return c ? c.label : code;
   }
   async function loadGeoJSON(path, layer) {
     try {
@@ -239,7 +243,7 @@
   }
   function incidentLi(i) {
     return '<li data-testid="queue-item" data-id="' + i.id + '">' + prioBadge(i.priority) + ' <span class="title">' +
-      esc(i.reference || "#" + i.id) + "</span> " + stBadge(i.status) + '<div class="sub">' + esc(i.category) + " · " +
+      esc(i.reference || "#" + i.id) + "</span> " + stBadge(i.status) + '<div class="sub">' + esc(categoryLabel(i.category)) + " · " +
       esc(i.address || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) + " · " + fmtTime(i.received_at) + "</div></li>";
   }
   function renderQueue() {
@@ -418,7 +422,7 @@
     const assignments = (detail && detail.assignments) || [];
     let html = '<div data-testid="incident-panel" data-id="' + id + '"><h2>' + prioBadge(i.priority) + " " + esc(i.reference || "#" + id) + "</h2>" +
       '<dl class="kv"><dt>' + t("inc.status") + '</dt><dd data-testid="incident-status">' + stBadge(i.status) + "</dd>" +
-      "<dt>" + t("inc.category") + "</dt><dd>" + esc(i.category) + "</dd>" +
+      "<dt>" + t("inc.category") + "</dt><dd>" + esc(categoryLabel(i.category)) + "</dd>" +
       "<dt>" + t("inc.address") + "</dt><dd>" + esc(i.address || "—") + "</dd>" +
       "<dt>" + t("inc.received") + "</dt><dd>" + fmtTime(i.received_at) + "</dd>" +
       (phone ? "<dt>" + t("inc.phone") + '</dt><dd data-testid="incident-phone">' + esc(phone) + "</dd>" : "") +
@@ -448,7 +452,7 @@
     const sel = gd.reco.selectedIdx || 0;
     let html = (gd.reco.straight_line_fallback ? '<p class="hint">' + t("inc.straight") + "</p>" : "") +
       "<table><tr><th>" + t("col.crew") + "</th><th>" + t("col.eta") + "</th><th>" + t("col.dist") + "</th><th>" + t("col.status") + "</th></tr>" +
-      rows.map((r, k) => '<tr class="reco' + (k === sel ? " sel" : "") + '" data-testid="reco-row" data-idx="' + k + '" data-unit="' + r.unit_id + '"><td>' +
+      rows.map((r, k) => '<tr class="reco' + (k === sel ? " sel" : "") + '" data-testid="reco-row" data-idx="' + k + '" data-unit="' + r.unit_id + '" title="' + esc(r.reason || "") + '"><td>' +
         esc(crewName(r)) + "</td><td>" + fmtEta(r.eta_s) + "</td><td>" + fmtKm(r.distance_m) + "</td><td>" +
         stBadge(r.status || (gd.units[r.unit_id] || {}).status) + "</td></tr>").join("") + "</table>";
     const top = rows[sel];
@@ -612,7 +616,7 @@
     LANG = LANG === "uk" ? "en" : "uk";
     localStorage.setItem("gd.lang", LANG);
     applyI18n();
-    if (gd.map) { renderQueue(); renderCrews(); if (gd.categories) loadCategories(); setConn(($("#conn").dataset.state) || "connecting");
+    if (gd.map) { renderLegend(); renderQueue(); renderCrews(); if (gd.categories) loadCategories().then(renderQueue); setConn(($("#conn").dataset.state) || "connecting");
       if (gd.selected && gd.selected.kind === "incident") loadIncidentDetails(gd.selected.id); else refreshPanel(); }
   }
   document.addEventListener("DOMContentLoaded", () => {
