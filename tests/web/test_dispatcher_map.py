@@ -100,7 +100,7 @@ def test_units_move_live_and_language_toggles(
         for k, c in enumerate(crews):
             report(base, c, SCENE[0] + 0.004 * k, SCENE[1] - 0.006 * k)
         log_in(page, base, accounts["dispatcher"])
-        page.evaluate(f"window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
+        page.evaluate(f"void window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
         mover = crews[0]
         page.wait_for_function("id => !!window.gd.unitMarkers[id]", arg=mover["id"])
         start = unit_latlng(page, mover["id"])
@@ -143,7 +143,7 @@ def test_offline_map_draws_our_roads_and_zones_with_attribution(
         log_in(page, base, accounts["dispatcher"])
         assert page.is_visible("[data-testid=offline-badge]")
         page.wait_for_function("window.gd.offline === true")
-        page.evaluate(f"window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
+        page.evaluate(f"void window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
         page.wait_for_function("window.gd.roadsRequested > 0")
         page.wait_for_timeout(500)
         assert any("/api/roads/edges" in u for u in requested)
@@ -199,7 +199,7 @@ def test_register_call_recommend_accept_and_crew_status_changes(
             log_in(call_page, base, accounts["call_taker"])
             log_in(disp_page, base, accounts["dispatcher"])
             for p in (call_page, disp_page):
-                p.evaluate(f"window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
+                p.evaluate(f"void window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
 
             # The call-taker places the call by clicking an empty spot of the map (a click on a
             # crew marker opens the crew instead).
@@ -210,7 +210,8 @@ def test_register_call_recommend_accept_and_crew_status_changes(
                 call_page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
                 if call_page.evaluate("window.gd.callPoint !== null"):
                     break
-            assert call_page.evaluate("window.gd.callPoint !== null"), "the map click placed no call"
+            placed = call_page.evaluate("window.gd.callPoint !== null")
+            assert placed, "the map click placed no call"
             call_page.fill("[data-testid=call-phone]", "+380671234567")
             call_page.select_option("[data-testid=call-category]", "theft")
             call_page.fill("[data-testid=call-description]", "Shop window broken, two people")
