@@ -227,7 +227,9 @@ def test_register_call_recommend_accept_and_crew_status_changes(
             disp_page.wait_for_selector(item)
             disp_page.click(item)
             disp_page.wait_for_selector("[data-testid=incident-panel]")
-            assert "+380671234567" in disp_page.inner_text("[data-testid=incident-panel]")
+            # The caller's phone arrives with the incident's details (never on the live stream).
+            disp_page.wait_for_selector("[data-testid=incident-phone]")
+            assert "+380671234567" in disp_page.inner_text("[data-testid=incident-phone]")
             disp_page.wait_for_selector("[data-testid=reco-row]")
             rows = disp_page.locator("[data-testid=reco-row]")
             assert rows.count() >= 1
