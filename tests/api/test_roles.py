@@ -55,6 +55,9 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/incidents"): frozenset({"call_taker", "dispatcher", "supervisor", "admin"}),
     ("POST", "/api/incidents/{incident_id}/assignments"): frozenset(
         {"dispatcher", "supervisor", "admin"}),
+    ("POST", "/api/incidents/{incident_id}/recommend"): frozenset(
+        {"dispatcher", "supervisor", "admin"}),
+    ("GET", "/api/incidents/{incident_id}"): EVERY_ROLE,
 }
 # Unsafe routes national may call (none: national is read-only). Login is public, not "national".
 NATIONAL_WRITES: set[tuple[str, str]] = set()
