@@ -205,7 +205,6 @@ def test_websocket_streams_incident_changes_of_own_region(
     if importlib.util.find_spec("geodispatch.incidents.chain") is None:
         pytest.skip("the incident event chain is not there yet")
     from geodispatch.incidents.chain import append_event
-
     from geodispatch.incidents.models import Incident
 
     app = create_app(settings.model_copy(update={"serve_ingest": False,
