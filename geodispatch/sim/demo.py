@@ -295,6 +295,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "simulate", "--no-provision", "--units", str(prep.units), "--fleet",
             str(prep.fleet_path), "--report-s", str(args.report_s),
             "--on-scene-s", str(args.on_scene_s[0]), str(args.on_scene_s[1]),
+            "--dropouts-per-h", str(args.dropouts_per_h),
             "--stats-file", str(work / "simulate.json")))
         if not args.no_calls:
             cg = ["callgen", "--base-url", base, "--speedup", str(args.speedup),
@@ -407,5 +408,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-s", type=float, default=5.0, help="seconds between a crew's fixes")
     p.add_argument("--on-scene-s", type=float, nargs=2, default=(45.0, 150.0),
                    metavar=("MIN", "MAX"), help="time crews stay on scene")
+    p.add_argument("--dropouts-per-h", type=float, default=2.0,
+                   help="GPS coverage losses per crew per hour (fixes sent later as a batch)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
