@@ -4,7 +4,7 @@ What is measured: the latency from a position being applied to the live fleet (t
 publishes it; ``fix_time`` is stamped then) to a browser-like WebSocket client receiving it, and
 the CPU the server process spends (the synthetic feeder runs inside the server, as in-process
 ingest would). The server is a real uvicorn process running ``create_app`` with the real
-lifespans; the units are real rows (region ``BENCH``, removed afterwards); clients are 20
+lifespans; the units are real rows (region ``LIVEBENCH``, removed afterwards); clients are 20
 ``websockets`` connections that parse every message like a browser would.
 
 Usage: ``python bench/live.py [--units 5000] [--clients 20] [--hz 1] [--seconds 20]``.
@@ -31,13 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REGION = "BENCH"
+REGION = "LIVEBENCH"
 CENTRE = (50.4501, 30.5234)  # Kyiv
 
 
 # --- server side (runs in the child process) -----------------------------------------------------
 def _feeder(app: Any, hz: float) -> None:
-    """Wait for the fleet, then move every BENCH unit ``hz`` times a second, spread evenly."""
+    """Wait for the fleet, then move every benchmark unit ``hz`` times a second, evenly."""
     from sqlalchemy import text
 
     from geodispatch.geo import LatLng
@@ -100,7 +100,7 @@ def _setup_units(n: int) -> None:
         conn.execute(text("""
             INSERT INTO units (call_sign, kind, capabilities, region, status, device_id,
                                device_token_hash, active)
-            SELECT 'BENCH-' || g, 'patrol_car', '{}', :r, 'available', 'bench-' || g, 'x', true
+            SELECT 'LIVEBENCH-' || g, 'patrol_car', '{}', :r, 'available', 'livebench-' || g, 'x', true
             FROM generate_series(1, :n) AS g
         """), {"r": REGION, "n": n})
     engine.dispose()
@@ -128,7 +128,7 @@ def _token() -> str:
     from geodispatch.api.security import Principal, issue_token
     from geodispatch.settings import get_settings
 
-    # A dispatcher of the BENCH region: sees exactly the benchmark's units, whatever else is in
+    # A dispatcher of the benchmark region: sees exactly the benchmark's units, whatever else is in
     # the database.
     return issue_token(Principal("bench", "dispatcher", REGION), get_settings())
 
