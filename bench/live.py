@@ -100,7 +100,8 @@ def _setup_units(n: int) -> None:
         conn.execute(text("""
             INSERT INTO units (call_sign, kind, capabilities, region, status, device_id,
                                device_token_hash, active)
-            SELECT 'LIVEBENCH-' || g, 'patrol_car', '{}', :r, 'available', 'livebench-' || g, 'x', true
+            SELECT 'LIVEBENCH-' || g, 'patrol_car', '{}', :r, 'available', 'livebench-' || g,
+                   'x', true
             FROM generate_series(1, :n) AS g
         """), {"r": REGION, "n": n})
     engine.dispose()
