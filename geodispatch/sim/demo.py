@@ -165,7 +165,12 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
             owntracks_share: float, prefix: str = "P") -> Prepared:
     """Zones, demo users and crews in the database (one committed transaction)."""
     from geodispatch.db import app_engine, check_database, session_factory, transaction
-    from geodispatch.sim.provision import default_fleet_path, ensure_fleet, load_sectors
+    from geodispatch.sim.provision import (
+        clear_stale_assignments,
+        default_fleet_path,
+        ensure_fleet,
+        load_sectors,
+    )
     from geodispatch.sim.runner import load_roads
     from geodispatch.users.service import seed_demo_users
 
@@ -188,6 +193,8 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
             specs = ensure_fleet(session=session, settings=settings, n=units, roads=roads,
                                  region=region, fleet_path=fleet_path,
                                  owntracks_share=owntracks_share, prefix=prefix)
+            if _has_module("geodispatch.dispatch.models"):
+                clear_stale_assignments(session=session, settings=settings, specs=specs)
     finally:
         engine.dispose()
     return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors)

@@ -143,3 +143,31 @@ def ensure_fleet(*, session: Session, settings: Settings, n: int, roads: Roads, 
     log.info("fleet: %d crews (%d created, %d new tokens) in %d sectors of %s", len(specs),
              created, rotated, len(sectors), region)
     return specs
+
+
+def clear_stale_assignments(*, session: Session, settings: Settings,
+                            specs: list[UnitSpec]) -> int:
+    """Clear the retained assignment of every crew that has no active assignment in the database.
+
+    The broker keeps retained assignments across runs; after a demo was stopped mid-call (or the
+    database was recreated) a crew would otherwise drive to an incident from another run.
+    """
+    from geodispatch.dispatch.models import Assignment
+    from geodispatch.tracking.mqtt import make_client, publish_assignment
+
+    active = set(session.scalars(select(Assignment.unit_id).where(
+        Assignment.status.in_(("dispatched", "acknowledged", "en_route", "on_scene")))).all())
+    stale = [s.device for s in specs if s.unit_id not in active]
+    if not stale:
+        return 0
+    client = make_client(settings, f"geodispatch-sim-clear-{random.getrandbits(32):08x}",
+                         clean_start=True, session_expiry_s=0)
+    try:
+        infos = [publish_assignment(client, device, None) for device in stale]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(stale)
+

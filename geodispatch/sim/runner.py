@@ -84,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 def provision(settings: Settings, args: argparse.Namespace, roads: Roads) -> list[Any]:
     """Create/refresh the crews in the database (committed) and return their specs."""
     from geodispatch.db import app_engine, check_database, session_factory, transaction
-    from geodispatch.sim.provision import default_fleet_path, ensure_fleet
+    from geodispatch.sim.provision import clear_stale_assignments, default_fleet_path, ensure_fleet
 
     fleet_path = args.fleet or default_fleet_path(settings)
     engine = app_engine(settings)
@@ -95,6 +95,7 @@ def provision(settings: Settings, args: argparse.Namespace, roads: Roads) -> lis
                                  region=args.region or settings.default_region,
                                  fleet_path=fleet_path, owntracks_share=args.owntracks_share,
                                  prefix=args.prefix)
+            clear_stale_assignments(session=session, settings=settings, specs=specs)
     finally:
         engine.dispose()
     return specs
