@@ -246,6 +246,14 @@ def test_register_call_recommend_accept_and_crew_status_changes(
             call_page.wait_for_function(
                 "id => window.gd.units[id] && window.gd.units[id].status === 'dispatched'",
                 arg=unit_id)
+            # Leave the shared test database tidy: the incident is cancelled, the crew released.
+            acc = accounts["dispatcher"]
+            token = httpx.post(f"{base}/api/auth/token", data={
+                "username": acc.username, "password": acc.password}).json()["access_token"]
+            r = httpx.post(f"{base}/api/incidents/{incident_id}/cancel",
+                           headers={"Authorization": f"Bearer {token}"},
+                           json={"reason": "browser test done"})
+            assert r.status_code < 300, r.text
     finally:
         ctx_call.close()
         ctx_disp.close()

@@ -72,6 +72,7 @@
   }
   function logout() {
     gd.token = null;
+    clearTimeout(gd.alertsTimer);
     sessionStorage.removeItem("gd.token");
     if (gd.ws) { gd.ws.onclose = null; gd.ws.close(); gd.ws = null; }
     $("#console").hidden = true;
@@ -90,6 +91,21 @@
     initMap();
     loadCategories().then(scheduleRender);
     connectLive();
+    if (["dispatcher", "supervisor", "admin", "national"].includes(gd.user.role)) pollAlerts();
+  }
+
+  // --- supervisor alerts (dispatch's timers: unassigned too long, crews too long on a step) ------
+  async function pollAlerts() {
+    if (!gd.token) return;
+    try {
+      const data = await api("GET", "/api/dispatch/alerts");
+      gd.alerts = (data && data.items) || [];
+      $("#alerts-box").hidden = gd.alerts.length === 0;
+      $("#alerts").innerHTML = gd.alerts.map((a, k) => '<li class="' + esc(a.severity) + '" data-k="' + k + '">' +
+        esc(a.message) + "</li>").join("");
+    } catch (e) { $("#alerts-box").hidden = true; }
+    clearTimeout(gd.alertsTimer);
+    gd.alertsTimer = setTimeout(pollAlerts, 15000);
   }
 
   // --- map -------------------------------------------------------------------------------------
@@ -628,6 +644,11 @@
     $("#panel-close").onclick = closePanel;
     $("#crew-filter").oninput = renderCrews;
     $("#queue").onclick = $("#active").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) showIncident(Number(li.dataset.id)); };
+    $("#alerts").onclick = (ev) => {
+      const li = ev.target.closest("li[data-k]");
+      const a = li && gd.alerts[Number(li.dataset.k)];
+      if (a && a.incident_id) showIncident(a.incident_id); else if (a && a.unit_id) showCrew(a.unit_id);
+    };
     $("#crews").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) { const u = gd.units[li.dataset.id]; showCrew(Number(li.dataset.id)); if (u && u.lat !== null) gd.map.panTo([u.lat, u.lng]); } };
     $("#address-search").onclick = searchAddress;
     $('#newcall [name="address"]').addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); searchAddress(); } });
