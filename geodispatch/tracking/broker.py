@@ -94,10 +94,7 @@ def write_config(settings: Settings) -> Path:
         )
     )
     (d / "acl").write_text(ACL_TEMPLATE.format(server=user))
-    passwd = d / "passwd"
-    existing = read_passwd(passwd)
-    existing[user] = mosquitto_hash(password)
-    write_passwd(passwd, existing)
+    add_devices(settings, [(user, password)], reload=False)
     return conf
 
 
@@ -113,7 +110,7 @@ def read_passwd(path: Path) -> dict[str, str]:
 
 
 def write_passwd(path: Path, entries: dict[str, str]) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text("".join(f"{u}:{h}\n" for u, h in sorted(entries.items())))
     os.chmod(tmp, 0o600)
     tmp.replace(path)
@@ -122,14 +119,23 @@ def write_passwd(path: Path, entries: dict[str, str]) -> None:
 def add_devices(
     settings: Settings, devices: Iterable[tuple[str, str]], *, reload: bool = True
 ) -> int:
-    """Add or replace device credentials ``(device_id, token)`` in the password file."""
-    passwd = broker_dir(settings) / "passwd"
-    entries = read_passwd(passwd)
-    n = 0
-    for device_id, token in devices:
-        entries[device_id] = mosquitto_hash(token)
-        n += 1
-    write_passwd(passwd, entries)
+    """Add or replace device credentials ``(device_id, token)`` in the password file.
+
+    Several processes (API, CLI, tests) may add devices at once: the read-modify-write runs under
+    an exclusive lock, so no writer drops another's entries (and with them live connections).
+    """
+    import fcntl
+
+    d = broker_dir(settings)
+    d.mkdir(parents=True, exist_ok=True)
+    passwd = d / "passwd"
+    hashed = [(device_id, mosquitto_hash(token)) for device_id, token in devices]
+    with open(d / "passwd.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = read_passwd(passwd)
+        entries.update(hashed)
+        write_passwd(passwd, entries)
+    n = len(hashed)
     if reload:
         reload_broker(settings)
     return n

@@ -169,4 +169,9 @@ def test_junk_storm(settings: Settings, engine: Engine, new_unit: Any) -> None:
     after = drops(engine)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     for reason, n in expected.items():
-        assert delta.get(reason, 0) == n, (reason, delta)
+        if reason == "unknown_device":
+            # The broker is shared: other simulators' units (absent from this database) may
+            # publish into the test's subscription meanwhile.
+            assert delta.get(reason, 0) >= n, (reason, delta)
+        else:
+            assert delta.get(reason, 0) == n, (reason, delta)
