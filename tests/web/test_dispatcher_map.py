@@ -122,6 +122,11 @@ def test_units_move_live_and_language_toggles(
             "вільний" in page.inner_text("[data-testid=crew-status]")
         page.screenshot(path=str(artifacts / "map-02-units-moved.png"))
 
+        # A dispatcher takes the crew off for a break from its panel; the map follows.
+        page.select_option("[data-testid=crew-set-status]", "break")
+        page.click("[data-testid=crew-set-btn]")
+        page.wait_for_function("id => window.gd.units[id].status === 'break'", arg=mover["id"])
+
         page.evaluate("localStorage.setItem('gd.lang', 'uk')")
         page.reload()
         page.wait_for_selector("[data-testid=conn][data-state=live]")

@@ -399,9 +399,25 @@
       "<dt>" + t("crew.fix") + "</dt><dd>" + fmtTime(u.fix_time) + (u.stale ? " (" + esc(t("crew.stale")) + ")" : "") + "</dd>" +
       "<dt>" + t("crew.speed") + "</dt><dd>" + (u.speed_mps !== null && u.speed_mps !== undefined ? (u.speed_mps * 3.6).toFixed(0) + " km/h" : "—") + "</dd></dl>" +
       (gd.trackFixes ? '<p class="hint">' + esc(t("crew.track", { n: gd.trackFixes })) + "</p>" : "") +
+      (["dispatcher", "supervisor", "admin"].includes(gd.user.role)
+        ? '<div class="actions"><select id="crew-set-status" data-testid="crew-set-status">' +
+          Object.keys(STATUS_COLORS).map((s) => '<option value="' + s + '"' + (s === u.status ? " selected" : "") + ">" +
+            esc(t("status." + s)) + "</option>").join("") +
+          '</select><button type="button" id="crew-set-btn" data-testid="crew-set-btn">' + t("crew.set") + "</button></div>" +
+          '<p id="crew-set-result" class="hint"></p>' : "") +
       "<h3>" + t("crew.timeline") + '</h3><ul class="timeline" data-testid="crew-timeline">' +
       hist.map((h) => "<li>" + fmtTime(h.at) + " " + stBadge(h.status) + "</li>").join("") + "</ul></div>";
-    if (gd.selected && gd.selected.kind === "crew" && gd.selected.id === id) openPanel(html);
+    if (!(gd.selected && gd.selected.kind === "crew" && gd.selected.id === id)) return;
+    // Live updates re-render the panel: keep an open status choice as it is.
+    if (document.activeElement && document.activeElement.id === "crew-set-status") return;
+    openPanel(html);
+    const btn = $("#crew-set-btn");
+    if (btn) btn.onclick = async () => {
+      try {
+        await api("POST", "/api/dispatch/units/" + id + "/status", { status: $("#crew-set-status").value });
+        $("#crew-set-result").textContent = "✓";
+      } catch (e) { $("#crew-set-result").textContent = t("err.generic", { d: e.message }); }
+    };
   }
 
   function showIncident(id) {
