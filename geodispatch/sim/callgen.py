@@ -44,7 +44,7 @@ class ApiError(RuntimeError):
 class ApiClient:
     """A logged-in console user talking to the geodispatch HTTP API."""
 
-    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 10.0
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0
                  ) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
         self.username = username

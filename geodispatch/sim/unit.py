@@ -215,6 +215,12 @@ class SimUnit:
             return
         if self.mode == "dispatched" and self.task is not None:
             target = self.task.target
+            if haversine_m(self.pos, target) < 50.0:  # already there: no drive to report
+                self.mode = "on_scene"
+                self.arrivals += 1
+                out.append(StatusOut(self.spec, "on_scene", utc(now), self.task.incident_id))
+                self.wait_until = now + self.rng.uniform(*self.cfg.on_scene_s)
+                return
             drive = self.roads.route(self.pos, target) or self._crow_flies(target)
             self.mode = "en_route"
             self._follow(drive, self.cfg.emergency_speed_factor, now)
