@@ -11,6 +11,10 @@ Tracker ingest (no console login; the device authenticates itself):
     names the filter), 200 for a message without a fix (heartbeat), 400 missing ``id`` / unknown
     device / undecodable (with the reason), 401 wrong token, 413 body too large.
 
+``POST /api/ingest/status``
+    A crew status (``{"status": "en_route"}`` or the bare word), device credentials as for OsmAnd;
+    handed to ``geodispatch.dispatch.workflow.crew_status_report``.
+
 ``POST /api/ingest/owntracks``
     OwnTracks HTTP mode: HTTP Basic with the unit's device id (or OwnTracks user) and token; the
     ``X-Limit-U`` / ``X-Limit-D`` headers name user/device. Answers ``[]`` (the app's "delivered");
@@ -53,7 +57,13 @@ from geodispatch.tracking.fleet import LiveFleet, UnitState
 from geodispatch.tracking.ingest import Ingestor
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.pipeline import record_drops
-from geodispatch.tracking.reports import TOO_LARGE, UNKNOWN_DEVICE, Rejected, Report
+from geodispatch.tracking.reports import (
+    TOO_LARGE,
+    UNKNOWN_DEVICE,
+    Rejected,
+    Report,
+    StatusReport,
+)
 from geodispatch.tracking.service import (
     authenticate_device,
     create_unit,
@@ -151,6 +161,15 @@ class _HttpIngest:
     def authenticate(self, device: str, token: str | None) -> Unit:
         with transaction(self.factory) as session:
             return authenticate_device(session=session, device_id=device, token=token)
+
+    def apply_status(self, report: StatusReport) -> None:
+        """Hand a crew status to the dispatch workflow in its own transaction; domain refusals
+        (unknown status, forbidden transition) propagate to the error table (422 / 409)."""
+        with transaction(self.factory) as session:
+            self.ingestor.status_handler(session=session, unit_id=report.unit_id,
+                                         status=report.status, at=report.at, source="http")
+        if self.ingestor.fleet is not None and report.unit_id is not None:
+            self.ingestor.fleet.set_status(report.unit_id, report.status)
 
     def ingest(self, unit: Unit, reports: list[Report]) -> Counter[str]:
         """Store reports of an authenticated unit; return drop counts."""
@@ -261,6 +280,35 @@ async def ingest_owntracks(request: Request) -> Response:
         return _reason(400, exc.reason, exc.detail or exc.reason)
     counts = await run_in_threadpool(state.ingest, unit, reports)
     return _ok(counts, b"[]")
+
+
+@router.post("/api/ingest/status")
+async def ingest_status(request: Request) -> Response:
+    """A crew status from a terminal without MQTT: ``{"status": ..., "t": ...}`` or a bare word,
+    device id and token as for OsmAnd (``?id=&token=`` or HTTP Basic). 200 applied, 400 bad
+    message or unknown device, 401 wrong token, 409 a transition the workflow forbids."""
+    state = _HttpIngest.of(request)
+    basic = _basic(request)
+    device = request.query_params.get("id") or (basic[0] if basic else "")
+    try:
+        body = await _read_body(request, state.settings.http_max_body)
+    except _BodyTooLarge as exc:
+        await run_in_threadpool(state.count, TOO_LARGE, device or "?")
+        return _reason(413, TOO_LARGE, str(exc))
+    if not device:
+        return _reason(400, "missing_field", "id (device id) is required")
+    try:
+        report = decoders.decode_status(body, device=device, received_at=datetime.now(UTC))
+    except Rejected as exc:
+        await run_in_threadpool(state.count, exc.reason, device, exc.detail)
+        return _reason(400, exc.reason, exc.detail or exc.reason)
+    unit = await _authenticated(state, device, _token(request), owntracks=False)
+    if isinstance(unit, JSONResponse):
+        return unit
+    report.unit_id = unit.id
+    report.source = "http"
+    await run_in_threadpool(state.apply_status, report)
+    return Response(status_code=200)
 
 
 # --- console ---------------------------------------------------------------------------------

@@ -165,3 +165,22 @@ def test_units_and_track_endpoints(base: str, engine: Engine, settings: Settings
     line, *points = track["features"]
     assert line["geometry"]["type"] == "LineString" and len(points) == 3
     assert httpx.get(f"{base}/api/units").status_code == 401
+
+
+def test_crew_status_over_http(base: str, engine: Engine, settings: Settings) -> None:
+    """POST /api/ingest/status reaches the dispatch workflow; a forbidden transition is a 409."""
+    pytest.importorskip("geodispatch.dispatch.workflow")
+    from sqlalchemy import text
+
+    device = f"st-{uuid.uuid4().hex[:8]}"
+    uid, token = ensure_unit(engine, settings, device)
+    with engine.begin() as c:
+        c.execute(text("UPDATE units SET status = 'off_duty' WHERE id = :u"), {"u": uid})
+    url = f"{base}/api/ingest/status?id={device}&token={token}"
+    assert httpx.post(url, content=b"transporting").status_code == 409
+    assert httpx.post(url, content=b'{"status": "available"}').status_code == 200
+    with engine.connect() as c:
+        assert c.execute(text("SELECT status FROM units WHERE id = :u"), {"u": uid}).scalar() \
+            == "available"
+    bad = httpx.post(f"{base}/api/ingest/status?id={device}&token=nope", content=b"available")
+    assert bad.status_code == 401
