@@ -228,16 +228,16 @@ class Children:
         return [(n, p.returncode) for n, p in self.procs if p.poll() is not None]
 
     def stop(self, grace_s: float = 15.0) -> None:
+        """Stop the newest first and wait for each: the load generators before the API."""
         for name, p in reversed(self.procs):
-            if p.poll() is None:
-                log.info("demo: stopping %s (pid %d)", name, p.pid)
-                p.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + grace_s
-        for name, p in reversed(self.procs):
+            if p.poll() is not None:
+                continue
+            log.info("demo: stopping %s (pid %d)", name, p.pid)
+            p.send_signal(signal.SIGINT)
             try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                p.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                log.warning("demo: %s did not stop in time; killing it", name)
+                log.warning("demo: %s did not stop in %.0fs; killing it", name, grace_s)
                 p.kill()
                 p.wait(timeout=5)
 
