@@ -9,7 +9,8 @@ Set-up (idempotent, quick the second time):
 3. the demo users with fresh passwords, printed once;
 4. ``--units`` crews (default 200) with device credentials, spread over the sectors.
 
-Then it starts, as child processes in its own process group: the API and map (``geodispatch
+Then it starts, as child processes (each in its own session, so a terminal Ctrl-C reaches only
+the demo, which stops them in order): the API and map (``geodispatch
 serve``, with the MQTT ingest worker in-process), the fleet simulator (``geodispatch simulate``)
 and the call generator (``geodispatch callgen``, with the dispatcher bot under ``--auto``). It
 opens the map in a browser (not with ``--headless``) and runs until Ctrl-C, SIGTERM or
@@ -216,6 +217,9 @@ class Children:
         out: Any = None if to_console else (self.log_dir / f"{name}.log").open("ab")
         p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
                              stderr=subprocess.STDOUT if out else None,
+                             # Own session: a terminal Ctrl-C reaches only the demo, which
+                             # then stops the children in order (newest first).
+                             start_new_session=True,
                              preexec_fn=_die_with_parent)  # noqa: PLW1509 - only calls prctl
         if out is not None:
             out.close()
