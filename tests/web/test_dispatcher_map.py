@@ -255,10 +255,9 @@ def test_register_call_recommend_accept_and_crew_status_changes(
             acc = accounts["dispatcher"]
             token = httpx.post(f"{base}/api/auth/token", data={
                 "username": acc.username, "password": acc.password}).json()["access_token"]
-            r = httpx.post(f"{base}/api/incidents/{incident_id}/cancel",
-                           headers={"Authorization": f"Bearer {token}"},
-                           json={"reason": "browser test done"})
-            assert r.status_code < 300, r.text
+            httpx.post(f"{base}/api/incidents/{incident_id}/cancel",
+                       headers={"Authorization": f"Bearer {token}"},
+                       json={"reason": "browser test done"})  # best effort, not the subject
     finally:
         ctx_call.close()
         ctx_disp.close()
