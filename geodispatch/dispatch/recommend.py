@@ -124,12 +124,14 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
     if incident.status in ("closed", "cancelled", "merged"):
         raise Conflict(f"incident {incident.reference} is {incident.status}")
     target = incident_point(session, incident)
-    category = load_classification(settings).category(incident.category) \
-        if incident.category in load_classification(settings).categories else None
+    table = load_classification(settings)
+    category = table.categories.get(incident.category)
     out = Recommendation(incident_id=incident.id, reference=incident.reference,
                          category=incident.category, at=datetime.now(UTC).isoformat())
     states = {}
     cands: list[tuple[int, LatLng]] = []
+    fit: dict[tuple[str, tuple[str, ...]], str | None] = {}
+    now = datetime.now(UTC)
     for u in (fleet.snapshot() if fleet is not None else []):
         states[u.unit_id] = u
         reason = None
@@ -137,12 +139,15 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
             reason = "inactive"
         elif u.status not in AVAILABLE:
             reason = f"status {u.status}"
-        elif u.position is None:
+        elif u.position is None or u.fix_time is None:
             reason = "no position"
-        elif u.stale:
+        elif (now - u.fix_time).total_seconds() > u.stale_after_s:
             reason = "GPS stale"
         elif category is not None:
-            reason = category.accepts(u.kind, u.capabilities)
+            key = (u.kind, u.capabilities)
+            if key not in fit:
+                fit[key] = category.accepts(u.kind, u.capabilities)
+            reason = fit[key]
         if reason is not None:
             out.excluded.append(ExcludedCrew(u.unit_id, u.call_sign, reason))
         else:

@@ -26,7 +26,8 @@ from geodispatch.dispatch.schemas import (
 )
 from geodispatch.errors import NotFound
 from geodispatch.incidents.service import get_by_reference
-from geodispatch.incidents.views import incident_json, visible_incident
+from geodispatch.db import transaction
+from geodispatch.incidents.views import UnitOfWork, incident_json, visible_incident
 from geodispatch.tracking.models import Unit
 
 router = APIRouter(tags=["dispatch"])
@@ -41,31 +42,35 @@ def _after_commit(request: Request, session: Session) -> None:
 
 
 @router.post("/api/incidents/{incident_id}/recommend", summary="Rank crews for an incident")
-def recommend(incident_id: int, principal: Operations, session: SessionDep, request: Request,
+def recommend(incident_id: int, principal: Operations, uow: UnitOfWork, request: Request,
               settings: SettingsDep,
               body: Annotated[RecommendBody | None, Body()] = None) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    state = request.app.state
-    reco = run_recommend(
-        session=session, incident_id=incident_id, fleet=getattr(state, "fleet", None),
-        router=getattr(state, "router", None), zone_index=getattr(state, "zone_index", None),
-        settings=settings, top_n=(body.top_n if body and body.top_n else settings.recommend_top_n),
-        actor=principal.username)
-    return reco.to_dict()
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        state = request.app.state
+        reco = run_recommend(
+            session=session, incident_id=incident_id, fleet=getattr(state, "fleet", None),
+            router=getattr(state, "router", None), zone_index=getattr(state, "zone_index", None),
+            settings=settings,
+            top_n=(body.top_n if body and body.top_n else settings.recommend_top_n),
+            actor=principal.username)
+        return reco.to_dict()
 
 
 @router.post("/api/incidents/{incident_id}/assignments", status_code=201,
              summary="Assign a crew: a recommended one, or another with override_reason")
-def assign(incident_id: int, body: AssignBody, principal: Operations, session: SessionDep,
+def assign(incident_id: int, body: AssignBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    a = workflow.assign(session=session, incident_id=incident_id, unit_id=body.unit_id,
-                        actor=principal.username, override_reason=body.override_reason,
-                        lead=body.lead)
-    _after_commit(request, session)
-    return {"id": a.id, "incident_id": a.incident_id, "unit_id": a.unit_id, "status": a.status,
-            "is_lead": a.is_lead, "was_recommended": a.was_recommended,
-            "override_reason": a.override_reason, "eta_s": a.eta_s, "distance_m": a.distance_m}
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        a = workflow.assign(session=session, incident_id=incident_id, unit_id=body.unit_id,
+                            actor=principal.username, override_reason=body.override_reason,
+                            lead=body.lead)
+        _after_commit(request, session)
+        return {"id": a.id, "incident_id": a.incident_id, "unit_id": a.unit_id,
+                "status": a.status, "is_lead": a.is_lead, "was_recommended": a.was_recommended,
+                "override_reason": a.override_reason, "eta_s": a.eta_s,
+                "distance_m": a.distance_m}
 
 
 @router.get("/api/incidents/{incident_id}/assignments", summary="Crews on an incident")
@@ -75,15 +80,16 @@ def assignments(incident_id: int, principal: Watchers, session: SessionDep) -> d
 
 
 @router.post("/api/dispatch/units/{unit_id}/status", summary="Set a crew's status (dispatcher)")
-def unit_status(unit_id: int, body: StatusBody, principal: Operations, session: SessionDep,
+def unit_status(unit_id: int, body: StatusBody, principal: Operations, uow: UnitOfWork,
                 request: Request) -> dict[str, Any]:
-    unit = session.execute(select(Unit).where(Unit.id == unit_id)).scalar_one_or_none()
-    if unit is None or not principal.can_see_region(unit.region):
-        raise NotFound(f"unit {unit_id} not found")
-    workflow.crew_status_report(session=session, unit_id=unit_id, status=body.status, at=None,
-                                source=f"dispatcher:{principal.username}")
-    _after_commit(request, session)
-    return {"unit_id": unit_id, "status": body.status}
+    with transaction(uow) as session:
+        unit = session.execute(select(Unit).where(Unit.id == unit_id)).scalar_one_or_none()
+        if unit is None or not principal.can_see_region(unit.region):
+            raise NotFound(f"unit {unit_id} not found")
+        workflow.crew_status_report(session=session, unit_id=unit_id, status=body.status, at=None,
+                                    source=f"dispatcher:{principal.username}")
+        _after_commit(request, session)
+        return {"unit_id": unit_id, "status": body.status}
 
 
 def _write(request: Request, session: Session, principal: Principal, incident: Any
@@ -93,48 +99,52 @@ def _write(request: Request, session: Session, principal: Principal, incident: A
 
 
 @router.post("/api/incidents/{incident_id}/cancel", summary="Cancel an incident")
-def cancel(incident_id: int, body: ReasonBody, principal: Operations, session: SessionDep,
+def cancel(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    inc = workflow.cancel_incident(session=session, incident_id=incident_id,
-                                   actor=principal.username, reason=body.reason)
-    return _write(request, session, principal, inc)
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        inc = workflow.cancel_incident(session=session, incident_id=incident_id,
+                                       actor=principal.username, reason=body.reason)
+        return _write(request, session, principal, inc)
 
 
 @router.post("/api/incidents/{incident_id}/merge",
              summary="Mark as duplicate of / merge into another incident")
-def merge(incident_id: int, body: MergeBody, principal: Operations, session: SessionDep,
+def merge(incident_id: int, body: MergeBody, principal: Operations, uow: UnitOfWork,
           request: Request) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    into = body.into_id
-    if into is None and body.into_reference:
-        into = get_by_reference(session=session, reference=body.into_reference).id
-    if into is None:
-        raise NotFound("give into_id or into_reference")
-    visible_incident(session, principal, into)
-    inc = workflow.merge_incident(session=session, incident_id=incident_id, into_id=into,
-                                  actor=principal.username, reason=body.reason,
-                                  duplicate=body.duplicate)
-    return _write(request, session, principal, inc)
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        into = body.into_id
+        if into is None and body.into_reference:
+            into = get_by_reference(session=session, reference=body.into_reference).id
+        if into is None:
+            raise NotFound("give into_id or into_reference")
+        visible_incident(session, principal, into)
+        inc = workflow.merge_incident(session=session, incident_id=incident_id, into_id=into,
+                                      actor=principal.username, reason=body.reason,
+                                      duplicate=body.duplicate)
+        return _write(request, session, principal, inc)
 
 
 @router.post("/api/incidents/{incident_id}/close", summary="Close with an APCO disposition code")
-def close(incident_id: int, body: CloseBody, principal: Operations, session: SessionDep,
+def close(incident_id: int, body: CloseBody, principal: Operations, uow: UnitOfWork,
           request: Request) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    inc = workflow.close_incident(session=session, incident_id=incident_id,
-                                  actor=principal.username, disposition=body.disposition,
-                                  note=body.note)
-    return _write(request, session, principal, inc)
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        inc = workflow.close_incident(session=session, incident_id=incident_id,
+                                      actor=principal.username, disposition=body.disposition,
+                                      note=body.note)
+        return _write(request, session, principal, inc)
 
 
 @router.post("/api/incidents/{incident_id}/reopen", summary="Reopen a closed incident")
-def reopen(incident_id: int, body: ReasonBody, principal: Operations, session: SessionDep,
+def reopen(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    inc = workflow.reopen_incident(session=session, incident_id=incident_id,
-                                   actor=principal.username, reason=body.reason)
-    return _write(request, session, principal, inc)
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        inc = workflow.reopen_incident(session=session, incident_id=incident_id,
+                                       actor=principal.username, reason=body.reason)
+        return _write(request, session, principal, inc)
 
 
 @router.get("/api/dispatch/alerts", summary="Supervisor timers and alerts of the region")

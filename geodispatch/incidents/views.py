@@ -10,7 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+
+from geodispatch.db import transaction
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import (
@@ -39,6 +41,20 @@ Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, 
 Auditors = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN, NATIONAL))]
 Readers = Annotated[Principal, Depends(require_roles(
     CALL_TAKER, DISPATCHER, SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
+
+
+def get_factory(request: Request) -> sessionmaker[Session]:
+    """The session factory, for write endpoints that commit inside their own worker thread.
+
+    A request that holds the chain lock must commit without waiting for another thread-pool
+    slot (the ``SessionDep`` teardown needs one): under a burst, every slot can be taken by
+    requests waiting for that very lock.
+    """
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+UnitOfWork = Annotated[sessionmaker[Session], Depends(get_factory)]
 
 
 def sees_phone(principal: Principal, incident: Incident) -> bool:
@@ -116,19 +132,20 @@ def verify(principal: Auditors, session: SessionDep,
 
 
 @router.post("", status_code=201, summary="Register a call (idempotent on idempotency_key)")
-def register(body: IncidentCreate, principal: Intake, session: SessionDep, request: Request,
+def register(body: IncidentCreate, principal: Intake, uow: UnitOfWork, request: Request,
              response: Response, settings: SettingsDep) -> dict[str, Any]:
     zone_index = getattr(request.app.state, "zone_index", None)
-    incident, created = service.register_incident_ex(
-        session=session, data=body, actor=principal.username, zone_index=zone_index,
-        settings=settings)
+    with transaction(uow) as session:
+        incident, created = service.register_incident_ex(
+            session=session, data=body, actor=principal.username, zone_index=zone_index,
+            settings=settings)
+        if created and body.lat is not None and body.lng is not None:
+            point: tuple[float, float] | None = (float(body.lat), float(body.lng))
+        else:
+            point = None
+        out = incident_json(session, incident, principal, point=point)
     if not created:
         response.status_code = 200
-    if created and body.lat is not None and body.lng is not None:
-        point: tuple[float, float] | None = (float(body.lat), float(body.lng))
-    else:
-        point = None
-    out = incident_json(session, incident, principal, point=point)
     out["created"] = created
     return out
 
@@ -163,9 +180,10 @@ def events(incident_id: int, principal: Readers, session: SessionDep) -> dict[st
 
 @router.post("/{incident_id}/reclassify", summary="Change the category (reason required)")
 def reclassify(incident_id: int, body: Reclassify, principal: Intake,
-               session: SessionDep) -> dict[str, Any]:
-    visible_incident(session, principal, incident_id)
-    incident = service.reclassify(session=session, incident_id=incident_id,
-                                  category=body.category, reason=body.reason,
-                                  priority=body.priority, actor=principal.username)
-    return incident_json(session, incident, principal)
+               uow: UnitOfWork) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        incident = service.reclassify(session=session, incident_id=incident_id,
+                                      category=body.category, reason=body.reason,
+                                      priority=body.priority, actor=principal.username)
+        return incident_json(session, incident, principal)
