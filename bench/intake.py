@@ -131,10 +131,17 @@ def start_server(port: int, anchor_s: float) -> subprocess.Popen[bytes]:
 
 
 async def _login(client: httpx.AsyncClient, role: str) -> dict[str, str]:
-    r = await client.post("/api/auth/token",
-                          data={"username": f"bench_{role}", "password": PASSWORD})
-    r.raise_for_status()
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    for attempt in range(10):
+        try:
+            r = await client.post("/api/auth/token",
+                                  data={"username": f"bench_{role}", "password": PASSWORD})
+            r.raise_for_status()
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+        except httpx.HTTPError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1.0)
+    raise RuntimeError("unreachable")
 
 
 async def load(base: str, pts: list[tuple[float, float]], run: str, *, rate: float,
@@ -178,13 +185,21 @@ async def load(base: str, pts: list[tuple[float, float]], run: str, *, rate: flo
             if measure:
                 reg_ms.append((t1 - t0) * 1000)
             if retry_every and i % retry_every == 0:
-                r2 = await client.post("/api/incidents", json=b, headers=ct)
-                if r2.status_code in (200, 201):
-                    retried[key] = int(r2.json()["id"])
+                try:
+                    r2 = await client.post("/api/incidents", json=b, headers=ct)
+                except httpx.HTTPError as exc:
+                    errors.append(f"retry {i}: {exc!r}")
+                else:
+                    if r2.status_code in (200, 201):
+                        retried[key] = int(r2.json()["id"])
             if recommend_every and i % recommend_every == 0:
                 t2 = time.perf_counter()
-                r3 = await client.post(f"/api/incidents/{iid}/recommend", json={},
-                                       headers=sv)
+                try:
+                    r3 = await client.post(f"/api/incidents/{iid}/recommend", json={},
+                                           headers=sv)
+                except httpx.HTTPError as exc:
+                    errors.append(f"recommend {i}: {exc!r}")
+                    return
                 t3 = time.perf_counter()
                 if r3.status_code != 200:
                     errors.append(f"recommend {i}: {r3.status_code} {r3.text[:120]}")

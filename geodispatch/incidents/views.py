@@ -6,6 +6,7 @@ dispatchers and supervisors of the incident's region.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -55,6 +56,11 @@ def get_factory(request: Request) -> sessionmaker[Session]:
 
 
 UnitOfWork = Annotated[sessionmaker[Session], Depends(get_factory)]
+
+#: Writers that may be inside a chain transaction at once. Every event append is serialised by
+#: the chain lock; with many threads runnable the lock holder waits for the GIL at each database
+#: round trip (a convoy), so the others queue here, blocked, instead.
+WRITE_SLOTS = threading.BoundedSemaphore(4)
 
 
 def sees_phone(principal: Principal, incident: Incident) -> bool:
@@ -135,7 +141,7 @@ def verify(principal: Auditors, session: SessionDep,
 def register(body: IncidentCreate, principal: Intake, uow: UnitOfWork, request: Request,
              response: Response, settings: SettingsDep) -> dict[str, Any]:
     zone_index = getattr(request.app.state, "zone_index", None)
-    with transaction(uow) as session:
+    with WRITE_SLOTS, transaction(uow) as session:
         incident, created = service.register_incident_ex(
             session=session, data=body, actor=principal.username, zone_index=zone_index,
             settings=settings)
