@@ -14,10 +14,13 @@ from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
 from geodispatch.users.models import User
 from geodispatch.users.service import upsert_user
-from tests.dispatch.conftest import KYIV, add_crew
+from geodispatch.geo import LatLng
+from tests.dispatch.conftest import add_crew
 from tests.helpers import login, running_server
 
 PW = "correct horse battery"
+#: Far from the other tests' crews, so the recommendation's top entries are ours.
+KYIV = LatLng(50.2101, 30.9034)
 
 
 @pytest.fixture(scope="module")
