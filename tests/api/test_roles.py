@@ -42,7 +42,7 @@ PUBLIC = {
 # Routes for trackers: they authenticate with a device token, never a console JWT.
 DEVICE = {
     ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"),
-    ("POST", "/api/ingest/owntracks"),
+    ("POST", "/api/ingest/owntracks"), ("POST", "/api/ingest/status"),
 }
 # The declared matrix: (method, path) -> roles allowed. Routes not listed here must still be
 # role-checked (not public) and obey the national-read-only rule.

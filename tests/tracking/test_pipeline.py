@@ -81,6 +81,8 @@ def test_ingestor_updates_fleet(db: Session, settings: Settings) -> None:
     report = _fix(unit.id, 0)
     report.unit_id = None
     report.device = unit.device_id
+    # A fix taken now (NOW is fixed at import and may be stale by the time this test runs).
+    report.fix_time = report.received_at = datetime.now(UTC)
     batch = ing.prepare([report])
     result = ing.write(session=db, batch=batch)
     ing.publish(batch, result)
