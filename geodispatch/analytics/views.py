@@ -27,7 +27,7 @@ from geodispatch.analytics.heatmap import METRICS, heatmap_html
 from geodispatch.analytics.intervals import refresh_intervals
 from geodispatch.api.deps import SessionDep, SettingsDep, get_state, require_roles
 from geodispatch.api.security import ADMIN, ANALYST, NATIONAL, SUPERVISOR, Principal
-from geodispatch.errors import InvalidInput, PermissionDenied
+from geodispatch.errors import InvalidInput
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
@@ -79,13 +79,6 @@ class IncidentIntervals(BaseModel):
     crews: int
 
 
-def _scope(principal: Principal, region: str | None) -> str | None:
-    if principal.region is None:
-        return region
-    if region is not None and region != principal.region:
-        raise PermissionDenied(f"region {region} is outside your region {principal.region}")
-    return principal.region
-
 
 @router.get("/cells", summary="Total response per H3 cell: count, median, p90, within target")
 def cells(
@@ -95,7 +88,7 @@ def cells(
 ) -> CellsOut:
     target = settings.response_target_s if target_s is None else target_s
     stats = cell_stats(session=session, res=res, start=start, end=end,
-                       region=_scope(principal, region), target_s=target)
+                       region=principal.scope(region), target_s=target)
     return CellsOut(res=res, target_s=target, cells=[CellOut(**r) for r in stats.rows()])
 
 
@@ -110,7 +103,7 @@ def summary(
 ) -> list[dict[str, Any]]:
     target = settings.response_target_s if target_s is None else target_s
     rows = aggregate(session=session, by=by or [], interval=interval, start=start, end=end,
-                     region=_scope(principal, region), category=category, priority=priority,
+                     region=principal.scope(region), category=category, priority=priority,
                      target_s=target)
     return [r.as_dict() for r in rows]
 
@@ -121,7 +114,7 @@ def incidents(
     region: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> list[IncidentIntervals]:
     where, params = ["TRUE"], dict[str, Any](limit=limit)
-    scope = _scope(principal, region)
+    scope = principal.scope(region)
     for cond, name, value in (("r.received_at >= :s", "s", start), ("r.received_at < :e", "e", end),
                               ("r.region = :g", "g", scope)):
         if value is not None:
@@ -147,7 +140,7 @@ def heatmap(
     target_s: float | None = None,
 ) -> HTMLResponse:
     page = heatmap_html(session=session, metric=metric, res=res, start=start, end=end,
-                        region=_scope(principal, region), target_s=target_s, settings=settings,
+                        region=principal.scope(region), target_s=target_s, settings=settings,
                         router=router_)
     return HTMLResponse(page)
 
@@ -161,7 +154,7 @@ def chart(
 ) -> Response:
     target = settings.response_target_s if target_s is None else target_s
     png = chart_png(name, session=session, start=start, end=end,
-                    region=_scope(principal, region), target_s=target)
+                    region=principal.scope(region), target_s=target)
     return Response(png, media_type="image/png")
 
 

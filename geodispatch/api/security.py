@@ -9,7 +9,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
-from geodispatch.errors import Unauthenticated
+from geodispatch.errors import PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
 
 _hasher = PasswordHasher()
@@ -34,6 +34,14 @@ class Principal:
     @property
     def read_only(self) -> bool:
         return self.role == NATIONAL
+
+    def scope(self, region: str | None) -> str | None:
+        """The region a request may see: the caller's own, or the asked one (or all) without one."""
+        if self.region is None:
+            return region
+        if region is not None and region != self.region:
+            raise PermissionDenied(f"region {region} is outside your region {self.region}")
+        return self.region
 
     def can_see_region(self, region: str) -> bool:
         return self.region is None or self.region == region

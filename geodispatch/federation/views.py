@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import ADMIN, ANALYST, NATIONAL, SUPERVISOR, Principal
-from geodispatch.errors import NotFound, PermissionDenied
+from geodispatch.errors import NotFound
 from geodispatch.federation.service import export_incidents, import_many
 
 router = APIRouter(prefix="/api/federation", tags=["federation"])
@@ -22,13 +22,6 @@ router = APIRouter(prefix="/api/federation", tags=["federation"])
 Exporter = Annotated[Principal, Depends(require_roles(SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
 Admin = Annotated[Principal, Depends(require_roles(ADMIN))]
 
-
-def _scope(principal: Principal, region: str | None) -> str | None:
-    if principal.region is None:
-        return region
-    if region is not None and region != principal.region:
-        raise PermissionDenied(f"region {region} is outside your region {principal.region}")
-    return principal.region
 
 
 @router.get("/eido", summary="Incidents with their event logs as NENA EIDO JSON")
@@ -40,7 +33,7 @@ def export_list(
     system: str = "geodispatch",
 ) -> list[dict[str, Any]]:
     return export_incidents(
-        session=session, region=_scope(principal, region), since=since, system=system
+        session=session, region=principal.scope(region), since=since, system=system
     )
 
 
@@ -49,7 +42,7 @@ def export_one(
     session: SessionDep, principal: Exporter, reference: str, system: str = "geodispatch"
 ) -> dict[str, Any]:
     docs = export_incidents(
-        session=session, region=_scope(principal, None), references=[reference], system=system
+        session=session, region=principal.scope(None), references=[reference], system=system
     )
     if not docs:
         raise NotFound(f"incident {reference}")

@@ -27,7 +27,7 @@ from geodispatch.api.security import (
     SUPERVISOR,
     Principal,
 )
-from geodispatch.errors import ConfigurationError, InvalidInput, PermissionDenied
+from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.zones.index import ZoneIndex, ZoneRef
 from geodispatch.zones.models import LEVELS
@@ -51,14 +51,6 @@ class ZoneLookup(BaseModel):
     district_code: str | None
     region: str
 
-
-def scope_region(principal: Principal, region: str | None) -> str | None:
-    """The region a request may see: the caller's own, or any when the caller has none."""
-    if principal.region is None:
-        return region
-    if region is not None and region != principal.region:
-        raise PermissionDenied(f"region {region} is outside your region {principal.region}")
-    return principal.region
 
 
 def _index(request: Request) -> ZoneIndex:
@@ -92,7 +84,7 @@ def list_zones(
 ) -> dict[str, Any]:
     if level not in LEVELS:
         raise InvalidInput(f"level must be one of {', '.join(LEVELS)}")
-    scope = scope_region(principal, region)
+    scope = principal.scope(region)
     if level == "country" and principal.region is not None:
         scope = None  # the country outline is not regional information
     return zones_feature_collection(session=session, level=level, region=scope)
@@ -134,7 +126,7 @@ async def coverage(
 ) -> dict[str, Any]:
     from geodispatch.zones.coverage import compute_coverage, coverage_geojson, fleet_sources
 
-    scope = scope_region(principal, region)
+    scope = principal.scope(region)
     index = _index(request)
     road = getattr(request.app.state, "router", None)
     fleet = getattr(request.app.state, "fleet", None)
