@@ -24,6 +24,7 @@ DOMAIN_CLIS = (
     "geodispatch.zones.cli",
     "geodispatch.federation.cli",
     "geodispatch.incidents.cli",
+    "geodispatch.ledger.cli",
     "geodispatch.dispatch.cli",
     "geodispatch.notify.cli",
     "geodispatch.analytics.cli",
@@ -95,6 +96,12 @@ def configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify-log"] and "--export" in argv:
+        # The standalone verifier: no database driver, no models, no other domain loaded.
+        from geodispatch.incidents.cli import standalone_verify
+
+        return standalone_verify(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)

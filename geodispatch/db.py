@@ -81,7 +81,7 @@ def check_database(engine: Engine) -> None:
 
 
 def apply_grants(conn: object, role: str) -> None:
-    """Grant the application role DML on every table, except UPDATE/DELETE on the event log.
+    """Grant the application role DML on every table; the record and its log are append-only.
 
     Called by the migration environment after every upgrade, so new tables are covered without
     each migration having to remember. Does nothing when the role does not exist.
@@ -98,7 +98,13 @@ def apply_grants(conn: object, role: str) -> None:
     conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {q}"))
     conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {q}"))
     conn.execute(text(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {q}"))
-    for table in ("incident_events", "chain_anchors"):
+    # The record: the application appends events and nothing else. The sealed log (leaves,
+    # tree heads, the sequencing queue) is written by the sequencer as the owner; the
+    # application only reads it.
+    for table, revoke in (("incident_events", "UPDATE, DELETE, TRUNCATE"),
+                          ("log_leaves", "INSERT, UPDATE, DELETE, TRUNCATE"),
+                          ("tree_heads", "INSERT, UPDATE, DELETE, TRUNCATE"),
+                          ("log_pending", "INSERT, UPDATE, DELETE, TRUNCATE")):
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             continue
-        conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {q}"))
+        conn.execute(text(f"REVOKE {revoke} ON {table} FROM {q}"))

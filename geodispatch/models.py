@@ -3,7 +3,8 @@
 from geodispatch.analytics.models import ResponseInterval
 from geodispatch.db import Base
 from geodispatch.dispatch.models import Assignment
-from geodispatch.incidents.models import ChainAnchor, Incident, IncidentEvent, ReferenceCounter
+from geodispatch.incidents.models import Incident, IncidentEvent, ReferenceCounter
+from geodispatch.ledger.models import LogLeaf, LogPending, TreeHeadRecord
 from geodispatch.notify.models import SmsMessage, SmsOptOut
 from geodispatch.routing.models import RoadEdge
 from geodispatch.tracking.models import IngestDrop, Position, Unit, UnitLatest
@@ -13,16 +14,18 @@ from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
 __all__ = [
     "Assignment",
     "Base",
-    "ChainAnchor",
     "Incident",
     "IncidentEvent",
     "IngestDrop",
+    "LogLeaf",
+    "LogPending",
     "Position",
     "ReferenceCounter",
     "ResponseInterval",
     "RoadEdge",
     "SmsMessage",
     "SmsOptOut",
+    "TreeHeadRecord",
     "Unit",
     "UnitLatest",
     "User",

@@ -134,9 +134,23 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(8, description="Delivery attempts before an SMS is marked failed.")
     sms_default_lang: str = Field("uk", description="Template language when the call has none.")
 
-    # --- tamper evidence ---------------------------------------------------------------------
-    anchor_interval_s: float = Field(60.0, description="How often the event-chain head is anchored.")
-    anchor_path: Path | None = Field(None, description="Append-only anchor file; default var/anchors.log.")
+    # --- the signed log ----------------------------------------------------------------------
+    log_signing_key: Path | None = Field(
+        None, description="Ed25519 private key of the centre's log (PEM, 0600, read by the "
+        "sequencer only); default var/keys/log-signing.pem, created by `geodispatch log keygen`.")
+    log_public_key: Path | None = Field(
+        None, description="The log's public key (PEM), exported with every log; default "
+        "var/keys/log-public.pem.")
+    log_tree_head_file: Path | None = Field(
+        None, description="Append-only, fsynced file of every signed tree head; default "
+        "var/log/tree-heads-<database>.jsonl. Put it on another disk or host for it to count as a witness.")
+    log_witnesses: list[str] = Field(
+        default_factory=list, description="Further witnesses of the tree heads: `http(s)://...` "
+        "(a `geodispatch log witness-serve`, the national centre) or `file:/path.jsonl`; "
+        "JSON list in the environment.")
+    log_seal_interval_s: float = Field(
+        0.25, description="How often the sequencer seals queued events into a signed tree head.")
+    log_seal_batch: int = Field(5000, description="Most events sealed in one tree head.")
 
     # --- analytics ---------------------------------------------------------------------------
     analytics_timezone: str = Field(
@@ -164,8 +178,22 @@ class Settings(BaseSettings):
         return self.graph_path or self.var_dir / "graph.npz"
 
     @property
-    def resolved_anchor_path(self) -> Path:
-        return self.anchor_path or self.var_dir / "anchors.log"
+    def resolved_log_signing_key(self) -> Path:
+        return self.log_signing_key or self.var_dir / "keys" / "log-signing.pem"
+
+    @property
+    def resolved_log_public_key(self) -> Path:
+        return self.log_public_key or self.var_dir / "keys" / "log-public.pem"
+
+    @property
+    def resolved_log_tree_head_file(self) -> Path:
+        """Default ``var/log/tree-heads-<database>.jsonl``: one file per database's log."""
+        if self.log_tree_head_file:
+            return self.log_tree_head_file
+        from sqlalchemy.engine import make_url
+
+        name = make_url(self.database_url).database or "geodispatch"
+        return self.var_dir / "log" / f"tree-heads-{name}.jsonl"
 
     @property
     def resolved_osm_file(self) -> Path:

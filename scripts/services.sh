@@ -115,4 +115,7 @@ fi
 # --- 6. migrations -----------------------------------------------------------------------------
 # (the test database is migrated by the test session itself, from an empty schema)
 "$VENV/bin/geodispatch" db upgrade >/dev/null
+
+# --- 7. the centre's log signing key (kept when it exists) ---------------------------------------
+"$VENV/bin/geodispatch" log keygen >/dev/null
 say "ready: PostgreSQL $PGVER/$CLUSTER on $PGPORT, Mosquitto on $MQTT_PORT, venv $VENV"

@@ -34,6 +34,17 @@ os.environ["GEODISPATCH_ADMIN_DATABASE_URL"] = _test_url(
 )
 get_settings.cache_clear()
 
+
+def _log_keys() -> None:
+    # The centre's key pair, as `make services` creates it (kept across runs with the database).
+    from geodispatch.ledger.signing import generate_keypair
+
+    s = get_settings()
+    generate_keypair(s.resolved_log_signing_key, s.resolved_log_public_key)
+
+
+_log_keys()
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
@@ -85,6 +96,20 @@ def _rolled_back_session(engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             outer.rollback()
+
+
+@pytest.fixture(scope="session")
+def sequencer(settings: Settings, admin_engine: Engine) -> Iterator[object]:
+    """The log's sequencer for this test session (``.drain()`` seals what is queued)."""
+    from geodispatch.ledger.sequencer import Sequencer
+    from geodispatch.ledger.service import public_key, witnesses
+    from geodispatch.ledger.signing import load_private_key
+
+    seq = Sequencer(admin_engine, load_private_key(settings.resolved_log_signing_key),
+                    witnesses(settings, public_key(settings)))
+    seq.open()
+    yield seq
+    seq.close()
 
 
 @pytest.fixture()

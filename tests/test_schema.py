@@ -36,6 +36,8 @@ def test_models_and_migrations_agree(admin_engine: Engine) -> None:
 
 
 def _insert_event(session: Session) -> int:
+    from geodispatch.incidents.record import append_event
+
     session.execute(
         text(
             "INSERT INTO incidents (reference, region, received_at, location, h3, category, "
@@ -47,14 +49,7 @@ def _insert_event(session: Session) -> int:
         {"ref": f"T-{uuid.uuid4().hex[:12]}"},
     )
     iid = session.execute(text("SELECT currval('incidents_id_seq')")).scalar_one()
-    session.execute(
-        text(
-            "INSERT INTO incident_events (incident_id, kind, actor, at, data, prev_hash, hash) "
-            "VALUES (:i, 'registered', 'test', now(), '{}', :p, :h)"
-        ),
-        {"i": iid, "p": "0" * 64, "h": uuid.uuid4().hex * 2},
-    )
-    return int(session.execute(text("SELECT currval('incident_events_id_seq')")).scalar_one())
+    return append_event(session=session, incident_id=int(iid), kind="registered", actor="test")
 
 
 @pytest.mark.parametrize("statement", ["UPDATE incident_events SET actor = 'x' WHERE id = :id",
@@ -70,7 +65,7 @@ def test_app_role_cannot_change_events(db: Session, statement: str) -> None:
                                        "DELETE FROM incident_events WHERE id = :id",
                                        "TRUNCATE incident_events CASCADE"])
 def test_trigger_refuses_change_even_for_owner(admin_db: Session, statement: str) -> None:
-    """Even the schema owner hits the append-only trigger."""
+    """The owner hits the append-only trigger too (it can drop it; the signed log catches that)."""
     eid = _insert_event(admin_db)
     with pytest.raises(DBAPIError, match="append-only"):
         admin_db.execute(text(statement), {"id": eid})

@@ -26,8 +26,8 @@ Unit sequence in call       ``is_lead`` for the first unit dispatched
 
 Timestamps in the file are local wall-clock time (``--tz``, default America/Los_Angeles); they are
 stored in UTC. Rows without a usable location are skipped and counted. Each newly imported
-incident gets an ``imported`` event in the hash-chained log when the incidents domain provides
-``geodispatch.incidents.chain.append_event``.
+incident gets an ``imported`` event in the incident record (``append_many``), carrying the state
+of its rows, so imported history is sealed into the signed log like any call.
 
 Bulk work goes through PostgreSQL ``COPY`` into temporary tables and set-based ``INSERT ...
 SELECT ... ON CONFLICT DO NOTHING`` statements, so the whole file is a handful of round trips.
@@ -52,6 +52,7 @@ from geodispatch.analytics.intervals import rowcount
 from geodispatch.errors import InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.settings import get_settings
+from geodispatch.incidents.record import append_many
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +219,8 @@ def _sector_ids(session: Session, calls: pd.DataFrame) -> list[int | None]:
 
 
 def _append_imported_events(session: Session, new: list[tuple[int, str]], source: str) -> int:
-    if not new or importlib.util.find_spec("geodispatch.incidents.chain") is None:
-        return 0
-    from geodispatch.incidents.chain import append_event  # optional producer: incidents
-
-    for incident_id, ref in new:
-        append_event(session=session, incident_id=incident_id, kind="imported", actor="import",
-                     data={"source": source, "external_ref": ref})
-    return len(new)
+    return append_many(session=session, kind="imported", actor="import",
+                       events=[(iid, {"source": source, "external_ref": ref}) for iid, ref in new])
 
 
 def import_sf_calls(

@@ -1,4 +1,4 @@
-"""Dispatch start-up: the MQTT client for crew terminals, GPS arrival detection and chain anchoring.
+"""Dispatch start-up: the MQTT client for crew terminals, GPS arrival detection.
 
 Both loops run their database work in a worker thread, each pass in its own transaction.
 """
@@ -36,7 +36,6 @@ async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], 
 async def start(app: FastAPI) -> None:
     from geodispatch.dispatch.publish import publish_after_commit
     from geodispatch.dispatch.workflow import detect_arrivals
-    from geodispatch.incidents.chain import anchor_chain
 
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None
@@ -58,13 +57,9 @@ async def start(app: FastAPI) -> None:
                              fleet=getattr(app.state, "fleet", None))
         detect_arrivals(session=session, settings=settings)
 
-    def anchor(session: Any) -> None:
-        anchor_chain(session=session, path=settings.resolved_anchor_path)
-
     app.state.dispatch_tasks = [
         asyncio.create_task(_loop(app, "arrival detection", settings.monitor_interval_s,
                                   arrivals)),
-        asyncio.create_task(_loop(app, "chain anchoring", settings.anchor_interval_s, anchor)),
     ]
 
 

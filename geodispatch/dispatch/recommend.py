@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng, haversine_m
-from geodispatch.incidents.chain import append_event
+from geodispatch.incidents.record import append_event
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.service import get_incident, incident_point
 from geodispatch.settings import Settings

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
 from geodispatch.errors import Conflict, InvalidInput, NotFound
-from geodispatch.incidents.chain import append_event
+from geodispatch.incidents.record import append_event
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.service import get_incident

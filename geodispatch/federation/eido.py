@@ -4,9 +4,10 @@ The Emergency Incident Data Object (NENA-STA-021) is the JSON object CAD systems
 one incident. We fill the parts another centre needs: the ``incidentComponent`` (tracking id,
 type, status, priority, disposition), a ``locationComponent`` (PIDF-LO point and address), the
 owning ``agencyComponent``, ``emergencyResourceComponent`` per assigned crew, and the
-description as a ``notesComponent``. The full hash-chained event log travels unchanged in a
+description as a ``notesComponent``. The incident's full event record (each event with its canonical
+body, the leaf of the signed log) travels unchanged in a
 vendor extension member, ``geodispatchExtension`` (EIDO consumers ignore members they do not
-know), so the receiving side can verify every hash.
+know), so the receiving side can verify every event.
 
 Status mapping (DOMAIN.md; EIDO incident status registry values):
 
@@ -63,7 +64,7 @@ ASSIGNMENT_TO_UNIT_STATUS: dict[str, str] = {
     "cancelled": "Available",
 }
 
-EVENT_FIELDS = ("id", "incident_id", "kind", "actor", "at", "data", "prev_hash", "hash")
+EVENT_FIELDS = ("id", "incident_id", "incident_seq", "kind", "actor", "at", "data", "body")
 
 
 def tracking_id(reference: str, system: str) -> str:

@@ -1,27 +1,31 @@
-"""Export incidents as EIDO (regional side) and import them with hash verification (national side).
+"""Export incidents as EIDO (regional side) and import them with event verification (national side).
 
-The regional centre exports every incident of its region with the full event log. The national
-centre imports: it verifies the exported event log with
-``geodispatch.incidents.chain.verify_event_list`` and refuses the whole document when any hash
-does not match (a tampered or truncated export). Accepted incidents are stored as read-only
-copies (``source="eido"``, ``external_ref`` = ``"{system}:{reference}"``), and the regional events
-are appended to the national chain, each carrying its original id and hash under
-``data["_origin"]``, so a later export of the same incident only adds the new events.
+The regional centre exports every incident of its region with its full event record: each event
+with its canonical body (the leaf of the regional signed log). The national centre imports: it
+refuses the whole document when a body is not canonical, does not say what the event's fields
+say, or the events are not numbered 1..N (a tampered or truncated export). Accepted incidents are
+stored as read-only copies (``source="eido"``, ``external_ref`` = ``"{system}:{reference}"``), and
+the regional events are appended to the national record, each carrying its original id, number
+and leaf hash under ``data["_origin"]``, so a later export of the same incident only adds the new
+events.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import rfc8785
 from sqlalchemy import RowMapping, text
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import Conflict, InvalidInput
+from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.federation.eido import EidoFormatError, build_eido, parse_eido
 from geodispatch.settings import Settings, get_settings
 
@@ -35,12 +39,12 @@ def _event_dict(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     return {
         "id": int(row["id"]),
         "incident_id": int(row["incident_id"]),
+        "incident_seq": int(row["incident_seq"]),
         "kind": row["kind"],
         "actor": row["actor"],
-        "at": at.isoformat() if isinstance(at, datetime) else str(at),
+        "at": iso_utc(at) if isinstance(at, datetime) else str(at),
         "data": row["data"],
-        "prev_hash": row["prev_hash"],
-        "hash": row["hash"],
+        "body": bytes(row["body"]).decode("utf-8"),
     }
 
 
@@ -80,8 +84,8 @@ def export_incidents(
     events: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     for e in session.execute(
         text(
-            "SELECT id, incident_id, kind, actor, at, data, prev_hash, hash FROM incident_events "
-            "WHERE incident_id = ANY(:ids) ORDER BY id"
+            "SELECT id, incident_id, incident_seq, kind, actor, at, data, body FROM incident_events "
+            "WHERE incident_id = ANY(:ids) ORDER BY incident_id, incident_seq"
         ),
         {"ids": ids},
     ).mappings():
@@ -120,17 +124,24 @@ class ImportResult:
 
 
 def _verify(events: list[dict[str, Any]]) -> int:
-    from geodispatch.incidents.chain import verify_event_list
-
+    """Each event's canonical body must say what its fields say, numbered 1..N without gaps."""
     if not events:
         raise InvalidInput("EIDO carries no event log")
-    report = verify_event_list(events)
-    if not report.ok:
-        raise InvalidInput(
-            f"event log rejected: {report.reason or 'hash mismatch'} "
-            f"(first broken event {report.first_broken_id})"
-        )
-    return int(report.checked)
+    for n, e in enumerate(events, 1):
+        try:
+            raw = str(e["body"]).encode("utf-8")
+            body = json.loads(raw)
+        except (KeyError, ValueError) as exc:
+            raise InvalidInput(f"event log rejected: event {n} has no readable body") from exc
+        if rfc8785.dumps(body) != raw:
+            raise InvalidInput(f"event log rejected: event {n}'s body is not canonical")
+        for key in ("incident_id", "incident_seq", "kind", "actor", "at", "data"):
+            if body.get(key) != e.get(key):
+                raise InvalidInput(f"event log rejected: event {n}'s {key} differs from its "
+                                   "sealed body")
+        if body.get("incident_seq") != n:
+            raise InvalidInput(f"event log rejected: event #{n} is missing or out of order")
+    return len(events)
 
 
 def _free_reference(*, session: Session, reference: str, system: str) -> str:
@@ -180,7 +191,6 @@ def import_eido(
     reference unless this centre already uses it (then ``reference~xxxxxx``, a hash of the system).
     """
     from geodispatch.geo import LatLng
-    from geodispatch.incidents.chain import append_event
     from geodispatch.zones.cells import cell_of
 
     settings = settings or get_settings()
@@ -266,18 +276,19 @@ def import_eido(
         str(h)
         for (h,) in session.execute(
             text(
-                "SELECT data->'_origin'->>'hash' FROM incident_events WHERE incident_id = :i"
+                "SELECT data->'_origin'->>'leaf' FROM incident_events WHERE incident_id = :i"
             ),
             {"i": incident_id},
         )
     }
     added = 0
     for e in events:
-        if e["hash"] in known:
+        leaf = hashlib.sha256(b"\x00" + str(e["body"]).encode("utf-8")).hexdigest()
+        if leaf in known:
             continue
         data = dict(e["data"] or {})
-        data["_origin"] = {"system": parsed["system"], "id": e["id"], "hash": e["hash"],
-                           "prev_hash": e["prev_hash"]}
+        data["_origin"] = {"system": parsed["system"], "id": e["id"],
+                           "incident_seq": e["incident_seq"], "leaf": leaf}
         append_event(
             session=session,
             incident_id=incident_id,
@@ -287,6 +298,10 @@ def import_eido(
             at=_parse_time(e["at"]),
         )
         added += 1
+    if not added and not created:
+        # The row was refreshed from the document without a new regional event.
+        append_event(session=session, incident_id=incident_id, kind="eido_refreshed",
+                     actor="eido-import", data={"system": parsed["system"]})
     session.flush()
     log.info("EIDO %s: %s, %d new events", ref, "created" if created else "updated", added)
     return ImportResult(local_ref, incident_id, created, added, checked)

@@ -1,4 +1,10 @@
-"""Incidents, their append-only hash-chained event log, chain anchors and reference counters."""
+"""Incidents, their append-only event record and reference counters.
+
+The events are the record; the ``incidents`` row (and each ``assignments`` row) is their
+projection. Every event carries, in its canonical ``body``, the state of the incident's projected
+rows after it, and the sequencer seals every body into the signed Merkle log
+(:mod:`geodispatch.ledger`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,15 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -74,36 +83,34 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str] = mapped_column(String(16), default="call")
     external_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: How many events this incident has; the next event's ``incident_seq`` is this plus one.
+    event_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class IncidentEvent(Base):
-    """One appended fact. ``hash = sha256(prev_hash || canonical(content))`` over one global chain.
+    """One appended fact, in the canonical bytes the log seals (``body``, RFC 8785 JSON).
 
-    The database refuses UPDATE and DELETE on this table (trigger plus grants).
+    ``incident_id``, ``incident_seq``, ``kind``, ``actor``, ``at`` and ``data`` repeat what the
+    body says, for queries; verification checks that they still do. ``incident_seq`` counts one
+    incident's events 1, 2, 3 ... with no gaps. The database refuses UPDATE, DELETE and TRUNCATE
+    here to the application role (grants plus a trigger); what protects the record from the
+    owner or a superuser is the signed log, not the trigger.
     """
 
     __tablename__ = "incident_events"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "incident_seq", name="uq_incident_events_incident_seq"),
+        CheckConstraint("incident_seq > 0", name="ck_incident_events_seq_positive"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    incident_seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
-
-
-class ChainAnchor(Base):
-    """A periodic record of the chain head (also appended to a file outside the database)."""
-
-    __tablename__ = "chain_anchors"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_event_id: Mapped[int] = mapped_column(BigInteger)
-    head_hash: Mapped[str] = mapped_column(String(64))
-    event_count: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ReferenceCounter(Base):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, valid_latlng
-from geodispatch.incidents.chain import append_event
+from geodispatch.incidents.record import append_event
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.schemas import IncidentCreate

@@ -28,9 +28,12 @@ from geodispatch.api.security import (
 )
 from geodispatch.errors import NotFound
 from geodispatch.incidents import service
-from geodispatch.incidents.chain import event_dict, incident_events, verify_chain
+from geodispatch.incidents.record import event_dict, incident_events
+from geodispatch.incidents.verify import verify_record
+from geodispatch.ledger import service as ledger
+from geodispatch.ledger.signing import public_key_pem
 from geodispatch.incidents.classification import load_classification
-from geodispatch.incidents.models import Incident
+from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.schemas import IncidentCreate, Reclassify
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -124,8 +127,8 @@ def dispositions(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
     return {"dispositions": [{"code": k, "label": v} for k, v in cls.dispositions.items()]}
 
 
-@router.get("/verify", summary="Verify the hash-chained event log (all, or one incident)")
-def verify(principal: Auditors, session: SessionDep,
+@router.get("/verify", summary="Verify the record against the signed log (all, or one incident)")
+def verify(principal: Auditors, session: SessionDep, settings: SettingsDep,
            reference: Annotated[str | None, Query(description="incident reference")] = None
            ) -> dict[str, Any]:
     incident_id = None
@@ -134,7 +137,34 @@ def verify(principal: Auditors, session: SessionDep,
         if not principal.can_see_region(incident.region):
             raise NotFound(f"incident {reference} not found")
         incident_id = incident.id
-    return verify_chain(session=session, incident_id=incident_id).as_dict()
+    key = ledger.public_key(settings)
+    return verify_record(session=session, public_key=key, witnesses=ledger.witnesses(settings, key),
+                         incident_id=incident_id).as_dict()
+
+
+@router.get("/log/head", summary="The newest signed tree head of the centre's log")
+def log_head(principal: Auditors, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    head = ledger.newest_head(session)
+    return {"tree_head": None if head is None else head.as_dict(),
+            "public_key": public_key_pem(ledger.public_key(settings)).decode("ascii")}
+
+
+@router.get("/log/consistency", summary="RFC 9162 consistency proof between two tree sizes")
+def log_consistency(principal: Auditors, session: SessionDep,
+                    old: Annotated[int, Query(ge=0)], new: Annotated[int, Query(ge=0)]
+                    ) -> dict[str, Any]:
+    return {"old": old, "new": new,
+            "proof": ledger.consistency(session=session, old_size=old, new_size=new)}
+
+
+@router.get("/events/{event_id}/proof", summary="An event's inclusion proof in the newest head")
+def event_proof(event_id: int, principal: Auditors, session: SessionDep) -> dict[str, Any]:
+    row = session.execute(select(IncidentEvent.incident_id).where(IncidentEvent.id == event_id)
+                          ).scalar()
+    if row is None:
+        raise NotFound(f"event {event_id} not found")
+    visible_incident(session, principal, int(row))
+    return ledger.inclusion(session=session, event_id=event_id)
 
 
 @router.post("", status_code=201, summary="Register a call (idempotent on idempotency_key)")
@@ -176,7 +206,7 @@ def get_incident(incident_id: int, principal: Readers, session: SessionDep) -> d
     return incident_json(session, incident, principal, assignments=True)
 
 
-@router.get("/{incident_id}/events", summary="The incident's event timeline (hash-chained)")
+@router.get("/{incident_id}/events", summary="The incident's event timeline (sealed into the signed log)")
 def events(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
     incident = visible_incident(session, principal, incident_id)
     return {"reference": incident.reference,

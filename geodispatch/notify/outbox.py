@@ -68,7 +68,7 @@ def enqueue_sms(*, session: Session, incident: Incident, template: str,
 def deliver_due(*, session: Session, gateway: Gateway, settings: Settings | None = None,
                 limit: int = 50, now: datetime | None = None) -> int:
     """Send the due messages (claimed with SKIP LOCKED); return how many were attempted."""
-    from geodispatch.incidents.chain import append_event
+    from geodispatch.incidents.record import append_event
 
     settings = settings or get_settings()
     now = now or datetime.now(UTC)

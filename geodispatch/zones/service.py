@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.errors import InvalidInput, NotFound
 from geodispatch.geo import LatLng
+from geodispatch.incidents.record import append_many
 from geodispatch.settings import Settings, get_settings
 from geodispatch.zones import cells as hc
 from geodispatch.zones.index import ZoneRef
@@ -352,6 +353,7 @@ def rederive_membership(
         {"excluded": list(OPEN_INCIDENT_EXCLUDED)},
     ).all()
     moved_incidents = 0
+    rezoned: list[tuple[int, dict[str, Any]]] = []
     for iid, lat, lng, sector_id, district_id in rows:
         if lat is None or lng is None:
             continue
@@ -364,12 +366,17 @@ def rederive_membership(
             text("UPDATE incidents SET sector_id = :s, district_id = :d WHERE id = :i"),
             {"s": new_s, "d": new_d, "i": iid},
         )
+        rezoned.append((int(iid), {"sector_id": new_s, "district_id": new_d,
+                                   "previous": {"sector_id": sector_id,
+                                                "district_id": district_id}}))
         for lv, old, new in (("sector", sector_id, new_s), ("district", district_id, new_d)):
             if old != new:
                 history.append(
                     dict(entity="incident", entity_id=iid, level=lv, old_zone_id=old,
                          new_zone_id=new, changed_at=at)
                 )
+    # The incident record follows: every moved incident gets a ``rezoned`` event.
+    append_many(session=session, kind="rezoned", actor="zones", events=rezoned, at=at)
     moved_units = 0
     if replaced:
         units = session.execute(
