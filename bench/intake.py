@@ -227,9 +227,22 @@ async def load(base: str, pts: list[tuple[float, float]], run: str, *, rate: flo
 
 
 def count(run: str, answered: dict[str, int], retried: dict[str, int]) -> dict[str, Any]:
-    from geodispatch.incidents.chain import verify_chain
+    from geodispatch.db import admin_engine
+    from geodispatch.incidents.verify import verify_record
+    from geodispatch.ledger.sequencer import Sequencer
+    from geodispatch.ledger.service import public_key, witnesses
+    from geodispatch.ledger.signing import generate_keypair, load_private_key
 
     settings = get_settings()
+    generate_keypair(settings.resolved_log_signing_key, settings.resolved_log_public_key)
+    key = public_key(settings)
+    adm = admin_engine(settings)
+    seq = Sequencer(adm, load_private_key(settings.resolved_log_signing_key),
+                    witnesses(settings, key))
+    seq.open()
+    seq.drain()
+    seq.close()
+    adm.dispose()
     engine = app_engine(settings)
     with Session(engine) as s:
         rows = s.execute(text("SELECT idempotency_key, id FROM incidents "
@@ -241,12 +254,13 @@ def count(run: str, answered: dict[str, int], retried: dict[str, int]) -> dict[s
         duplicated = sum(len(v) - 1 for v in found.values())
         duplicated += sum(1 for k, iid in retried.items() if answered.get(k) != iid)
         t0 = time.perf_counter()
-        report = verify_chain(session=s)
+        report = verify_record(session=s, public_key=key, witnesses=witnesses(settings, key))
         verify_s = time.perf_counter() - t0
         s.rollback()
     engine.dispose()
     return {"lost": lost, "duplicated": duplicated, "chain_ok": report.ok,
-            "chain_checked": report.checked, "chain_reason": report.reason,
+            "chain_checked": report.events,
+            "chain_reason": report.findings[0].what if report.findings else None,
             "verify_s": verify_s, "in_db": len(rows)}
 
 

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Further witnesses of the tree heads: `http(s)://...` "
         "(a `geodispatch log witness-serve`, the national centre) or `file:/path.jsonl`; "
         "JSON list in the environment.")
+    record_pepper: Path | None = Field(
+        None, description="Secret (32 random bytes, 0600) under which the record commits to "
+        "personal values such as the caller's number without disclosing them in the log; "
+        "default var/keys/record-pepper, created on first use. Losing it makes those "
+        "commitments unverifiable, so back it up with the signing key.")
     log_seal_interval_s: float = Field(
         0.25, description="How often the sequencer seals queued events into a signed tree head.")
     log_seal_batch: int = Field(5000, description="Most events sealed in one tree head.")
@@ -180,6 +185,10 @@ class Settings(BaseSettings):
     @property
     def resolved_log_signing_key(self) -> Path:
         return self.log_signing_key or self.var_dir / "keys" / "log-signing.pem"
+
+    @property
+    def resolved_record_pepper(self) -> Path:
+        return self.record_pepper or self.var_dir / "keys" / "record-pepper"
 
     @property
     def resolved_log_public_key(self) -> Path:

@@ -44,3 +44,17 @@ def login(base: str, username: str, password: str) -> dict[str, str]:
     r = httpx.post(f"{base}/api/auth/token", data={"username": username, "password": password})
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def record_findings(session: object, incident_id: int) -> list[str]:
+    """What the record verification finds about one incident (empty when it verifies)."""
+    from sqlalchemy.orm import Session
+
+    from geodispatch.incidents.verify import verify_record
+    from geodispatch.ledger.service import public_key
+    from geodispatch.settings import get_settings
+
+    assert isinstance(session, Session)
+    report = verify_record(session=session, public_key=public_key(get_settings()),
+                           incident_id=incident_id)
+    return [f.what for f in report.findings if f.incident_id == incident_id]

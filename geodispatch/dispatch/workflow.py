@@ -281,11 +281,11 @@ def cancel_incident(*, session: Session, incident_id: int, actor: str, reason: s
         raise Conflict(f"incident {incident.reference} is already {incident.status}")
     now = datetime.now(UTC)
     released = _release(session, incident, actor, now, final_status="cancelled")
+    incident.status = "cancelled"
+    incident.closed_at = now
     append_event(session=session, incident_id=incident.id, kind="cancelled", actor=actor, at=now,
                  data={"reason": reason.strip(), "released_units": released,
                        "set": {"status": "cancelled"}})
-    incident.status = "cancelled"
-    incident.closed_at = now
     session.flush()
     return incident
 
@@ -304,6 +304,9 @@ def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: s
     now = datetime.now(UTC)
     released = _release(session, incident, actor, now, final_status="cancelled")
     kind = "duplicate_of" if duplicate else "merged"
+    incident.status = "merged"
+    incident.merged_into_id = master.id
+    incident.closed_at = now
     append_event(session=session, incident_id=incident.id, kind=kind, actor=actor, at=now,
                  data={"master_id": master.id, "master_reference": master.reference,
                        "reason": reason, "released_units": released,
@@ -311,9 +314,6 @@ def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: s
     append_event(session=session, incident_id=master.id, kind="absorbed", actor=actor, at=now,
                  data={"duplicate_id": incident.id, "duplicate_reference": incident.reference,
                        "reason": reason})
-    incident.status = "merged"
-    incident.merged_into_id = master.id
-    incident.closed_at = now
     session.flush()
     return incident
 
@@ -327,12 +327,12 @@ def close_incident(*, session: Session, incident_id: int, actor: str, dispositio
         raise Conflict(f"incident {incident.reference} is already {incident.status}")
     now = datetime.now(UTC)
     released = _release(session, incident, actor, now, final_status="cleared")
-    append_event(session=session, incident_id=incident.id, kind="closed", actor=actor, at=now,
-                 data={"disposition": code, "note": note, "released_units": released,
-                       "set": {"status": "closed", "disposition": code}})
     incident.status = "closed"
     incident.disposition = code
     incident.closed_at = now
+    append_event(session=session, incident_id=incident.id, kind="closed", actor=actor, at=now,
+                 data={"disposition": code, "note": note, "released_units": released,
+                       "set": {"status": "closed", "disposition": code}})
     if incident.caller_phone:
         from geodispatch.notify.outbox import enqueue_sms
 
@@ -349,12 +349,13 @@ def reopen_incident(*, session: Session, incident_id: int, actor: str, reason: s
     if incident.status not in ("closed", "cancelled"):
         raise Conflict(f"incident {incident.reference} is {incident.status}, not closed")
     now = datetime.now(UTC)
-    append_event(session=session, incident_id=incident.id, kind="reopened", actor=actor, at=now,
-                 data={"reason": reason.strip(), "previous_status": incident.status,
-                       "set": {"status": "queued", "disposition": None}})
+    previous = incident.status
     incident.status = "queued"
     incident.disposition = None
     incident.closed_at = None
+    append_event(session=session, incident_id=incident.id, kind="reopened", actor=actor, at=now,
+                 data={"reason": reason.strip(), "previous_status": previous,
+                       "set": {"status": "queued", "disposition": None}})
     session.flush()
     return incident
 

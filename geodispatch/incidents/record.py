@@ -22,8 +22,12 @@ an ``amended`` event carrying the final state, so the record never silently lags
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +46,10 @@ from geodispatch.incidents.models import Incident, IncidentEvent
 BODY_VERSION = 1
 #: Tables projected from an incident's events, and the column that names the incident.
 PROJECTED_TABLES: dict[str, str] = {"incidents": "id", "assignments": "incident_id"}
+#: Personal data the record commits to without disclosing it (the log travels to auditors and
+#: the national centre): the state holds ``hmac-sha256:<hex>`` of the value under the centre's
+#: record pepper, so a changed value is still detected and the number itself never leaves.
+SEALED_COLUMNS = frozenset({("incidents", "caller_phone")})
 _SAFE_INT = 2**53 - 1
 _INFO_STATE = "geodispatch.record.state"
 _INFO_TOUCHED = "geodispatch.record.touched"
@@ -85,6 +93,36 @@ def normalise(data: Any) -> Any:
     return json.loads(json.dumps(data, ensure_ascii=False, allow_nan=False, default=str))
 
 
+_peppers: dict[str, bytes] = {}
+
+
+def _pepper() -> bytes:
+    from geodispatch.settings import get_settings
+
+    path = get_settings().resolved_record_pepper
+    key = str(path)
+    if key not in _peppers:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(secrets.token_bytes(32))
+        _peppers[key] = path.read_bytes()
+    return _peppers[key]
+
+
+def sealed_value(table: str, column: str, row_id: Any, value: Any) -> Any:
+    """The commitment the record keeps for a personal value (None stays None)."""
+    if value is None:
+        return None
+    msg = f"{table}.{column}:{row_id}:{value}".encode()
+    return "hmac-sha256:" + hmac.new(_pepper(), msg, hashlib.sha256).hexdigest()
+
+
 def _table(name: str) -> Table:
     table = Base.metadata.tables.get(name)
     if table is None:
@@ -109,8 +147,11 @@ def project(session: Session, incident_ids: Sequence[int]) -> dict[int, dict[str
         rows = session.execute(
             select(*cols).where(table.c[key].in_(list(out))).order_by(*order)
         ).all()
+        sealed = [c.name for c in cols if (name, c.name) in SEALED_COLUMNS]
         for row in rows:
             rec = {c.name: json_value(row[i]) for i, c in enumerate(cols)}
+            for col in sealed:
+                rec[col] = sealed_value(name, col, rec.get("id"), rec[col])
             iid = int(row[cols.index(table.c[key])])
             out[iid][name].append(rec)
     return out

@@ -301,6 +301,11 @@ def run_demo(args: argparse.Namespace) -> int:
         env_db = {"GEODISPATCH_API_PORT": str(port), "GEODISPATCH_API_HOST": host}
         server = children.start("api", _cli("serve", "--host", host, "--port", str(port)),
                                 env=env_db)
+        # The log's single writer: seals every event into signed tree heads.
+        from geodispatch.ledger.signing import generate_keypair
+
+        generate_keypair(settings.resolved_log_signing_key, settings.resolved_log_public_key)
+        children.start("sequencer", _cli("log", "sequence"))
         wait_http(base, server)
         children.start("simulate", _cli(
             "simulate", "--no-provision", "--units", str(prep.units), "--fleet",

@@ -200,11 +200,7 @@ def test_websocket_streams_incident_changes_of_own_region(
 ) -> None:
     """An event appended to an incident of our region reaches the dispatcher's stream; one of
     another region does not; caller phones never travel on the stream."""
-    import importlib.util
-
-    if importlib.util.find_spec("geodispatch.incidents.chain") is None:
-        pytest.skip("the incident event chain is not there yet")
-    from geodispatch.incidents.chain import append_event
+    from geodispatch.incidents.record import append_event
     from geodispatch.incidents.models import Incident
 
     app = create_app(settings.model_copy(update={"serve_ingest": False,

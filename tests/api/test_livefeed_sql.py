@@ -29,10 +29,11 @@ def _incident(db: Session, region: str, status: str, phone: str = "+380671234567
 
 
 def _event(db: Session, incident: Incident, kind: str) -> IncidentEvent:
-    ev = IncidentEvent(incident_id=incident.id, kind=kind, actor="test", at=datetime.now(UTC),
-                       data={}, prev_hash="0" * 64, hash=uuid.uuid4().hex * 2)
-    db.add(ev)
-    db.flush()
+    from geodispatch.incidents.record import append_event
+
+    eid = append_event(session=db, incident_id=incident.id, kind=kind, actor="test")
+    ev = db.get(IncidentEvent, eid)
+    assert ev is not None
     return ev
 
 

@@ -35,15 +35,11 @@ def insert_incident(db: Session, *, region: str = "ADX", status: str = "register
 
 
 def insert_raw_event(db: Session, incident_id: int, kind: str, minutes: int) -> None:
-    """An event with placeholder hashes (for export tests that do not verify)."""
-    db.execute(
-        text(
-            "INSERT INTO incident_events (incident_id, kind, actor, at, data, prev_hash, hash) "
-            "VALUES (:i, :k, 'd1', :at, CAST(:data AS jsonb), :p, :h)"
-        ),
-        {"i": incident_id, "k": kind, "at": T0 + timedelta(minutes=minutes),
-         "data": '{"note": "x"}', "p": "0" * 64, "h": uuid.uuid4().hex * 2},
-    )
+    """An event through the real record (the incident row was inserted directly above)."""
+    from geodispatch.incidents.record import append_event
+
+    append_event(session=db, incident_id=incident_id, kind=kind, actor="d1",
+                 data={"note": "x"}, at=T0 + timedelta(minutes=minutes))
 
 
 def insert_assignment(db: Session, incident_id: int, status: str = "on_scene") -> str:

@@ -33,9 +33,9 @@ def _incident(**kw: Any) -> dict[str, Any]:
 
 EVENTS = [
     {"id": 7, "incident_id": 3, "kind": "registered", "actor": "ct1", "at": T0.isoformat(),
-     "data": {"category": "theft"}, "prev_hash": "0" * 64, "hash": "a" * 64},
+     "data": {"category": "theft"}, "incident_seq": 1, "body": "{}"},
     {"id": 9, "incident_id": 3, "kind": "assigned", "actor": "d1", "at": T0.isoformat(),
-     "data": {"unit": "P-12"}, "prev_hash": "b" * 64, "hash": "c" * 64},
+     "data": {"unit": "P-12"}, "incident_seq": 2, "body": "{}"},
 ]
 
 

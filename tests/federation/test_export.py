@@ -28,7 +28,7 @@ def test_export_region_filter_and_log(db: Session,
     log = doc[EXTENSION]["eventLog"]
     assert [e["kind"] for e in log] == ["registered", "assigned", "on_scene"]
     assert [e["id"] for e in log] == sorted(e["id"] for e in log)
-    assert set(log[0]) == {"id", "incident_id", "kind", "actor", "at", "data", "prev_hash", "hash"}
+    assert set(log[0]) == {"id", "incident_id", "incident_seq", "kind", "actor", "at", "data", "body"}
     assert doc["incidentComponent"]["incidentStatusCommonRegistryText"] == ["ResourcesOnscene"]
     assert doc["emergencyResourceComponent"][0]["emergencyResourceName"] == sign
     assert doc[EXTENSION]["region"] == "ADX"
