@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     var_dir: Path = Field(
         PROJECT_ROOT / "var",
-        description="Runtime state: broker config, built graphs, anchors, SMS log.",
+        description="Runtime state: broker config, built graphs, log keys and tree heads, SMS log.",
     )
 
     # --- MQTT --------------------------------------------------------------------------------
