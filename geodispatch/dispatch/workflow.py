@@ -1,13 +1,23 @@
 """The dispatch workflow: assign crews, follow their statuses, close the incident.
 
 Every step changes the current state (``assignments``, ``units.status``, ``incidents.status``)
-and appends an event to the incident's hash-chained log in the same transaction. Crew statuses
+and appends an event to the incident's record in the same transaction. Crew statuses
 arrive from the crews themselves (MQTT, HTTP: :func:`crew_status_report`), from dispatchers
 (the API) and from GPS arrival detection (:func:`detect_arrivals`); all go through one
 transition table.
 
 Incident status is derived from its assignments: any crew on scene -> ``on_scene``; else any
 en route -> ``en_route``; else any dispatched -> ``assigned``; else all cleared -> ``cleared``.
+
+**Lock order.** A unit of work locks incident rows first (several: ascending id), then unit rows
+(ascending id), then assignment rows. Every function here keeps that order, so two dispatchers,
+a crew's terminal and GPS arrival detection working on the same crew and incident wait for each
+other instead of deadlocking.
+
+**Late statuses.** A crew status carries the device's time. One older than the last status
+applied to the crew, or than the dispatch of its current assignment (a lost acknowledgement
+resent, a backlog after an outage), is recorded on the incident it belongs to as a
+``late_crew_status`` event and changes nothing: an old "cleared" never clears a new call.
 """
 
 from __future__ import annotations
@@ -17,12 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
 from geodispatch.errors import Conflict, InvalidInput, NotFound
-from geodispatch.incidents.record import append_event
+from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.service import get_incident
@@ -82,19 +92,26 @@ def _set_unit_status(session: Session, unit: Unit, status: str, at: datetime) ->
     session.info.setdefault("dispatch_units", {})[unit.id] = status
 
 
-def _unit(session: Session, unit_id: int) -> Unit:
-    unit = session.execute(select(Unit).where(Unit.id == unit_id).with_for_update()
-                           ).scalar_one_or_none()
+def _unit(session: Session, unit_id: int, *, lock: bool = True) -> Unit:
+    q = select(Unit).where(Unit.id == unit_id)
+    unit = session.execute(q.with_for_update() if lock else q).scalar_one_or_none()
     if unit is None:
         raise NotFound(f"unit {unit_id} not found")
     return unit
 
 
-def _active_assignment(session: Session, unit_id: int) -> Assignment | None:
-    return session.execute(
-        select(Assignment).where(Assignment.unit_id == unit_id, Assignment.status.in_(ACTIVE))
-        .order_by(Assignment.id.desc()).limit(1).with_for_update()
-    ).scalar_one_or_none()
+def _lock_units(session: Session, unit_ids: list[int]) -> dict[int, Unit]:
+    """Lock several units in ascending id order (see the lock order in the module docstring)."""
+    return {u.id: u for u in session.execute(
+        select(Unit).where(Unit.id.in_(sorted(set(unit_ids)))).order_by(Unit.id)
+        .with_for_update()).scalars()}
+
+
+def _active_assignment(session: Session, unit_id: int, *, lock: bool = True
+                       ) -> Assignment | None:
+    q = (select(Assignment).where(Assignment.unit_id == unit_id, Assignment.status.in_(ACTIVE))
+         .order_by(Assignment.id.desc()).limit(1))
+    return session.execute(q.with_for_update() if lock else q).scalar_one_or_none()
 
 
 def _derive_status(session: Session, incident: Incident) -> str:
@@ -117,10 +134,10 @@ def _set_incident_status(session: Session, incident: Incident, actor: str, cause
     session.flush()
     new = _derive_status(session, incident)
     if new != incident.status:
-        append_event(session=session, incident_id=incident.id, kind="status", actor=actor, at=at,
-                     data={"from": incident.status, "to": new, "cause": cause,
-                           "set": {"status": new}})
+        previous = incident.status
         incident.status = new
+        append_event(session=session, incident_id=incident.id, kind="status", actor=actor, at=at,
+                     data={"from": previous, "to": new, "cause": cause, "set": {"status": new}})
 
 
 def _latest_recommendation(session: Session, incident_id: int) -> dict[str, Any] | None:
@@ -211,30 +228,80 @@ def _apply_to_assignment(a: Assignment, status: str, at: datetime) -> None:
         a.status = "dispatched"
 
 
+def _assignment_at(session: Session, unit_id: int, at: datetime) -> Assignment | None:
+    """The crew's assignment that was open at ``at`` (the one a late status belongs to)."""
+    return session.execute(
+        select(Assignment).where(
+            Assignment.unit_id == unit_id, Assignment.dispatched_at <= at,
+            func.coalesce(Assignment.cleared_at, Assignment.cancelled_at, at) >= at)
+        .order_by(Assignment.dispatched_at.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def _record_late(session: Session, unit: Unit, status: str, when: datetime, source: str,
+                 applied_at: datetime | None, current: Assignment | None) -> str:
+    late_for = _assignment_at(session, unit.id, when) or current
+    data = {"unit_id": unit.id, "call_sign": unit.call_sign, "status": status,
+            "device_at": iso_utc(when), "crew_status_now": unit.status,
+            "last_applied_at": iso_utc(applied_at) if applied_at else None,
+            "current_assignment_id": current.id if current else None}
+    if late_for is None:
+        log.info("late status %s of unit %s (device time %s) belongs to no incident",
+                 status, unit.call_sign, when.isoformat())
+        return "late"
+    if late_for is not current:
+        get_incident(session=session, incident_id=late_for.incident_id, lock=True)
+    append_event(session=session, incident_id=late_for.incident_id, kind="late_crew_status",
+                 actor=source, at=datetime.now(UTC),
+                 data={**data, "assignment_id": late_for.id})
+    session.flush()
+    return "late"
+
+
 def crew_status_report(*, session: Session, unit_id: int, status: str, at: datetime | None,
-                       source: str) -> None:
+                       source: str) -> str:
     """Apply a crew status (from the crew's terminal, a dispatcher, or GPS arrival detection).
 
     Checks :data:`TRANSITIONS`, updates the unit, its active assignment and the incident's
     derived status, appends a ``crew_status`` event to the incident (when the crew is on one)
     and queues the caller's arrival SMS on the first crew on scene. A repeated status is a
-    no-op. Raises InvalidInput for an unknown status and Conflict for a forbidden transition.
+    no-op. A status whose device time ``at`` is older than the crew's last applied status or
+    than its current assignment's dispatch is recorded as ``late_crew_status`` and not applied.
+    Raises InvalidInput for an unknown status and Conflict for a forbidden transition.
+
+    Returns
+    -------
+    str
+        ``applied``, ``repeated`` or ``late``.
     """
     if status not in CREW_STATUSES:
         raise InvalidInput(f"unknown crew status {status!r}")
     when = (at or datetime.now(UTC)).astimezone(UTC)
-    unit = _unit(session, unit_id)
+    # Lock order: the incident of the crew's current assignment, then the crew, then the
+    # assignment. The assignment is found without a lock first and checked again under it.
+    for _ in range(3):
+        seen = _active_assignment(session, _unit(session, unit_id, lock=False).id, lock=False)
+        incident = (get_incident(session=session, incident_id=seen.incident_id, lock=True)
+                    if seen is not None else None)
+        unit = _unit(session, unit_id)
+        assignment = _active_assignment(session, unit_id)
+        if (assignment.id if assignment else None) == (seen.id if seen else None):
+            break
+    else:
+        raise Conflict(f"unit {unit_id}: its assignment keeps changing; report again")
     current = unit.status
+    applied_at = unit.status_changed_at
+    if at is not None and ((applied_at is not None and when < applied_at) or (
+            assignment is not None and when < assignment.dispatched_at)):
+        return _record_late(session, unit, status, when, source, applied_at, assignment)
     if status == current:
-        return
+        return "repeated"
     if status not in TRANSITIONS.get(current, frozenset()):
         raise Conflict(f"unit {unit.call_sign}: {current} -> {status} is not allowed")
-    assignment = _active_assignment(session, unit_id)
     _set_unit_status(session, unit, status, when)
-    if assignment is None:
+    if assignment is None or incident is None:
         session.flush()
-        return
-    incident = get_incident(session=session, incident_id=assignment.incident_id, lock=True)
+        return "applied"
     first_on_scene = status == "on_scene" and not session.execute(select(Assignment.id).where(
         Assignment.incident_id == incident.id, Assignment.on_scene_at.is_not(None))).first()
     _apply_to_assignment(assignment, status, when)
@@ -250,21 +317,25 @@ def crew_status_report(*, session: Session, unit_id: int, status: str, at: datet
     if assignment.status == "cleared":
         _pending(session).append(PendingPublish(unit.device_id, None))
     session.flush()
+    return "applied"
 
 
 def _release(session: Session, incident: Incident, actor: str, now: datetime, *,
              final_status: str) -> list[int]:
     """End every active assignment of the incident; crews become available again."""
     released = []
+    active = session.execute(select(Assignment.unit_id).where(
+        Assignment.incident_id == incident.id, Assignment.status.in_(ACTIVE))).scalars().all()
+    units = _lock_units(session, list(active))
     for a in session.execute(select(Assignment).where(
             Assignment.incident_id == incident.id, Assignment.status.in_(ACTIVE))
-            .with_for_update()).scalars():
+            .order_by(Assignment.unit_id).with_for_update()).scalars():
         a.status = final_status
         if final_status == "cancelled":
             a.cancelled_at = now
         else:
             a.cleared_at = a.cleared_at or now
-        unit = _unit(session, a.unit_id)
+        unit = units.get(a.unit_id) or _unit(session, a.unit_id)
         if unit.status in ("dispatched", "en_route", "on_scene", "transporting", "cleared"):
             _set_unit_status(session, unit, "available", now)
         _pending(session).append(PendingPublish(unit.device_id, None))
@@ -295,8 +366,10 @@ def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: s
     """Mark ``incident_id`` as a duplicate of (merged into) ``into_id``; it points to the master."""
     if incident_id == into_id:
         raise InvalidInput("an incident cannot be merged into itself")
-    incident = get_incident(session=session, incident_id=incident_id, lock=True)
-    master = get_incident(session=session, incident_id=into_id, lock=True)
+    # Both incidents, in ascending id order (the lock order).
+    first, second = sorted((incident_id, into_id))
+    locked = {i: get_incident(session=session, incident_id=i, lock=True) for i in (first, second)}
+    incident, master = locked[incident_id], locked[into_id]
     if incident.status in FINAL_INCIDENT:
         raise Conflict(f"incident {incident.reference} is already {incident.status}")
     if master.status in FINAL_INCIDENT:
@@ -369,6 +442,7 @@ def detect_arrivals(*, session: Session, settings: Settings | None = None) -> in
         " JOIN units u ON u.id = a.unit_id"
         " WHERE a.status IN ('dispatched', 'acknowledged', 'en_route')"
         "   AND u.status IN ('dispatched', 'en_route') AND l.fix_time >= a.dispatched_at"
+        "   AND (u.status_changed_at IS NULL OR l.fix_time >= u.status_changed_at)"
         "   AND ST_DWithin(l.geom::geography, i.location::geography, :r)"),
         {"r": settings.arrival_radius_m}).all()
     done = 0
