@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from geodispatch.db import Base
 
-SMS_STATUSES = ("pending", "sent", "failed", "suppressed")
+SMS_STATUSES = ("pending", "sending", "sent", "failed", "suppressed")
 
 
 class SmsMessage(Base):

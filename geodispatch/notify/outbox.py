@@ -1,14 +1,22 @@
 """The SMS outbox: messages are queued in the caller's transaction and delivered by a worker.
 
 Queuing is a plain insert in the same transaction as the incident change, so a message exists
-exactly when the change committed. The worker claims due messages with ``FOR UPDATE SKIP
-LOCKED`` (several workers never send one twice), retries failures with exponential backoff up
-to ``settings.sms_max_attempts`` and records every delivery outcome as an incident event.
+exactly when the change committed. Delivery is three steps, and the gateway is never called
+inside a transaction (a slow gateway holds no row anyone else needs):
+
+1. :func:`claim_due` takes due messages with ``FOR UPDATE SKIP LOCKED`` (several workers never
+   take one twice), marks them ``sending`` under a lease of :data:`LEASE_S` and commits;
+2. :func:`send_claims` hands them to the gateway, each with the stable reference
+   ``sms-<id>`` (a gateway can drop a duplicate after a worker died mid-send);
+3. :func:`record_outcomes` stores sent / failed / retry-later (exponential backoff up to
+   ``settings.sms_max_attempts``) and records each outcome as an incident event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -24,6 +32,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 3600.0
+#: How long a claimed message stays with its worker before another may try it.
+LEASE_S = 120.0
 
 
 def backoff_s(attempts: int) -> float:
@@ -65,43 +75,118 @@ def enqueue_sms(*, session: Session, incident: Incident, template: str,
     return msg
 
 
-def deliver_due(*, session: Session, gateway: Gateway, settings: Settings | None = None,
-                limit: int = 50, now: datetime | None = None) -> int:
-    """Send the due messages (claimed with SKIP LOCKED); return how many were attempted."""
-    from geodispatch.incidents.record import append_event
+@dataclass(frozen=True)
+class Claim:
+    """A message taken for one delivery attempt (held by its lease, not by a transaction)."""
 
-    settings = settings or get_settings()
+    id: int
+    incident_id: int | None
+    template: str
+    phone: str
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the gateway said about one claimed message."""
+
+    claim: Claim
+    gateway_id: str | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+def claim_due(*, session: Session, limit: int = 50, now: datetime | None = None,
+              lease_s: float = LEASE_S) -> list[Claim]:
+    """Take due messages for delivery (``FOR UPDATE SKIP LOCKED``; the caller commits at once).
+
+    A claimed message is ``sending`` until its lease ends; a worker that dies mid-send leaves
+    it to be claimed again then. Messages to numbers that opted out are suppressed here.
+    """
     now = now or datetime.now(UTC)
     due = session.execute(
-        select(SmsMessage).where(SmsMessage.status == "pending",
+        select(SmsMessage).where(SmsMessage.status.in_(("pending", "sending")),
                                  SmsMessage.next_attempt_at <= now)
         .order_by(SmsMessage.next_attempt_at, SmsMessage.id).limit(limit)
         .with_for_update(skip_locked=True)
     ).scalars().all()
+    claims = []
     for m in due:
         if opted_out(session, m.phone):
             m.status = "suppressed"
-            outcome: dict[str, object] = {"sms_id": m.id, "template": m.template,
-                                          "status": "suppressed"}
-        else:
-            m.attempts += 1
-            try:
-                m.gateway_id = gateway.send(phone=m.phone, body=m.body, ref=f"sms-{m.id}")
-            except GatewayError as exc:
-                m.last_error = str(exc)[:500]
-                if exc.permanent or m.attempts >= settings.sms_max_attempts:
-                    m.status = "failed"
-                else:
-                    m.next_attempt_at = now + timedelta(seconds=backoff_s(m.attempts))
-                outcome = {"sms_id": m.id, "template": m.template, "status": m.status,
-                           "attempts": m.attempts, "error": m.last_error}
-            else:
-                m.status = "sent"
-                m.sent_at = now
-                outcome = {"sms_id": m.id, "template": m.template, "status": "sent",
-                           "attempts": m.attempts, "gateway_id": m.gateway_id}
-        if m.incident_id is not None and (m.status != "pending" or m.attempts == 1):
-            append_event(session=session, incident_id=m.incident_id, kind="sms_" + str(
-                outcome["status"]), actor="sms", data=outcome)
+            _record(session, m, {"sms_id": m.id, "template": m.template, "status": "suppressed"})
+            continue
+        m.status = "sending"
+        m.attempts += 1
+        m.next_attempt_at = now + timedelta(seconds=lease_s)
+        claims.append(Claim(m.id, m.incident_id, m.template, m.phone, m.body, m.attempts))
     session.flush()
-    return len(due)
+    return claims
+
+
+def send_claims(claims: Sequence[Claim], gateway: Gateway) -> list[Outcome]:
+    """Hand the claimed messages to the gateway (outside any transaction: it may be slow)."""
+    out = []
+    for c in claims:
+        try:
+            out.append(Outcome(c, gateway_id=gateway.send(phone=c.phone, body=c.body,
+                                                          ref=f"sms-{c.id}")))
+        except GatewayError as exc:
+            out.append(Outcome(c, error=str(exc)[:500], permanent=exc.permanent))
+    return out
+
+
+def record_outcomes(*, session: Session, outcomes: Sequence[Outcome],
+                    settings: Settings | None = None, now: datetime | None = None) -> int:
+    """Store what the gateway said; return how many outcomes were recorded.
+
+    An outcome whose lease was overtaken (the message was claimed again meanwhile) is not
+    recorded over the newer attempt.
+    """
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    done = 0
+    for o in sorted(outcomes, key=lambda o: o.claim.id):
+        m = session.get(SmsMessage, o.claim.id, with_for_update=True)
+        if m is None or m.status != "sending" or m.attempts != o.claim.attempts:
+            log.info("SMS %s: outcome of attempt %s overtaken", o.claim.id, o.claim.attempts)
+            continue
+        if o.error is None:
+            m.status, m.sent_at, m.gateway_id = "sent", now, o.gateway_id
+            outcome: dict[str, object] = {"sms_id": m.id, "template": m.template,
+                                          "status": "sent", "attempts": m.attempts,
+                                          "gateway_id": m.gateway_id}
+        else:
+            m.last_error = o.error
+            if o.permanent or m.attempts >= settings.sms_max_attempts:
+                m.status = "failed"
+            else:
+                m.status = "pending"
+                m.next_attempt_at = now + timedelta(seconds=backoff_s(m.attempts))
+            outcome = {"sms_id": m.id, "template": m.template, "status": m.status,
+                       "attempts": m.attempts, "error": m.last_error}
+        if m.status != "pending" or m.attempts == 1:
+            _record(session, m, outcome)
+        done += 1
+    session.flush()
+    return done
+
+
+def _record(session: Session, m: SmsMessage, outcome: dict[str, object]) -> None:
+    from geodispatch.incidents.record import append_event
+
+    if m.incident_id is not None:
+        append_event(session=session, incident_id=m.incident_id,
+                     kind="sms_" + str(outcome["status"]), actor="sms", data=outcome)
+
+
+def deliver_due(*, session: Session, gateway: Gateway, settings: Settings | None = None,
+                limit: int = 50, now: datetime | None = None) -> int:
+    """Claim, send and record in one session (tests and one-off use); return how many were
+    attempted. The worker (:mod:`geodispatch.notify.worker`) runs the same three steps with a
+    transaction of its own for the claim and for the outcome, and none while it sends."""
+    claims = claim_due(session=session, limit=limit, now=now)
+    record_outcomes(session=session, outcomes=send_claims(claims, gateway), settings=settings,
+                    now=now)
+    return len(claims)

@@ -1,4 +1,4 @@
-"""The SMS outbox worker: deliver due messages, one transaction per batch."""
+"""The SMS outbox worker: claim (one transaction), send (none), record (one transaction)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.notify.gateway import Gateway, make_gateway
-from geodispatch.notify.outbox import deliver_due
+from geodispatch.notify.outbox import claim_due, record_outcomes, send_claims
 from geodispatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def run_once(factory: sessionmaker[Session], gateway: Gateway, settings: Settings) -> int:
+    """One pass; returns how many messages were attempted."""
     with factory() as session, session.begin():
-        return deliver_due(session=session, gateway=gateway, settings=settings)
+        claims = claim_due(session=session)
+    if not claims:
+        return 0
+    outcomes = send_claims(claims, gateway)
+    with factory() as session, session.begin():
+        record_outcomes(session=session, outcomes=outcomes, settings=settings)
+    return len(claims)
 
 
 def run_worker(factory: sessionmaker[Session], settings: Settings, stop: threading.Event, *,
