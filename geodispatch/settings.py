@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     )
     cross_border_min_gain_s: float = Field(60.0, description="...and saves at least this many seconds.")
     default_region: str = Field("KV", description="Region code for incidents outside every zone.")
+    phone_region: str = Field(
+        "UA", description="Country (ISO 3166 code) of caller numbers typed without +country code.")
 
     # --- dispatch ----------------------------------------------------------------------------
     arrival_radius_m: float = Field(75.0, description="GPS within this of the incident = on scene.")

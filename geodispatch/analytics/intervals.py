@@ -132,7 +132,10 @@ def _stage_cells(session: Session, target: str, params: dict[str, object]) -> in
     names = ", ".join(f"h3_{r}" for r in RESOLUTIONS)
     with raw.cursor() as cur, cur.copy(f"COPY _ri_h3 (incident_id, {names}) FROM STDIN") as copy:
         for incident_id, lat, lng in rows:
-            copy.write_row((incident_id, *(to_cell(lat, lng, r) for r in RESOLUTIONS)))
+            # An incident whose place is still unknown has no cells and no interval row yet;
+            # placing it on the map is an event, which brings it into the next refresh.
+            if lat is not None:
+                copy.write_row((incident_id, *(to_cell(lat, lng, r) for r in RESOLUTIONS)))
     return len(rows)
 
 

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng, haversine_m
-from geodispatch.incidents.record import append_event
 from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.record import append_event
 from geodispatch.incidents.service import get_incident, incident_point
 from geodispatch.settings import Settings
 
@@ -124,6 +124,9 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
     if incident.status in ("closed", "cancelled", "merged"):
         raise Conflict(f"incident {incident.reference} is {incident.status}")
     target = incident_point(session, incident)
+    if target is None:
+        raise Conflict(f"incident {incident.reference}: location unknown; place it on the map "
+                       "first (or send a crew with an override reason)")
     table = load_classification(settings)
     category = table.categories.get(incident.category)
     out = Recommendation(incident_id=incident.id, reference=incident.reference,

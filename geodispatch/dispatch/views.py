@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import ADMIN, DISPATCHER, NATIONAL, SUPERVISOR, Principal
+from geodispatch.db import transaction
 from geodispatch.dispatch import workflow
 from geodispatch.dispatch.publish import publish_after_commit
 from geodispatch.dispatch.recommend import recommend as run_recommend
@@ -26,9 +27,7 @@ from geodispatch.dispatch.schemas import (
 )
 from geodispatch.errors import NotFound
 from geodispatch.incidents.service import get_by_reference
-from geodispatch.db import transaction
 from geodispatch.incidents.views import (
-    WRITE_SLOTS,
     UnitOfWork,
     incident_json,
     visible_incident,
@@ -50,7 +49,7 @@ def _after_commit(request: Request, session: Session) -> None:
 def recommend(incident_id: int, principal: Operations, uow: UnitOfWork, request: Request,
               settings: SettingsDep,
               body: Annotated[RecommendBody | None, Body()] = None) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         state = request.app.state
         reco = run_recommend(
@@ -66,7 +65,7 @@ def recommend(incident_id: int, principal: Operations, uow: UnitOfWork, request:
              summary="Assign a crew: a recommended one, or another with override_reason")
 def assign(incident_id: int, body: AssignBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         a = workflow.assign(session=session, incident_id=incident_id, unit_id=body.unit_id,
                             actor=principal.username, override_reason=body.override_reason,
@@ -87,7 +86,7 @@ def assignments(incident_id: int, principal: Watchers, session: SessionDep) -> d
 @router.post("/api/dispatch/units/{unit_id}/status", summary="Set a crew's status (dispatcher)")
 def unit_status(unit_id: int, body: StatusBody, principal: Operations, uow: UnitOfWork,
                 request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         unit = session.execute(select(Unit).where(Unit.id == unit_id)).scalar_one_or_none()
         if unit is None or not principal.can_see_region(unit.region):
             raise NotFound(f"unit {unit_id} not found")
@@ -106,7 +105,7 @@ def _write(request: Request, session: Session, principal: Principal, incident: A
 @router.post("/api/incidents/{incident_id}/cancel", summary="Cancel an incident")
 def cancel(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         inc = workflow.cancel_incident(session=session, incident_id=incident_id,
                                        actor=principal.username, reason=body.reason)
@@ -117,7 +116,7 @@ def cancel(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitO
              summary="Mark as duplicate of / merge into another incident")
 def merge(incident_id: int, body: MergeBody, principal: Operations, uow: UnitOfWork,
           request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         into = body.into_id
         if into is None and body.into_reference:
@@ -134,7 +133,7 @@ def merge(incident_id: int, body: MergeBody, principal: Operations, uow: UnitOfW
 @router.post("/api/incidents/{incident_id}/close", summary="Close with an APCO disposition code")
 def close(incident_id: int, body: CloseBody, principal: Operations, uow: UnitOfWork,
           request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         inc = workflow.close_incident(session=session, incident_id=incident_id,
                                       actor=principal.username, disposition=body.disposition,
@@ -145,7 +144,7 @@ def close(incident_id: int, body: CloseBody, principal: Operations, uow: UnitOfW
 @router.post("/api/incidents/{incident_id}/reopen", summary="Reopen a closed incident")
 def reopen(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitOfWork,
            request: Request) -> dict[str, Any]:
-    with WRITE_SLOTS, transaction(uow) as session:
+    with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         inc = workflow.reopen_incident(session=session, incident_id=incident_id,
                                        actor=principal.username, reason=body.reason)

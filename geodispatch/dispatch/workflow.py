@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
 from geodispatch.errors import Conflict, InvalidInput, NotFound
-from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
+from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.service import get_incident
 from geodispatch.settings import Settings, get_settings
 from geodispatch.tracking.models import Unit
@@ -209,7 +209,9 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
     _pending(session).append(PendingPublish(unit.device_id, {
         "assignment_id": assignment.id, "incident_id": incident_id,
         "reference": incident.reference, "category": incident.category,
-        "priority": incident.priority, "lat": float(point[0]), "lng": float(point[1]),
+        "priority": incident.priority,
+        "lat": None if point[0] is None else float(point[0]),
+        "lng": None if point[1] is None else float(point[1]),
         "address": incident.address, "lead": is_lead, "at": now.isoformat()}))
     return assignment
 

@@ -84,20 +84,24 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def pidf_point(lat: float, lng: float, address: str | None) -> str:
-    """A minimal PIDF-LO document with a GML point (``lat lon`` order, as GML 4326 wants)."""
+def pidf_point(lat: float | None, lng: float | None, address: str | None) -> str:
+    """A minimal PIDF-LO document with a GML point (``lat lon`` order, as GML 4326 wants).
+
+    An incident whose place is not known yet has no point: only the address as typed.
+    """
     civic = (
         f"<ca:civicAddress><ca:NAM>{escape(address)}</ca:NAM></ca:civicAddress>" if address else ""
     )
+    point = "" if lat is None or lng is None else (
+        '<gml:Point srsName="urn:ogc:def:crs:EPSG::4326">'
+        f"<gml:pos>{lat!r} {lng!r}</gml:pos></gml:Point>")
     return (
         '<presence xmlns="urn:ietf:params:xml:ns:pidf" '
         'xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10" '
         'xmlns:gml="http://www.opengis.net/gml" '
         'xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr">'
         "<gp:geopriv><gp:location-info>"
-        '<gml:Point srsName="urn:ogc:def:crs:EPSG::4326">'
-        f"<gml:pos>{lat!r} {lng!r}</gml:pos></gml:Point>"
-        f"{civic}</gp:location-info></gp:geopriv></presence>"
+        f"{point}{civic}</gp:location-info></gp:geopriv></presence>"
     )
 
 
@@ -178,7 +182,9 @@ def build_eido(
                 "$id": loc_id,
                 "locationTypeDescriptionRegistryText": "IncidentLocation",
                 "locationByValue": pidf_point(
-                    float(incident["lat"]), float(incident["lng"]), incident.get("address")
+                    None if incident["lat"] is None else float(incident["lat"]),
+                    None if incident["lng"] is None else float(incident["lng"]),
+                    incident.get("address"),
                 ),
                 "locationDescriptionText": incident.get("address"),
             }
@@ -255,8 +261,11 @@ def parse_eido(doc: Mapping[str, Any]) -> dict[str, Any]:
         ext = doc[EXTENSION]
         events = list(ext["eventLog"])
         loc = doc["locationComponent"][0]["locationByValue"]
-        pos = loc.split("<gml:pos>", 1)[1].split("</gml:pos>", 1)[0].split()
-        lat, lng = float(pos[0]), float(pos[1])
+        lat: float | None = None
+        lng: float | None = None
+        if "<gml:pos>" in loc:  # no point: the place is not known yet
+            pos = loc.split("<gml:pos>", 1)[1].split("</gml:pos>", 1)[0].split()
+            lat, lng = float(pos[0]), float(pos[1])
         status_internal = inc.get("incidentStatusInternalText") or []
         disposition = None
         if inc.get("dispositionComponent"):

@@ -25,8 +25,9 @@ from sqlalchemy import RowMapping, text
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import Conflict, InvalidInput
-from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.federation.eido import EidoFormatError, build_eido, parse_eido
+from geodispatch.incidents.record import append_event, iso_utc
+from geodispatch.ledger.merkle import leaf_hash
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def import_eido(
     )
     cell = parsed["h3"]
     sector_id = district_id = None
-    if cell:
+    if cell and parsed["lat"] is not None:
         zc = cell_of(LatLng(parsed["lat"], parsed["lng"]), settings.h3_zone_res)
         zones: dict[str, int] = dict(
             session.execute(
@@ -231,7 +232,7 @@ def import_eido(
         "received_at": _parse_time(parsed["received_at"]) or _parse_time(events[0]["at"]),
         "lat": parsed["lat"],
         "lng": parsed["lng"],
-        "h3": int(cell) if cell else 0,
+        "h3": int(cell) if cell and parsed["lat"] is not None else None,
         "address": parsed["address"],
         "category": parsed["category"],
         "priority": parsed["priority"],
@@ -267,7 +268,8 @@ def import_eido(
                 "UPDATE incidents SET status = :status, category = :category, "
                 "priority = :priority, "
                 "description = :description, disposition = :disposition, closed_at = :closed_at, "
-                "address = :address WHERE id = :id"
+                "address = :address, location = ST_SetSRID(ST_MakePoint(:lng, :lat), 4326), "
+                "h3 = :h3, sector_id = :sector, district_id = :district WHERE id = :id"
             ),
             {**values, "id": incident_id},
         )
@@ -283,7 +285,7 @@ def import_eido(
     }
     added = 0
     for e in events:
-        leaf = hashlib.sha256(b"\x00" + str(e["body"]).encode("utf-8")).hexdigest()
+        leaf = leaf_hash(str(e["body"]).encode("utf-8")).hex()
         if leaf in known:
             continue
         data = dict(e["data"] or {})

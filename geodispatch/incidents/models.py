@@ -67,8 +67,11 @@ class Incident(Base):
     caller_phone: Mapped[str | None] = mapped_column(String(32))
     caller_lang: Mapped[str] = mapped_column(String(5), default="uk")
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    location: Mapped[Any] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
-    h3: Mapped[int] = mapped_column(BigInteger)
+    #: None while the place is unknown (an address that did not resolve, a call without one);
+    #: the queue shows such calls as "location unknown" until someone places them on the map.
+    location: Mapped[Any | None] = mapped_column(
+        Geometry("POINT", srid=4326, spatial_index=False), nullable=True)
+    h3: Mapped[int | None] = mapped_column(BigInteger)
     address: Mapped[str | None] = mapped_column(Text)
     category: Mapped[str] = mapped_column(String(48))
     original_category: Mapped[str] = mapped_column(String(48))

@@ -8,21 +8,41 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 
-class IncidentCreate(BaseModel):
-    """A call as the call-taker registers it: a point (``lat``/``lng``) or an ``address``."""
+def clean_text(v: object) -> object:
+    """Text PostgreSQL can store: NUL becomes U+FFFD, lone surrogates become ``?``."""
+    if isinstance(v, str):
+        return v.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return v
 
-    lat: float | None = Field(None, ge=-90, le=90)
-    lng: float | None = Field(None, ge=-180, le=180)
+
+class IncidentCreate(BaseModel):
+    """A call as the call-taker registers it.
+
+    Anything that identifies the call is enough: a phone number, a description, an address or
+    a point. A place that cannot be resolved (an address not in the road data, impossible
+    coordinates) still registers the call, with "location unknown" and the typed text kept;
+    someone places it on the map later.
+    """
+
+    lat: float | None = None
+    lng: float | None = None
     address: str | None = Field(None, max_length=500,
                                 description="Street, or 'street A & street B' (an intersection)")
-    category: str = Field(..., max_length=48)
+    category: str | None = Field(None, max_length=48, description="Default: other")
     priority: int | None = Field(None, ge=1, le=4, description="Default: the category's")
     description: str = Field("", max_length=4000)
-    caller_phone: str | None = Field(None, max_length=32, description="E.164, e.g. +380501234567")
+    caller_phone: str | None = Field(None, max_length=32,
+                                     description="E.164, or a national number of phone_region")
     caller_lang: str | None = Field(None, max_length=5)
     sms_opt_out: bool = False
     received_at: datetime | None = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("address", "category", "description", "caller_phone", "caller_lang",
+                     "idempotency_key", mode="before")
+    @classmethod
+    def _clean(cls, v: object) -> object:
+        return clean_text(v)
 
     @field_validator("received_at")
     @classmethod
@@ -32,12 +52,26 @@ class IncidentCreate(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _where(self) -> IncidentCreate:
-        if (self.lat is None) != (self.lng is None):
-            raise ValueError("give both lat and lng")
-        if self.lat is None and not (self.address or "").strip():
-            raise ValueError("give a location (lat/lng) or an address")
+    def _something(self) -> IncidentCreate:
+        if (self.lat is None and self.lng is None and not (self.address or "").strip()
+                and not self.description.strip() and not (self.caller_phone or "").strip()):
+            raise ValueError("nothing to register: give a phone number, a description, "
+                             "an address or a point")
         return self
+
+
+class PlaceIncident(BaseModel):
+    """Put an incident on the map (its place was unknown, or it was wrong)."""
+
+    lat: float = Field(..., ge=-90, le=90)
+    lng: float = Field(..., ge=-180, le=180)
+    address: str | None = Field(None, max_length=500)
+    reason: str = Field("", max_length=1000)
+
+    @field_validator("address", "reason", mode="before")
+    @classmethod
+    def _clean(cls, v: object) -> object:
+        return clean_text(v)
 
 
 class Reclassify(BaseModel):
@@ -56,10 +90,11 @@ class IncidentOut(BaseModel):
     category: str
     original_category: str
     priority: int
-    lat: float
-    lng: float
-    location: dict[str, Any]
-    h3: str
+    lat: float | None
+    lng: float | None
+    location: dict[str, Any] | None
+    location_unknown: bool = False
+    h3: str | None
     address: str | None
     description: str
     received_at: datetime
@@ -72,4 +107,5 @@ class IncidentOut(BaseModel):
     caller_phone: str | None = None
     caller_lang: str
     created: bool | None = None
+    warnings: list[str] = Field(default_factory=list)
     assignments: list[dict[str, Any]] = Field(default_factory=list)

@@ -16,53 +16,74 @@ from typing import Any
 import h3
 import phonenumbers
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, valid_latlng
-from geodispatch.incidents.record import append_event
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
+from geodispatch.incidents.record import append_event
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+#: The category of a call registered without one (or with one the table does not know).
+FALLBACK_CATEGORY = "other"
+
 _INTERSECTION = re.compile(r"\s*(?:&|/|\band\b|\bта\b|\bі\b|\bи\b|\bx\b|×)\s*", re.IGNORECASE)
 
 
-def normalise_phone(phone: str) -> str:
-    """The number in E.164, or InvalidInput (numbers must carry their country code)."""
+def normalise_phone(phone: str, region: str | None = None) -> str:
+    """The number in E.164, or InvalidInput.
+
+    A number without ``+`` is read as a national number of ``region`` (an ISO country code such
+    as ``UA``); without a region it must carry its country code.
+    """
     raw = phone.strip()
-    if not raw.startswith("+"):
-        raise InvalidInput(f"caller phone {phone!r} is not E.164 (start with + and country code)")
+    if not raw.startswith("+") and not region:
+        raise InvalidInput(f"caller phone {phone[:32]!r} is not E.164 "
+                           "(start with + and country code)")
     try:
-        parsed = phonenumbers.parse(raw, None)
+        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidInput(f"caller phone {phone!r} is not a phone number: {exc}") from None
+        raise InvalidInput(f"caller phone {phone[:32]!r} is not a phone number: {exc}") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidInput(f"caller phone {phone!r} is not a valid number")
+        raise InvalidInput(f"caller phone {phone[:32]!r} is not a valid number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def is_e164(phone: str | None) -> bool:
+    """Whether ``phone`` is a valid number already in E.164 (one an SMS can go to)."""
+    if not phone:
+        return False
+    try:
+        return normalise_phone(phone) == phone
+    except InvalidInput:
+        return False
+
+
 def _street_point(session: Session, name: str) -> tuple[LatLng, str] | None:
+    # The middle of the longest connected stretch of the best-matching street: its edges are
+    # merged, and a street in several pieces (a multi-line) is split into them first.
     row = session.execute(text(
         "SELECT name, ST_Y(p), ST_X(p) FROM ("
-        " SELECT name, ST_LineInterpolatePoint(ST_LineMerge(ST_Collect(geom)), 0.5) AS p,"
-        "  CASE WHEN lower(name) = lower(:n) THEN 0 ELSE 1 END AS exact"
-        " FROM road_edges WHERE name ILIKE :pat GROUP BY name) s"
-        " WHERE p IS NOT NULL ORDER BY exact, length(name) LIMIT 1"),
-        {"n": name, "pat": f"%{name}%"}).first()
-    if row is None:
-        # ST_LineInterpolatePoint needs one line; a multi-part street falls back to a vertex.
-        row = session.execute(text(
-            "SELECT name, ST_Y(ST_PointN(geom, 1)), ST_X(ST_PointN(geom, 1)) FROM road_edges "
-            "WHERE name ILIKE :pat ORDER BY (lower(name) = lower(:n)) DESC, length(name), id "
-            "LIMIT 1"), {"n": name, "pat": f"%{name}%"}).first()
+        " SELECT name, exact, ST_LineInterpolatePoint(piece, 0.5) AS p, ST_Length(piece) AS len"
+        " FROM (SELECT name, exact, (ST_Dump(ST_LineMerge(g))).geom AS piece FROM ("
+        "   SELECT name, ST_Collect(geom) AS g,"
+        "    CASE WHEN lower(name) = lower(:n) THEN 0 ELSE 1 END AS exact"
+        "   FROM road_edges WHERE name ILIKE :pat GROUP BY name) s) d"
+        " WHERE GeometryType(piece) = 'LINESTRING') x"
+        " ORDER BY exact, length(name), len DESC LIMIT 1"),
+        {"n": name, "pat": f"%{_like_escape(name)}%"}).first()
     if row is None:
         return None
     return LatLng(float(row[1]), float(row[2])), str(row[0])
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def geocode_address(*, session: Session, address: str) -> tuple[LatLng, str]:
@@ -83,7 +104,7 @@ def geocode_address(*, session: Session, address: str) -> tuple[LatLng, str]:
             " ON ST_DWithin(ea.geom, eb.geom, 0.0003)"
             " WHERE ea.name ILIKE :a AND eb.name ILIKE :b"
             " ORDER BY ST_Distance(ea.geom, eb.geom), ea.id, eb.id LIMIT 1"),
-            {"a": f"%{a}%", "b": f"%{b}%"}).first()
+            {"a": f"%{_like_escape(a)}%", "b": f"%{_like_escape(b)}%"}).first()
         if row is None:
             raise NotFound(f"no intersection of {a!r} and {b!r} in the road data")
         return LatLng(float(row[2]), float(row[3])), f"{row[0]} & {row[1]}"
@@ -116,33 +137,77 @@ def _by_key(session: Session, key: str) -> Incident | None:
     ).scalar_one_or_none()
 
 
+def _place(session: Session, data: IncidentCreate, warnings: list[str]
+           ) -> tuple[LatLng | None, str | None]:
+    """Where the call is, and the address text to keep; (None, text) when it is not known."""
+    address = (data.address or "").strip() or None
+    if data.lat is not None and data.lng is not None:
+        if valid_latlng(float(data.lat), float(data.lng)):
+            return LatLng(float(data.lat), float(data.lng)), address
+        warnings.append(f"impossible coordinates ({data.lat}, {data.lng}): location unknown")
+    elif data.lat is not None or data.lng is not None:
+        warnings.append("only one of lat/lng given: location unknown")
+    if address is None:
+        return None, None
+    try:
+        with session.begin_nested():
+            p, resolved = geocode_address(session=session, address=address)
+    except (InvalidInput, NotFound) as exc:
+        warnings.append(f"{exc}: location unknown, address kept as typed")
+        return None, address
+    except SQLAlchemyError:
+        log.exception("address lookup failed for %r", address[:80])
+        warnings.append("the address lookup failed: location unknown, address kept as typed")
+        return None, address
+    if resolved.lower() != address.lower():
+        address = f"{address} ({resolved})"
+    return p, address
+
+
+def _phone(raw: str | None, settings: Settings, warnings: list[str]) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    try:
+        return normalise_phone(raw, settings.phone_region)
+    except InvalidInput as exc:
+        warnings.append(f"{exc}: kept as typed, no SMS to it")
+        return raw.strip()[:32]
+
+
 def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
-                         zone_index: Any = None, settings: Settings | None = None
+                         zone_index: Any = None, settings: Settings | None = None,
+                         region: str | None = None, warnings: list[str] | None = None
                          ) -> tuple[Incident, bool]:
     """Register a call; return the incident and whether it was created now.
+
+    The call is registered whatever the request's place, category or phone number look like:
+    what cannot be used is kept as typed and explained in ``warnings`` (an unresolvable
+    address gives an incident with no location, an unknown category gives ``other``, a number
+    that is not a phone number gets no SMS). ``region`` is the region of a call whose place
+    is unknown (the call-taker's; default ``settings.default_region``).
 
     With an ``idempotency_key`` a retry returns the incident the first attempt made (also when
     both attempts race: the loser's insert hits the unique key inside a savepoint, which is
     rolled back together with its reference number, and the winner's row is returned).
     """
     settings = settings or get_settings()
+    warnings = warnings if warnings is not None else []
     if data.idempotency_key:
         existing = _by_key(session, data.idempotency_key)
         if existing is not None:
             return existing, False
     cls = load_classification(settings)
-    category = cls.category(data.category)
-    phone = normalise_phone(data.caller_phone) if data.caller_phone else None
-    address = data.address.strip() if data.address else None
-    if data.lat is not None and data.lng is not None:
-        p = LatLng(float(data.lat), float(data.lng))
-        if not valid_latlng(p.lat, p.lng):
-            raise InvalidInput("impossible coordinates")
+    code = (data.category or "").strip() or FALLBACK_CATEGORY
+    if code not in cls.categories:
+        warnings.append(f"unknown category {code[:48]!r}: registered as {FALLBACK_CATEGORY}")
+        code = FALLBACK_CATEGORY
+    category = cls.category(code)
+    phone = _phone(data.caller_phone, settings, warnings)
+    p, address = _place(session, data, warnings)
+    if p is not None:
+        region, sector_id, district_id = _zones(p, zone_index, settings)
     else:
-        p, resolved = geocode_address(session=session, address=address or "")
-        address = f"{address} ({resolved})" if resolved.lower() != (address or "").lower() \
-            else address
-    region, sector_id, district_id = _zones(p, zone_index, settings)
+        region, sector_id, district_id = region or settings.default_region, None, None
     now = datetime.now(UTC)
     received = data.received_at or now
     priority = data.priority or category.priority
@@ -153,8 +218,9 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                 reference=next_reference(session=session, region=region, year=received.year),
                 idempotency_key=data.idempotency_key, region=region, received_at=received,
                 registered_at=now, caller_phone=phone, caller_lang=lang,
-                sms_opt_out=data.sms_opt_out, location=p.to_ewkt(),
-                h3=h3.str_to_int(h3.latlng_to_cell(p.lat, p.lng, settings.h3_incident_res)),
+                sms_opt_out=data.sms_opt_out, location=p.to_ewkt() if p else None,
+                h3=h3.str_to_int(h3.latlng_to_cell(p.lat, p.lng, settings.h3_incident_res))
+                if p else None,
                 address=address, category=category.code, original_category=category.code,
                 priority=priority, status="queued", description=data.description,
                 sector_id=sector_id, district_id=district_id, created_by=actor,
@@ -164,7 +230,9 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
             append_event(session=session, incident_id=incident.id, kind="registered",
                          actor=actor, at=now, data={
                              "reference": incident.reference, "region": region,
-                             "received_at": received.isoformat(), "lat": p.lat, "lng": p.lng,
+                             "received_at": received.isoformat(),
+                             "lat": p.lat if p else None, "lng": p.lng if p else None,
+                             "location_unknown": p is None, "warnings": warnings,
                              "address": address, "description": data.description,
                              "has_phone": phone is not None,
                              "set": {"category": category.code, "priority": priority,
@@ -176,12 +244,41 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
         if existing is None:
             raise Conflict("registration collided and the other attempt vanished") from None
         return existing, False
-    if phone and not data.sms_opt_out:
+    if is_e164(phone) and not data.sms_opt_out:
         from geodispatch.notify.outbox import enqueue_sms
 
         enqueue_sms(session=session, incident=incident, template="registered",
                     reference=incident.reference)
     return incident, True
+
+
+def place_incident(*, session: Session, incident_id: int, lat: float, lng: float, actor: str,
+                   address: str | None = None, reason: str = "", zone_index: Any = None,
+                   settings: Settings | None = None) -> Incident:
+    """Put an incident on the map: its place was unknown, or it was wrong.
+
+    The region (and so the reference) stays; sector and district follow the new point.
+    """
+    settings = settings or get_settings()
+    if not valid_latlng(lat, lng):
+        raise InvalidInput("impossible coordinates")
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status in ("closed", "cancelled", "merged"):
+        raise Conflict(f"incident {incident.reference} is {incident.status}")
+    before = incident_point(session, incident)
+    p = LatLng(lat, lng)
+    _region, sector_id, district_id = _zones(p, zone_index, settings)
+    incident.location = p.to_ewkt()
+    incident.h3 = h3.str_to_int(h3.latlng_to_cell(lat, lng, settings.h3_incident_res))
+    incident.sector_id, incident.district_id = sector_id, district_id
+    if address is not None and address.strip():
+        incident.address = address.strip()
+    append_event(session=session, incident_id=incident.id, kind="located", actor=actor, data={
+        "lat": lat, "lng": lng, "address": incident.address, "reason": reason.strip(),
+        "was_unknown": before is None,
+        "from": None if before is None else {"lat": before.lat, "lng": before.lng}})
+    session.flush()
+    return incident
 
 
 def register_incident(*, session: Session, data: IncidentCreate, actor: str,
@@ -221,12 +318,13 @@ def reclassify(*, session: Session, incident_id: int, category: str, reason: str
         raise Conflict(f"incident {incident.reference} is {incident.status}")
     cat = load_classification().category(category)
     new_priority = priority or incident.priority
-    append_event(session=session, incident_id=incident.id, kind="reclassified", actor=actor,
-                 data={"from": incident.category, "to": cat.code, "reason": reason.strip(),
-                       "original_category": incident.original_category,
-                       "set": {"category": cat.code, "priority": new_priority}})
+    previous = incident.category
     incident.category = cat.code
     incident.priority = new_priority
+    append_event(session=session, incident_id=incident.id, kind="reclassified", actor=actor,
+                 data={"from": previous, "to": cat.code, "reason": reason.strip(),
+                       "original_category": incident.original_category,
+                       "set": {"category": cat.code, "priority": new_priority}})
     session.flush()
     return incident
 
@@ -241,9 +339,10 @@ def list_incidents(*, session: Session, region: str | None, status: str | None =
     return list(session.execute(stmt).scalars())
 
 
-def incident_point(session: Session, incident: Incident) -> LatLng:
-    """The incident's location as a LatLng."""
+def incident_point(session: Session, incident: Incident) -> LatLng | None:
+    """The incident's location as a LatLng (None while it is unknown)."""
+    session.flush()
     row = session.execute(
         text("SELECT ST_Y(location), ST_X(location) FROM incidents WHERE id = :i"),
         {"i": incident.id}).one()
-    return LatLng(float(row[0]), float(row[1]))
+    return None if row[0] is None else LatLng(float(row[0]), float(row[1]))

@@ -6,14 +6,11 @@ dispatchers and supervisors of the incident's region.
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
-
-from geodispatch.db import transaction
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import (
@@ -26,15 +23,16 @@ from geodispatch.api.security import (
     SUPERVISOR,
     Principal,
 )
+from geodispatch.db import transaction
 from geodispatch.errors import NotFound
 from geodispatch.incidents import service
+from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import event_dict, incident_events
+from geodispatch.incidents.schemas import IncidentCreate, PlaceIncident, Reclassify
 from geodispatch.incidents.verify import verify_record
 from geodispatch.ledger import service as ledger
 from geodispatch.ledger.signing import public_key_pem
-from geodispatch.incidents.classification import load_classification
-from geodispatch.incidents.models import Incident, IncidentEvent
-from geodispatch.incidents.schemas import IncidentCreate, Reclassify
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
@@ -60,12 +58,6 @@ def get_factory(request: Request) -> sessionmaker[Session]:
 
 UnitOfWork = Annotated[sessionmaker[Session], Depends(get_factory)]
 
-#: Writers that may be inside a chain transaction at once. Every event append is serialised by
-#: the chain lock; with many threads runnable the lock holder waits for the GIL at each database
-#: round trip (a convoy), so the others queue here, blocked, instead.
-WRITE_SLOTS = threading.BoundedSemaphore(4)
-
-
 def sees_phone(principal: Principal, incident: Incident) -> bool:
     return principal.role in PHONE_ROLES and principal.can_see_region(incident.region)
 
@@ -83,13 +75,18 @@ def incident_json(session: Session, incident: Incident, principal: Principal, *,
                   point: tuple[float, float] | None = None, assignments: bool = False
                   ) -> dict[str, Any]:
     """The API form of an incident (phone only for the regional operations roles)."""
-    lat, lng = point or tuple(service.incident_point(session, incident))
+    if point is None:
+        where = service.incident_point(session, incident)
+        point = None if where is None else (where.lat, where.lng)
+    lat, lng = point if point is not None else (None, None)
     out: dict[str, Any] = {
         "id": incident.id, "reference": incident.reference, "region": incident.region,
         "status": incident.status, "category": incident.category,
         "original_category": incident.original_category, "priority": incident.priority,
-        "lat": lat, "lng": lng, "location": {"type": "Point", "coordinates": [lng, lat]},
-        "h3": format(int(incident.h3), "x"), "address": incident.address,
+        "lat": lat, "lng": lng, "location_unknown": point is None,
+        "location": None if point is None else {"type": "Point", "coordinates": [lng, lat]},
+        "h3": None if incident.h3 is None else format(int(incident.h3), "x"),
+        "address": incident.address,
         "description": incident.description, "received_at": incident.received_at.isoformat(),
         "registered_at": incident.registered_at.isoformat() if incident.registered_at else None,
         "sector_id": incident.sector_id, "district_id": incident.district_id,
@@ -171,19 +168,29 @@ def event_proof(event_id: int, principal: Auditors, session: SessionDep) -> dict
 def register(body: IncidentCreate, principal: Intake, uow: UnitOfWork, request: Request,
              response: Response, settings: SettingsDep) -> dict[str, Any]:
     zone_index = getattr(request.app.state, "zone_index", None)
-    with WRITE_SLOTS, transaction(uow) as session:
+    warnings: list[str] = []
+    with transaction(uow) as session:
         incident, created = service.register_incident_ex(
             session=session, data=body, actor=principal.username, zone_index=zone_index,
-            settings=settings)
-        if created and body.lat is not None and body.lng is not None:
-            point: tuple[float, float] | None = (float(body.lat), float(body.lng))
-        else:
-            point = None
-        out = incident_json(session, incident, principal, point=point)
+            settings=settings, region=principal.region, warnings=warnings)
+        out = incident_json(session, incident, principal)
     if not created:
         response.status_code = 200
     out["created"] = created
+    out["warnings"] = warnings
     return out
+
+
+@router.post("/{incident_id}/location", summary="Place the incident on the map")
+def place(incident_id: int, body: PlaceIncident, principal: Intake, uow: UnitOfWork,
+          request: Request, settings: SettingsDep) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        incident = service.place_incident(
+            session=session, incident_id=incident_id, lat=body.lat, lng=body.lng,
+            address=body.address, reason=body.reason, actor=principal.username,
+            zone_index=getattr(request.app.state, "zone_index", None), settings=settings)
+        return incident_json(session, incident, principal)
 
 
 @router.get("", summary="Incidents of the caller's region, newest first")
@@ -195,7 +202,7 @@ def list_incidents(principal: Readers, session: SessionDep,
     rows = session.execute(
         select(Incident.id, Incident.location.ST_Y(), Incident.location.ST_X())
         .where(Incident.id.in_([i.id for i in items]))).all()
-    points = {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
+    points = {int(r[0]): (float(r[1]), float(r[2])) for r in rows if r[1] is not None}
     return {"items": [incident_json(session, i, principal, point=points.get(i.id))
                       for i in items]}
 

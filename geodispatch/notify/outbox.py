@@ -61,8 +61,10 @@ def opt_out(*, session: Session, phone: str) -> None:
 def enqueue_sms(*, session: Session, incident: Incident, template: str,
                 **fields: object) -> SmsMessage | None:
     """Queue a message to the incident's caller; None when there is no phone or it opted out."""
+    from geodispatch.incidents.service import is_e164
+
     phone = incident.caller_phone
-    if not phone or incident.sms_opt_out or opted_out(session, phone):
+    if not phone or not is_e164(phone) or incident.sms_opt_out or opted_out(session, phone):
         return None
     fields.setdefault("reference", incident.reference)
     body, lang = render(template, incident.caller_lang or get_settings().sms_default_lang,

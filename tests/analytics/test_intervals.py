@@ -118,3 +118,19 @@ def test_merged_incidents_and_clock_errors(db: Session) -> None:
         text("SELECT count(*) FROM response_intervals WHERE incident_id = :i"), {"i": inc.id}
     ).scalar_one()
     assert gone == 0
+
+
+def test_an_incident_without_a_place_waits_for_it(db: Session) -> None:
+    """A call whose location is still unknown has no interval row (no cell to put it in) and
+    does not stop the refresh; once placed on the map it gets one."""
+    placed = make_incident(db, received=T0)
+    unplaced = make_incident(db, received=T0)
+    db.execute(text("UPDATE incidents SET location = NULL, h3 = NULL WHERE id = :i"),
+               {"i": unplaced.id})
+    refresh_intervals(session=db, since=T0)
+    assert _row(db, placed.id).registration_s == 30
+    assert db.get(ResponseInterval, unplaced.id) is None
+    db.execute(text("UPDATE incidents SET location = ST_SetSRID(ST_MakePoint(30.52, 50.45), "
+                    "4326) WHERE id = :i"), {"i": unplaced.id})
+    refresh_intervals(session=db, since=T0)
+    assert _row(db, unplaced.id).h3_9 is not None

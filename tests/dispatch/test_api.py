@@ -11,10 +11,10 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
 
 from geodispatch.api.app import create_app
+from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
 from geodispatch.users.models import User
 from geodispatch.users.service import upsert_user
-from geodispatch.geo import LatLng
 from tests.dispatch.conftest import add_crew
 from tests.helpers import login, running_server
 
@@ -56,10 +56,16 @@ def test_dispatch_over_http(settings: Settings, engine: Engine, users: dict[str,
         assert again.status_code == 200 and again.json()["id"] == inc["id"]
         assert httpx.post(f"{base}/api/incidents", json=body,
                           headers=h["national"]).status_code == 403
+        # A number that is not a phone number still registers the call: kept, flagged, no SMS.
         r = httpx.post(f"{base}/api/incidents", json={**body, "caller_phone": "12",
                                                       "idempotency_key": None},
                        headers=h["call_taker"])
-        assert r.status_code == 422
+        assert r.status_code == 201 and "not a" in " ".join(r.json()["warnings"])
+        odd = r.json()["id"]
+        assert httpx.get(f"{base}/api/incidents/{odd}",
+                         headers=h["dispatcher"]).json()["caller_phone"] == "12"
+        assert httpx.post(f"{base}/api/incidents", json={}, headers=h["call_taker"]
+                          ).status_code == 422  # nothing at all to register
         iid = inc["id"]
         detail = httpx.get(f"{base}/api/incidents/{iid}", headers=h["dispatcher"]).json()
         assert detail["caller_phone"] == "+380671112233"

@@ -123,7 +123,7 @@ def test_status_and_close_concurrently_never_deadlock(engine: Engine) -> None:
     step = threading.Barrier(2, timeout=60)
 
     def crews() -> None:
-        for iid, uid in pairs:
+        for _, uid in pairs:
             step.wait()
             for st in ("en_route",):
                 try:

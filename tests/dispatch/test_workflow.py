@@ -27,8 +27,8 @@ from geodispatch.geo import LatLng
 from geodispatch.incidents.models import Incident
 from geodispatch.settings import Settings
 from geodispatch.tracking.fleet import LiveFleet
-from tests.helpers import record_findings
 from tests.dispatch.conftest import KYIV
+from tests.helpers import record_findings
 
 
 def _recommended(db: Session, inc: Incident, fleet: LiveFleet, settings: Settings) -> list[int]:

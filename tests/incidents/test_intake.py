@@ -83,12 +83,13 @@ def test_concurrent_retries_make_one_incident(engine: Engine) -> None:
     assert n == 1 and len(set(ids)) == 1 and len(ids) == 2
 
 
-def test_category_defaults_priority_and_unknown_is_refused(
+def test_category_defaults_priority_and_unknown_is_other(
         make_incident: Callable[..., Incident]) -> None:
-    """Priority comes from the classification; an unknown category is refused."""
+    """Priority comes from the classification; an unknown category still registers the call,
+    as ``other`` (the call is never refused for its classification)."""
     assert make_incident(category="robbery").priority == 1
-    with pytest.raises(InvalidInput):
-        make_incident(category="no-such-thing")
+    odd = make_incident(category="no-such-thing")
+    assert odd.category == "other" and odd.original_category == "other"
 
 
 def test_h3_cell_at_incident_resolution(db: Session, make_incident: Callable[..., Incident]
@@ -109,6 +110,12 @@ def test_phone_must_be_e164(phone: str, ok: bool) -> None:
     else:
         with pytest.raises(InvalidInput):
             normalise_phone(phone)
+
+
+def test_national_numbers_read_in_the_phone_region() -> None:
+    """A number typed without +country code is read as a number of ``phone_region``."""
+    assert normalise_phone("067 111 22 33", "UA") == "+380671112233"
+    assert normalise_phone("+1 202 555 0143", "UA") == "+12025550143"
 
 
 def test_reclassification_keeps_original_and_needs_reason(
@@ -163,3 +170,59 @@ def test_registration_queues_sms_with_reference(db: Session,
     body = db.execute(text("SELECT body FROM sms_outbox WHERE incident_id = :i"),
                       {"i": inc.id}).scalar_one()
     assert inc.reference in body
+
+
+def test_multi_part_street_resolves_instead_of_failing(db: Session) -> None:
+    """A street in two separate pieces (ST_LineMerge gives a multi-line) resolves to the middle
+    of its longest piece; it used to fail inside PostGIS (``1st arg isn't a line``)."""
+    db.execute(text(
+        "INSERT INTO road_edges (id, source, target, highway, name, length_m, speed_kmh,"
+        " travel_time_s, geom) VALUES"
+        " (-911, -11, -12, 'primary', 'East Pratt Street', 100, 30, 12,"
+        "  ST_GeomFromText('LINESTRING(-76.6100 39.2870, -76.6080 39.2870)', 4326)),"
+        " (-912, -13, -14, 'primary', 'East Pratt Street', 300, 30, 36,"
+        "  ST_GeomFromText('LINESTRING(-76.6000 39.2870, -76.5940 39.2870)', 4326))"))
+    p, name = geocode_address(session=db, address="East Pratt Street")
+    assert name == "East Pratt Street"
+    assert abs(p.lng - -76.597) < 1e-6 and abs(p.lat - 39.287) < 1e-6
+
+
+def test_unresolvable_address_registers_with_location_unknown(db: Session) -> None:
+    """The call is registered with the typed text kept and no point; it verifies; it is placed
+    on the map later, which is an event of its own."""
+    from geodispatch.incidents.service import incident_point, place_incident, register_incident_ex
+    from tests.helpers import record_findings
+
+    warnings: list[str] = []
+    inc, created = register_incident_ex(session=db, data=IncidentCreate(
+        address="behind the old market, Zzz street", description="man with a knife",
+        caller_phone="+380671112233"), actor="ct", region="KV", warnings=warnings)
+    assert created and inc.location is None and inc.h3 is None
+    assert inc.address == "behind the old market, Zzz street"
+    assert inc.category == "other" and inc.region == "KV"
+    assert any("location unknown" in w for w in warnings)
+    assert incident_point(db, inc) is None
+    assert record_findings(db, inc.id) == []
+    place_incident(session=db, incident_id=inc.id, lat=50.45, lng=30.52, actor="ct",
+                   reason="caller described the corner")
+    p = incident_point(db, inc)
+    assert p is not None and abs(p.lat - 50.45) < 1e-9 and inc.h3 is not None
+    kinds = db.execute(text("SELECT kind, data FROM incident_events WHERE incident_id = :i "
+                            "ORDER BY incident_seq"), {"i": inc.id}).all()
+    assert [k for k, _ in kinds] == ["registered", "located"]
+    assert kinds[1][1]["was_unknown"] is True
+    assert record_findings(db, inc.id) == []
+
+
+@pytest.mark.parametrize("body", [
+    {"description": "silent call, breathing"},
+    {"caller_phone": "+380671112233"},
+    {"lat": 91.0, "lng": 30.5, "description": "coordinates out of range"},
+    {"lat": 50.45, "description": "only a latitude"},
+    {"description": "NUL \x00 in text", "address": "x\x00y"},
+])
+def test_a_call_is_registered_whatever_its_place(db: Session, body: dict[str, object]) -> None:
+    """A phone number or a description is enough to register a call."""
+    inc = register_incident(session=db, data=IncidentCreate(**body), actor="ct")
+    assert inc.id and inc.reference.startswith("KV-")
+    assert "\x00" not in (inc.description or "") + (inc.address or "")

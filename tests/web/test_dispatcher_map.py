@@ -188,9 +188,6 @@ def test_register_call_recommend_accept_and_crew_status_changes(
     opens it, gets recommended crews with ETA and accepts the first in one click; the crew turns
     'dispatched' and the incident 'assigned' on both screens."""
     app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
-    if not (_has_route(app, "POST", "/api/incidents", "/recommend")
-            and _has_route(app, "POST", "/api/incidents", "/assignments")):
-        pytest.skip("the dispatch endpoints are not there yet")
     ctx_call = chromium.new_context(viewport={"width": 1400, "height": 860})
     ctx_disp = chromium.new_context(viewport={"width": 1400, "height": 860})
     call_page, disp_page = ctx_call.new_page(), ctx_disp.new_page()
@@ -261,3 +258,60 @@ def test_register_call_recommend_accept_and_crew_status_changes(
     finally:
         ctx_call.close()
         ctx_disp.close()
+
+
+def test_a_call_without_a_place_double_clicked_is_one_incident_placed_later(
+    chromium: Any, settings: Settings, accounts: dict[str, Account], engine: Engine,
+    artifacts: Path,
+) -> None:
+    """The call-taker types an address the road data does not know and presses Register twice
+    quickly: one incident, flagged "location unknown" in the queue with the typed text kept;
+    the call-taker then places it with one click on the map."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    ctx = chromium.new_context(viewport={"width": 1400, "height": 860})
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    page.add_init_script("localStorage.setItem('gd.lang', 'en')")
+    marker = f"double click {uuid.uuid4().hex[:8]}"
+    try:
+        with running_server(app) as base:
+            log_in(page, base, accounts["call_taker"])
+            page.evaluate(f"void window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
+            page.click("[data-testid=tab-newcall]")
+            page.fill("[data-testid=call-description]", marker)
+            page.fill('#newcall [name="address"]', "behind the old tram depot, Zzzz lane")
+            page.dblclick("[data-testid=call-submit]")
+            page.wait_for_function(
+                "document.querySelector('[data-testid=call-result]').dataset.id !== undefined")
+            incident_id = int(page.get_attribute("[data-testid=call-result]", "data-id") or 0)
+            assert "location unknown" in page.inner_text("[data-testid=call-result]")
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT id, location IS NULL, address FROM incidents WHERE description = :d"),
+                    {"d": marker}).all()
+            assert len(rows) == 1, "a double click registered the call twice"
+            assert rows[0][0] == incident_id and rows[0][1] is True
+            assert rows[0][2] == "behind the old tram depot, Zzzz lane"
+            page.click("[data-testid=tab-queue]")
+            item = f"[data-testid=queue-item][data-id='{incident_id}']"
+            page.wait_for_selector(item + " [data-testid=location-unknown]")
+            page.screenshot(path=str(artifacts / "map-07-location-unknown.png"))
+            page.click(item)
+            page.click("[data-testid=place-on-map]")
+            box = page.locator("[data-testid=map]").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
+            page.wait_for_function(
+                "id => window.gd.incidents[id] && window.gd.incidents[id].lat !== null"
+                " && window.gd.incidents[id].lat !== undefined", arg=incident_id)
+            page.wait_for_selector(item + " [data-testid=location-unknown]", state="detached")
+            with engine.connect() as conn:
+                lat = conn.execute(text("SELECT ST_Y(location) FROM incidents WHERE id = :i"),
+                                   {"i": incident_id}).scalar()
+                kinds = conn.execute(text(
+                    "SELECT kind FROM incident_events WHERE incident_id = :i ORDER BY incident_seq"),
+                    {"i": incident_id}).scalars().all()
+            assert lat is not None and abs(lat - SCENE[0]) < 0.05
+            assert kinds == ["registered", "located"]
+    finally:
+        ctx.close()

@@ -260,7 +260,8 @@
   function incidentLi(i) {
     return '<li data-testid="queue-item" data-id="' + i.id + '">' + prioBadge(i.priority) + ' <span class="title">' +
       esc(i.reference || "#" + i.id) + "</span> " + stBadge(i.status) + '<div class="sub">' + esc(categoryLabel(i.category)) + " · " +
-      esc(i.address || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) + " · " + fmtTime(i.received_at) + "</div></li>";
+      esc(i.address || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) + " · " + fmtTime(i.received_at) +
+      (i.lat === null || i.lat === undefined ? ' <span class="badge warn" data-testid="location-unknown">' + esc(t("inc.unknown")) + "</span>" : "") + "</div></li>";
   }
   function renderQueue() {
     const all = Object.values(gd.incidents).filter((i) => OPEN.includes(i.status))
@@ -455,7 +456,10 @@
     let html = '<div data-testid="incident-panel" data-id="' + id + '"><h2>' + prioBadge(i.priority) + " " + esc(i.reference || "#" + id) + "</h2>" +
       '<dl class="kv"><dt>' + t("inc.status") + '</dt><dd data-testid="incident-status">' + stBadge(i.status) + "</dd>" +
       "<dt>" + t("inc.category") + "</dt><dd>" + esc(categoryLabel(i.category)) + "</dd>" +
-      "<dt>" + t("inc.address") + "</dt><dd>" + esc(i.address || "—") + "</dd>" +
+      "<dt>" + t("inc.address") + "</dt><dd>" + esc(i.address || "—") +
+      (i.lat === null || i.lat === undefined ? ' <span class="badge warn">' + esc(t("inc.unknown")) + "</span>" : "") +
+      (OPEN.includes(i.status) && gd.user.role !== "analyst" && gd.user.role !== "national"
+        ? ' <button type="button" data-testid="place-on-map" id="place-btn">' + esc(t("inc.place")) + "</button>" : "") + "</dd>" +
       "<dt>" + t("inc.received") + "</dt><dd>" + fmtTime(i.received_at) + "</dd>" +
       (phone ? "<dt>" + t("inc.phone") + '</dt><dd data-testid="incident-phone">' + esc(phone) + "</dd>" : "") +
       (i.description ? "<dt>" + t("inc.description") + "</dt><dd>" + esc(i.description) + "</dd>" : "") + "</dl>";
@@ -473,6 +477,22 @@
         esc(e.kind) + "</b> · " + esc(e.actor) + "</li>").join("") + "</ul></div>";
     openPanel(html);
     bindRecoHandlers(id);
+    const place = $("#place-btn");
+    if (place) place.onclick = () => {
+      gd.placing = id;
+      gd.map.getContainer().style.cursor = "crosshair";
+      place.textContent = t("inc.placehint"); place.disabled = true;
+    };
+  }
+  async function placeIncident(id, lat, lng) {
+    gd.placing = null;
+    gd.map.getContainer().style.cursor = "";
+    try {
+      await api("POST", "/api/incidents/" + id + "/location", { lat, lng });
+      const inc = gd.incidents[id];
+      if (inc) { inc.lat = lat; inc.lng = lng; upsertIncident(inc); scheduleRender(); }
+      loadIncidentDetails(id);
+    } catch (e) { alert(t("err.generic", { d: e.message })); loadIncidentDetails(id); }
   }
   function recoRows() { return (gd.reco && (gd.reco.ranked || gd.reco.candidates || gd.reco.crews || gd.reco.recommendations)) || []; }
   function crewName(r) { const u = gd.units[r.unit_id]; return r.call_sign || (u && u.call_sign) || "#" + r.unit_id; }
@@ -582,7 +602,15 @@
     if (label) $('#newcall [name="address"]').value = label;
   }
   function onMapClick(ev) {
-    if (!$("#tab-newcall").hidden) setCallPoint(ev.latlng.lat, ev.latlng.lng);
+    if (gd.placing) placeIncident(gd.placing, ev.latlng.lat, ev.latlng.lng);
+    else if (!$("#tab-newcall").hidden) setCallPoint(ev.latlng.lat, ev.latlng.lng);
+  }
+  // One key per call being typed: a retry or a double click sends the same key, so the server
+  // registers the call once. A new key only after the call was registered.
+  function newKey() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);  // (crypto.randomUUID needs a secure context; this does not)
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
   async function searchAddress() {
     const q = $('#newcall [name="address"]').value.trim();
@@ -607,19 +635,30 @@
     const f = ev.target;
     const out = $("#call-result");
     out.className = "";
-    const typed = f.address.value.trim();
-    // A typed address without a point is resolved by the intake service itself.
-    if (!gd.callPoint && !typed) { out.textContent = t("call.needplace"); out.className = "error"; return; }
+    const submit = f.querySelector('[type="submit"]');
+    if (submit.disabled) return;  // still waiting for the previous press
+    // A typed address without a point is resolved by the intake service itself; a call with
+    // only a phone number or a description is registered with its place unknown.
+    if (!gd.callPoint && !f.address.value.trim() && !f.caller_phone.value.trim() && !f.description.value.trim()) {
+      out.textContent = t("call.needsomething"); out.className = "error"; return;
+    }
+    gd.callKey = gd.callKey || newKey();
     const body = {
+      idempotency_key: gd.callKey,
       lat: gd.callPoint ? gd.callPoint.lat : null, lng: gd.callPoint ? gd.callPoint.lng : null, category: f.category.value,
       caller_phone: f.caller_phone.value.trim() || null, address: f.address.value.trim() || null,
       description: f.description.value.trim(), caller_lang: f.caller_lang.value,
     };
     if (f.priority.value) body.priority = Number(f.priority.value);
     if (!gd.callPoint) { delete body.lat; delete body.lng; }
+    submit.disabled = true;
+    out.textContent = t("call.sending");
     try {
       const inc = await api("POST", "/api/incidents", body);
-      out.textContent = t("call.done", { ref: inc.reference || "#" + inc.id });
+      gd.callKey = null;
+      out.textContent = t("call.done", { ref: inc.reference || "#" + inc.id }) +
+        (inc.warnings && inc.warnings.length ? " · " + t("call.warnings", { w: inc.warnings.join("; ") }) : "");
+      if (inc.warnings && inc.warnings.length) out.className = "warn";
       out.dataset.id = inc.id;
       f.reset();
       gd.callPoint = null;
@@ -634,7 +673,10 @@
         if (["dispatcher", "supervisor", "admin"].includes(gd.user.role)) { switchTab("queue"); showIncident(inc.id); }
       }
     } catch (e) {
+      // The form keeps what was typed and the same key: pressing again cannot register twice.
       out.textContent = t("err.generic", { d: e.message }); out.className = "error";
+    } finally {
+      submit.disabled = false;
     }
   }
 
