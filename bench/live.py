@@ -126,12 +126,22 @@ def _cleanup(conn: Any = None) -> None:
 
 
 def _token() -> str:
+    from sqlalchemy.orm import Session
+
     from geodispatch.api.security import Principal, issue_token
+    from geodispatch.db import app_engine
     from geodispatch.settings import get_settings
+    from geodispatch.users.service import upsert_user
 
     # A dispatcher of the benchmark region: sees exactly the benchmark's units, whatever else is in
-    # the database.
-    return issue_token(Principal("bench", "dispatcher", REGION), get_settings())
+    # the database. A real user: the server checks every token against the users table.
+    settings = get_settings()
+    engine = app_engine(settings)
+    with Session(engine) as s, s.begin():
+        upsert_user(session=s, username="bench_live", password="bench-live-password",
+                    role="dispatcher", region=REGION)
+    engine.dispose()
+    return issue_token(Principal("bench_live", "dispatcher", REGION), settings)
 
 
 def _cpu_seconds(pid: int) -> float:

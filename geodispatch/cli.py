@@ -1,23 +1,24 @@
 """The ``geodispatch`` console script: one entry point, one subcommand family per domain.
 
 Each domain that has commands exposes ``register(subparsers)`` in its own ``cli.py``; this module
-only assembles them, configures logging once and turns configuration problems into one clear line.
+only assembles them, configures logging once and turns every failure into one clear line on
+standard error (what went wrong and what to do), with the traceback only under ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from geodispatch.errors import ConfigurationError
+from geodispatch.errors import ConfigurationError, GeodispatchError
 from geodispatch.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+#: Every domain's command family, imported explicitly (a missing one fails at start).
 DOMAIN_CLIS = (
     "geodispatch.tracking.cli",
     "geodispatch.routing.cli",
@@ -25,7 +26,6 @@ DOMAIN_CLIS = (
     "geodispatch.federation.cli",
     "geodispatch.incidents.cli",
     "geodispatch.ledger.cli",
-    "geodispatch.dispatch.cli",
     "geodispatch.notify.cli",
     "geodispatch.analytics.cli",
     "geodispatch.sim.cli",
@@ -82,8 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for name in DOMAIN_CLIS:
-        if importlib.util.find_spec(name) is None:
-            continue
         importlib.import_module(name).register(sub)
     return parser
 
@@ -111,12 +109,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(func(args) or 0)
-    except ConfigurationError as exc:
-        print(f"geodispatch: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
+        return _fail(exc, verbose=args.verbose)
 
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """One line saying what is wrong (and what to do), and the exit status."""
+    from sqlalchemy.exc import OperationalError as DbUnreachable
+
+    if isinstance(exc, ConfigurationError):
+        return str(exc), 2
+    if isinstance(exc, GeodispatchError):
+        return str(exc), 1
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a directory; give a file", 1
+    if isinstance(exc, FileNotFoundError):
+        return (f"{exc.filename}: no such file" if exc.filename else str(exc)), 1
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename or exc}: permission denied", 1
+    if isinstance(exc, DbUnreachable):
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        return (f"the database is not reachable ({first[:200]}); start it with `make services`"
+                " or check GEODISPATCH_DATABASE_URL"), 1
+    text_ = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "PBF error" in text_ or "XML parsing error" in text_:
+        return f"not a readable OSM file ({text_[:200]}): is it complete, and really OSM?", 1
+    return f"{type(exc).__name__}: {text_[:300]}".rstrip(": "), 1
+
+
+def _fail(exc: BaseException, *, verbose: bool) -> int:
+    message, status = explain(exc)
+    if verbose:
+        log.error("failed", exc_info=exc)
+    print(f"geodispatch: {message}" + ("" if verbose else " (-v shows the traceback)"),
+          file=sys.stderr)
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -169,16 +169,13 @@ class Settings(BaseSettings):
 
     @property
     def resolved_jwt_secret(self) -> str:
+        """``jwt_secret``, else ``var/jwt.secret`` (created once, atomically, on first use).
+
+        Read once per process: every request signs or checks a token with it.
+        """
         if self.jwt_secret:
             return self.jwt_secret
-        path = self.var_dir / "jwt.secret"
-        if not path.exists():
-            import secrets
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return _secret_file(self.var_dir / "jwt.secret")
 
     @property
     def resolved_graph_path(self) -> Path:
@@ -215,3 +212,39 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings, read once from the environment."""
     return Settings()
+
+
+_secrets: dict[Path, str] = {}
+
+
+def _secret_file(path: Path) -> str:
+    """The secret in ``path``, created with 0600 by whichever process comes first.
+
+    The new secret is written to a private temporary file and hard-linked into place, which
+    fails if another process got there first; then everyone reads the one that won.
+    """
+    if path in _secrets:
+        return _secrets[path]
+    if not path.exists():
+        import os
+        import secrets
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".jwt-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    value = path.read_text().strip()
+    if not value:
+        raise ValueError(f"{path} is empty; delete it to have a new secret made")
+    _secrets[path] = value
+    return value

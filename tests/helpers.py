@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import httpx
 import uvicorn
@@ -58,3 +59,39 @@ def record_findings(session: object, incident_id: int) -> list[str]:
     report = verify_record(session=session, public_key=public_key(get_settings()),
                            incident_id=incident_id)
     return [f.what for f in report.findings if f.incident_id == incident_id]
+
+
+def bearer(role: str, region: str | None) -> dict[str, str]:
+    """An Authorization header for a real, active user of ``role`` in ``region`` (created or
+    reset here, committed: the server checks every token against the users table)."""
+    from sqlalchemy.orm import Session
+
+    from geodispatch.api.security import Principal, issue_token
+    from geodispatch.db import app_engine
+    from geodispatch.settings import get_settings
+    from geodispatch.users.service import upsert_user
+
+    settings = get_settings()
+    username = f"t_{role}_{region or 'all'}"
+    engine = app_engine(settings)
+    try:
+        with Session(engine) as s, s.begin():
+            upsert_user(session=s, username=username, password="test-password-1",
+                        role=role, region=region)
+    finally:
+        engine.dispose()
+    token = issue_token(Principal(username, role, region), settings)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@cache
+def account_check() -> object:
+    """The account check a bare test app needs (``app.state.accounts``), on committed data
+    (one engine for the whole test session)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from geodispatch.api.security import AccountCheck
+    from geodispatch.db import app_engine
+    from geodispatch.settings import get_settings
+
+    return AccountCheck(sessionmaker(app_engine(get_settings())))

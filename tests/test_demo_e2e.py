@@ -49,19 +49,6 @@ class DemoRun:
     anchors: Path
 
 
-def _needs(*modules: str) -> None:
-    """Skip while another domain's part of the pipeline has not landed in this checkout."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"not in this checkout yet: {', '.join(missing)}")
-
-
-INTAKE = "geodispatch.incidents.views"
-DISPATCH = "geodispatch.dispatch.workflow"
-
-
 def _with_db(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
@@ -179,7 +166,6 @@ def _rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]
 
 def test_incidents_registered(demo_engine: Engine, demo_run: DemoRun) -> None:
     """The call generator registered replayed calls with references and caller phones."""
-    _needs(INTAKE)
     rows = _rows(demo_engine, "SELECT reference, caller_phone, category FROM incidents")
     assert len(rows) >= 5, _logs(demo_run)
     assert all(r[0] and str(r[1]).startswith("+1202555") for r in rows)
@@ -188,7 +174,6 @@ def test_incidents_registered(demo_engine: Engine, demo_run: DemoRun) -> None:
 def test_crews_recommended_by_drive_time_and_assigned(demo_engine: Engine,
                                                       demo_run: DemoRun) -> None:
     """Incidents got crews from the recommendation, with a road ETA and distance."""
-    _needs(INTAKE, DISPATCH)
     rows = _rows(demo_engine, "SELECT was_recommended, eta_s, distance_m FROM assignments")
     assert len(rows) >= 3, _logs(demo_run)
     assert all(r[0] for r in rows)
@@ -209,7 +194,6 @@ def test_crews_recommended_by_drive_time_and_assigned(demo_engine: Engine,
 
 def test_crews_converge_and_report_arrival(demo_engine: Engine, demo_run: DemoRun) -> None:
     """Assigned crews' fixes close in on the incident, and they report on scene there."""
-    _needs(INTAKE, DISPATCH)
     arrived = _rows(demo_engine, """
         SELECT a.unit_id, a.dispatched_at, a.on_scene_at, i.location
         FROM assignments a JOIN incidents i ON i.id = a.incident_id
@@ -232,7 +216,6 @@ def test_crews_converge_and_report_arrival(demo_engine: Engine, demo_run: DemoRu
 def test_sms_for_registration_assignment_and_arrival(demo_engine: Engine,
                                                      demo_run: DemoRun) -> None:
     """The outbox holds the caller's registration, assignment and arrival messages."""
-    _needs(INTAKE, DISPATCH, "geodispatch.notify.outbox")
     templates = {str(r[0]) for r in _rows(demo_engine, "SELECT DISTINCT template FROM sms_outbox")}
     joined = " ".join(sorted(templates))
     assert any("regist" in t for t in templates), joined
@@ -242,7 +225,6 @@ def test_sms_for_registration_assignment_and_arrival(demo_engine: Engine,
 
 def test_every_event_log_verifies(demo_engine: Engine, demo_run: DemoRun) -> None:
     """The record verifies against the signed log the demo's sequencer kept."""
-    _needs(INTAKE)
     from geodispatch.incidents.verify import verify_record
     from geodispatch.ledger.service import public_key
     from geodispatch.settings import get_settings
@@ -256,7 +238,6 @@ def test_every_event_log_verifies(demo_engine: Engine, demo_run: DemoRun) -> Non
 
 def test_heatmap_from_the_run(demo_engine: Engine, demo_run: DemoRun, artifacts: Path) -> None:
     """The demo rendered an H3 heatmap of the run; the analytics API renders one here too."""
-    _needs(INTAKE)
     from datetime import UTC, datetime, timedelta
 
     from geodispatch.analytics.heatmap import render_heatmap
@@ -281,7 +262,6 @@ def test_simulator_stats(demo_run: DemoRun, demo_engine: Engine) -> None:
     """
     stats = json.loads((demo_run.work_dir / "simulate.json").read_text())
     assert stats["crews"] == UNITS and stats["fixes"] > UNITS and stats["batches"] > 0
-    _needs(INTAKE, DISPATCH)
     assert stats["assignments"] >= 1 and stats["statuses"].get("en_route", 0) >= 1
     assigned = _scalar(demo_engine, "SELECT count(*) FROM assignments")
     assert stats["assignments"] <= assigned, (stats, assigned)

@@ -2,17 +2,16 @@
 lifespan and kept on ``app.state``; nothing is built at import time.
 
 Domain routers live beside their domain (``geodispatch/<domain>/views.py``, each exposing
-``router``); this module only assembles them, adds the static dispatcher map and completes the
+``router``); this module only assembles them (the composition root: the one place that imports
+every domain's views), adds the static dispatcher map and completes the
 OpenAPI document (problem responses and the roles allowed on every operation).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,37 +19,39 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from geodispatch import __version__
-from geodispatch.api import errors
+from geodispatch.analytics import views as analytics_views
+from geodispatch.api import auth, errors, live, live_lifespan, web
 from geodispatch.api.policy import iter_routes, route_policy
 from geodispatch.api.ratelimit import LoginLimiter
+from geodispatch.api.security import AccountCheck
 from geodispatch.db import app_engine, check_database, session_factory
+from geodispatch.dispatch import lifespan as dispatch_lifespan
+from geodispatch.dispatch import views as dispatch_views
+from geodispatch.federation import views as federation_views
+from geodispatch.incidents import views as incidents_views
+from geodispatch.notify import lifespan as notify_lifespan
+from geodispatch.notify import views as notify_views
+from geodispatch.routing import lifespan as routing_lifespan
+from geodispatch.routing import views as routing_views
 from geodispatch.settings import Settings, get_settings
+from geodispatch.tracking import lifespan as tracking_lifespan
+from geodispatch.tracking import views as tracking_views
+from geodispatch.zones import lifespan as zones_lifespan
+from geodispatch.zones import views as zones_views
 
 log = logging.getLogger(__name__)
 
-ROUTER_MODULES = (
-    "geodispatch.api.auth",
-    "geodispatch.tracking.views",
-    "geodispatch.routing.views",
-    "geodispatch.zones.views",
-    "geodispatch.federation.views",
-    "geodispatch.incidents.views",
-    "geodispatch.dispatch.views",
-    "geodispatch.notify.views",
-    "geodispatch.analytics.views",
-    "geodispatch.api.live",
-    "geodispatch.api.web",
+# Every domain's routes and start-up steps, imported explicitly: a missing module is an import
+# error at start, never an app that silently runs without part of its API.
+ROUTERS: tuple[Any, ...] = (
+    auth, tracking_views, routing_views, zones_views, federation_views, incidents_views,
+    dispatch_views, notify_views, analytics_views, live, web,
 )
-
-# Extra start-up/shutdown steps registered by domains: (name, async start(app), async stop(app)).
-Hook = Callable[[FastAPI], Awaitable[None]]
-LIFESPAN_MODULES = (
-    "geodispatch.routing.lifespan",
-    "geodispatch.zones.lifespan",
-    "geodispatch.tracking.lifespan",
-    "geodispatch.dispatch.lifespan",
-    "geodispatch.notify.lifespan",
-    "geodispatch.api.live_lifespan",
+#: Start-up/shutdown steps (``async start(app)`` / ``async stop(app)``), run in this order and
+#: stopped in reverse.
+LIFESPANS: tuple[Any, ...] = (
+    routing_lifespan, zones_lifespan, tracking_lifespan, dispatch_lifespan, notify_lifespan,
+    live_lifespan,
 )
 
 DESCRIPTION = """\
@@ -66,10 +67,6 @@ Dispatch and unit tracking for police emergency call centres.
   region as JSON messages `{"type": "snapshot" | "units" | "incidents", ...}`.
 * **Spatial data** is GeoJSON (`[lng, lat]`) unless a field says `lat`/`lng`.
 """
-
-
-def _optional_modules(names: tuple[str, ...]) -> list[object]:
-    return [importlib.import_module(n) for n in names if importlib.util.find_spec(n) is not None]
 
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -136,7 +133,7 @@ def _complete_openapi(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    hooks = _optional_modules(LIFESPAN_MODULES)
+    hooks = LIFESPANS
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,16 +141,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         check_database(engine)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        app.state.accounts = AccountCheck(app.state.session_factory)
         started = []
         try:
             for mod in hooks:
-                await mod.start(app)  # type: ignore[attr-defined]
+                await mod.start(app)
                 started.append(mod)
             yield
         finally:
             for mod in reversed(started):
                 try:
-                    await mod.stop(app)  # type: ignore[attr-defined]
+                    await mod.stop(app)
                 except Exception:  # noqa: BLE001 - shutdown must continue
                     log.exception("error stopping %s", getattr(mod, "__name__", mod))
             engine.dispose()
@@ -167,8 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
     errors.install(app)
-    for mod in _optional_modules(ROUTER_MODULES):
-        app.include_router(mod.router)  # type: ignore[attr-defined]
+    for mod in ROUTERS:
+        app.include_router(mod.router)
         mount = getattr(mod, "mount", None)
         if callable(mount):
             mount(app)

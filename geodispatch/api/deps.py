@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from geodispatch.api.security import Principal, decode_token
+from geodispatch.api.security import AccountCheck, Principal, decode_token
 from geodispatch.errors import PermissionDenied
 from geodispatch.settings import Settings
 
@@ -34,7 +34,10 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_principal(
     request: Request, token: Annotated[str, Depends(oauth2_scheme)]
 ) -> Principal:
-    return decode_token(token, request.app.state.settings)
+    """The caller from the bearer token, checked against the users table (see AccountCheck)."""
+    principal = decode_token(token, request.app.state.settings)
+    accounts: AccountCheck = request.app.state.accounts
+    return accounts.ensure(principal)
 
 
 def require_roles(*roles: str) -> Callable[..., Principal]:

@@ -21,11 +21,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from geodispatch.api.livefeed import LiveHub, in_thread, open_incidents
 from geodispatch.api.security import (
+    ACCOUNT_TTL_S,
     ADMIN,
     CALL_TAKER,
     DISPATCHER,
     NATIONAL,
     SUPERVISOR,
+    AccountCheck,
     Principal,
     decode_token,
 )
@@ -52,7 +54,9 @@ async def _authenticate(ws: WebSocket) -> Principal | None:
             with contextlib.suppress(ValueError, AttributeError):
                 token = str(json.loads(token).get("token") or "")
     try:
-        return decode_token(token, settings)
+        principal = decode_token(token, settings)
+        accounts: AccountCheck = ws.app.state.accounts
+        return await in_thread(accounts.ensure, principal)
     except Unauthenticated:
         return None
 
@@ -91,7 +95,8 @@ async def live(ws: WebSocket) -> None:
         await ws.send_text(await in_thread(_snapshot))
         sender = asyncio.create_task(client.run())
         receiver = asyncio.create_task(_drain(ws))
-        tasks = {sender, receiver}
+        watcher = asyncio.create_task(_watch_account(ws, principal))
+        tasks = {sender, receiver, watcher}
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
             t.cancel()
@@ -106,6 +111,19 @@ async def live(ws: WebSocket) -> None:
 
 
 live.ws_roles = LIVE_ROLES  # type: ignore[attr-defined]
+
+
+async def _watch_account(ws: WebSocket, principal: Principal) -> None:
+    """End the stream (close 4401) once the account is deactivated or its role changes."""
+    accounts: AccountCheck = ws.app.state.accounts
+    while True:
+        await asyncio.sleep(ACCOUNT_TTL_S)
+        try:
+            await in_thread(accounts.ensure, principal)
+        except Unauthenticated as exc:
+            with contextlib.suppress(Exception):
+                await ws.close(code=4401, reason=str(exc)[:120])
+            return
 
 
 async def _drain(ws: WebSocket) -> None:

@@ -1,16 +1,28 @@
-"""Passwords (argon2), access tokens (JWT, HS256) and the roles."""
+"""Passwords (argon2), access tokens (JWT, HS256), the roles, and the account check.
+
+A token says who its holder was when it was issued. :class:`AccountCheck` says whether that is
+still so: every request and the live feed ask it, so deactivating a user or changing their role
+or region takes effect within :data:`ACCOUNT_TTL_S`, not when a 12-hour token runs out.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.errors import PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
+
+#: How long an account lookup is trusted (seconds).
+ACCOUNT_TTL_S = 1.0
 
 _hasher = PasswordHasher()
 
@@ -76,3 +88,41 @@ def decode_token(token: str, settings: Settings) -> Principal:
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from None
     return Principal(username=claims["sub"], role=claims["role"], region=claims.get("region"))
+
+
+class AccountCheck:
+    """Whether a token's holder is still an active user with the token's role and region.
+
+    Lookups are cached for ``ttl_s`` per user, so a busy console costs one indexed query per
+    user and second, and a deactivation is seen within ``ttl_s``.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], ttl_s: float = ACCOUNT_TTL_S) -> None:
+        self._factory = factory
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, tuple[str, str | None] | None]] = {}
+        self._lock = threading.Lock()
+
+    def _current(self, username: str) -> tuple[str, str | None] | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(username)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        with self._factory() as session:
+            row = session.execute(text(
+                "SELECT role, region FROM users WHERE username = :u AND active"),
+                {"u": username}).first()
+        value = None if row is None else (str(row[0]), row[1])
+        with self._lock:
+            self._cache[username] = (now, value)
+        return value
+
+    def ensure(self, principal: Principal) -> Principal:
+        """The principal, or Unauthenticated when the account no longer matches the token."""
+        current = self._current(principal.username)
+        if current is None:
+            raise Unauthenticated(f"user {principal.username[:64]} is not an active user")
+        if current != (principal.role, principal.region):
+            raise Unauthenticated("the account's role or region changed: log in again")
+        return principal

@@ -40,6 +40,14 @@ Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, 
 Watchers = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN, NATIONAL))]
 
 
+def visible_unit(session: Session, principal: Principal, unit_id: int) -> Unit:
+    """The crew, or NotFound when it is outside the caller's region (nor may it be sent)."""
+    unit = session.execute(select(Unit).where(Unit.id == unit_id)).scalar_one_or_none()
+    if unit is None or not principal.can_see_region(unit.region):
+        raise NotFound(f"unit {unit_id} not found")
+    return unit
+
+
 def _after_commit(request: Request, session: Session) -> None:
     publish_after_commit(session, mqtt=getattr(request.app.state, "mqtt", None),
                          fleet=getattr(request.app.state, "fleet", None))
@@ -67,6 +75,7 @@ def assign(incident_id: int, body: AssignBody, principal: Operations, uow: UnitO
            request: Request) -> dict[str, Any]:
     with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
+        visible_unit(session, principal, body.unit_id)
         a = workflow.assign(session=session, incident_id=incident_id, unit_id=body.unit_id,
                             actor=principal.username, override_reason=body.override_reason,
                             lead=body.lead)
@@ -87,9 +96,7 @@ def assignments(incident_id: int, principal: Watchers, session: SessionDep) -> d
 def unit_status(unit_id: int, body: StatusBody, principal: Operations, uow: UnitOfWork,
                 request: Request) -> dict[str, Any]:
     with transaction(uow) as session:
-        unit = session.execute(select(Unit).where(Unit.id == unit_id)).scalar_one_or_none()
-        if unit is None or not principal.can_see_region(unit.region):
-            raise NotFound(f"unit {unit_id} not found")
+        visible_unit(session, principal, unit_id)
         workflow.crew_status_report(session=session, unit_id=unit_id, status=body.status, at=None,
                                     source=f"dispatcher:{principal.username}")
         _after_commit(request, session)

@@ -349,8 +349,10 @@ def import_osm_file(path: Path | str, *, speed_table_file: Path | None = None,
     RoadGraph
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory, not an OSM file", str(path))
     if not path.is_file():
-        raise FileNotFoundError(f"OSM file not found: {path}")
+        raise FileNotFoundError(2, "no such OSM file", str(path))
     t0 = time.perf_counter()
     table = dict(speed_table) if speed_table is not None else load_speed_table(speed_table_file)
     batch = read_osm_file(path, speed_table=table, progress=progress)

@@ -64,7 +64,6 @@ def test_coverage_gaps_with_live_road_coverage(
     db: Session, sf_imported: ImportResult, artifacts: Path
 ) -> None:
     """With a router, today's road-coverage gaps (zones domain) are drawn over the history."""
-    pytest.importorskip("geodispatch.zones.coverage")
     from geodispatch.analytics.aggregates import cell_stats
 
     cells = [format(c, "x") for c in cell_stats(session=db, res=8, region=SF_REGION).cells]

@@ -15,17 +15,17 @@ from sqlalchemy.orm import Session
 
 from geodispatch.api import errors
 from geodispatch.api.deps import get_session
-from geodispatch.api.security import Principal, issue_token
 from geodispatch.federation.views import router
 from geodispatch.settings import Settings
 from tests.federation.conftest import insert_raw_event
-from tests.helpers import running_server
+from tests.helpers import account_check, bearer, running_server
 
 
 @pytest.fixture()
 def client(db: Session, settings: Settings) -> Iterator[httpx.Client]:
     app = FastAPI()
     app.state.settings = settings
+    app.state.accounts = account_check()
     errors.install(app)
     app.include_router(router)
 
@@ -38,7 +38,7 @@ def client(db: Session, settings: Settings) -> Iterator[httpx.Client]:
 
 
 def _auth(settings: Settings, role: str, region: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(Principal('u', role, region), settings)}"}
+    return bearer(role, region)
 
 
 def test_export_scoped(client: httpx.Client, settings: Settings, db: Session,

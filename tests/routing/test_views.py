@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.api import errors
-from geodispatch.api.security import ANALYST, CALL_TAKER, Principal, issue_token
+from geodispatch.api.security import ANALYST, CALL_TAKER
 from geodispatch.routing import views
 from geodispatch.routing.engine import Router
 from geodispatch.routing.graph import RoadGraph
 from geodispatch.routing.service import write_edges
 from geodispatch.settings import Settings
-from tests.helpers import running_server
+from tests.helpers import account_check, bearer, running_server
 
 
 def _app(settings: Settings, db: Session, router: Router | None) -> FastAPI:
@@ -25,6 +25,7 @@ def _app(settings: Settings, db: Session, router: Router | None) -> FastAPI:
     errors.install(app)
     app.include_router(views.router)
     app.state.settings = settings
+    app.state.accounts = account_check()
     # Requests join the test's rolled-back transaction.
     app.state.session_factory = sessionmaker(bind=db.connection(),
                                              join_transaction_mode="create_savepoint")
@@ -36,9 +37,9 @@ def _app(settings: Settings, db: Session, router: Router | None) -> FastAPI:
 def client(settings: Settings, db: Session, baltimore: RoadGraph,
            baltimore_router: Router) -> Iterator[httpx.Client]:
     write_edges(session=db, graph=baltimore)
-    token = issue_token(Principal("analyst1", ANALYST, None), settings)
+    auth = bearer(ANALYST, None)
     with running_server(_app(settings, db, baltimore_router)) as base, httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
+            base_url=base, headers=auth) as c:
         yield c
 
 
@@ -84,8 +85,8 @@ def test_requires_login(client: httpx.Client) -> None:
 
 def test_no_graph_is_503(settings: Settings, db: Session) -> None:
     """Before a graph is imported, routing endpoints say so with a 503."""
-    token = issue_token(Principal("ct", CALL_TAKER, "KV"), settings)
+    auth = bearer(CALL_TAKER, "KV")
     with running_server(_app(settings, db, None)) as base:
-        r = httpx.get(f"{base}/api/roads/graph", headers={"Authorization": f"Bearer {token}"})
+        r = httpx.get(f"{base}/api/roads/graph", headers=auth)
     assert r.status_code == 503
     assert "graph import" in r.json()["detail"]

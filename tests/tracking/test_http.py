@@ -169,7 +169,6 @@ def test_units_and_track_endpoints(base: str, engine: Engine, settings: Settings
 
 def test_crew_status_over_http(base: str, engine: Engine, settings: Settings) -> None:
     """POST /api/ingest/status reaches the dispatch workflow; a forbidden transition is a 409."""
-    pytest.importorskip("geodispatch.dispatch.workflow")
     from sqlalchemy import text
 
     device = f"st-{uuid.uuid4().hex[:8]}"

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -90,7 +89,6 @@ def test_status_over_mqtt_reaches_dispatch_workflow(settings: Settings, engine: 
                                                     new_unit: Any) -> None:
     """A crew status published over MQTT goes through dispatch.workflow.crew_status_report; a
     transition the workflow forbids is a counted drop, not a failed batch."""
-    pytest.importorskip("geodispatch.dispatch.workflow")
     from tests.tracking.conftest import running_worker
 
     s = mqtt_settings(settings)

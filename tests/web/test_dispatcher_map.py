@@ -169,17 +169,6 @@ def test_tiles_failing_switches_to_offline(
         assert page.is_visible("[data-testid=offline-badge]")
 
 
-def _has_route(app: Any, method: str, prefix: str, suffix: str = "") -> bool:
-    from geodispatch.api.policy import iter_routes
-
-    for r in iter_routes(app.routes):
-        path = getattr(r, "path_format", "")
-        if method in (getattr(r, "methods", None) or ()) and path.startswith(prefix) \
-                and path.endswith(suffix):
-            return True
-    return False
-
-
 def test_register_call_recommend_accept_and_crew_status_changes(
     chromium: Any, settings: Settings, accounts: dict[str, Account], crews: list[dict[str, Any]],
     artifacts: Path,
@@ -309,7 +298,8 @@ def test_a_call_without_a_place_double_clicked_is_one_incident_placed_later(
                 lat = conn.execute(text("SELECT ST_Y(location) FROM incidents WHERE id = :i"),
                                    {"i": incident_id}).scalar()
                 kinds = conn.execute(text(
-                    "SELECT kind FROM incident_events WHERE incident_id = :i ORDER BY incident_seq"),
+                    "SELECT kind FROM incident_events WHERE incident_id = :i"
+                    " ORDER BY incident_seq"),
                     {"i": incident_id}).scalars().all()
             assert lat is not None and abs(lat - SCENE[0]) < 0.05
             assert kinds == ["registered", "located"]

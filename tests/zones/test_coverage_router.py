@@ -9,12 +9,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng
+from geodispatch.routing import engine
 from geodispatch.settings import Settings
 from geodispatch.zones.coverage import compute_coverage, coverage_geojson
 from geodispatch.zones.index import ZoneIndex
 from geodispatch.zones.service import GeneratedZones
-
-engine = pytest.importorskip("geodispatch.routing.engine")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,13 @@ from sqlalchemy.orm import Session
 
 from geodispatch.api import errors
 from geodispatch.api.deps import get_session
-from geodispatch.api.security import Principal, issue_token
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
 from geodispatch.zones import cells as hc
 from geodispatch.zones.index import ZoneIndex
 from geodispatch.zones.service import GeneratedZones
 from geodispatch.zones.views import router
-from tests.helpers import running_server
+from tests.helpers import account_check, bearer, running_server
 from tests.zones.test_coverage import GridRouter
 
 
@@ -48,6 +47,7 @@ class _Fleet:
 def client(db: Session, settings: Settings, andorra: GeneratedZones) -> Iterator[httpx.Client]:
     app = FastAPI()
     app.state.settings = settings
+    app.state.accounts = account_check()
     errors.install(app)
     app.include_router(router)
 
@@ -64,8 +64,7 @@ def client(db: Session, settings: Settings, andorra: GeneratedZones) -> Iterator
 
 
 def _auth(settings: Settings, role: str, region: str | None) -> dict[str, str]:
-    token = issue_token(Principal("u", role, region), settings)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(role, region)
 
 
 def test_zones_geojson_scoped_to_region(client: httpx.Client, settings: Settings,
