@@ -35,7 +35,7 @@ async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], 
 
 async def start(app: FastAPI) -> None:
     from geodispatch.dispatch.publish import publish_after_commit
-    from geodispatch.dispatch.workflow import detect_arrivals
+    from geodispatch.dispatch.arrivals import detect_arrivals
 
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import ADMIN, DISPATCHER, NATIONAL, SUPERVISOR, Principal
 from geodispatch.db import transaction
+from geodispatch.dispatch import alerts as supervision
 from geodispatch.dispatch import workflow
 from geodispatch.dispatch.publish import publish_after_commit
 from geodispatch.dispatch.recommend import recommend as run_recommend
@@ -160,6 +161,6 @@ def reopen(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitO
 
 @router.get("/api/dispatch/alerts", summary="Supervisor timers and alerts of the region")
 def alerts(principal: Watchers, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    items = workflow.supervisor_alerts(session=session, region=principal.region,
+    items = supervision.supervisor_alerts(session=session, region=principal.region,
                                        settings=settings)
     return {"items": [{**asdict(a), "since": a.since.isoformat()} for a in items]}

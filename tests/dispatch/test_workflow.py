@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geodispatch.dispatch.alerts import supervisor_alerts
+from geodispatch.dispatch.arrivals import detect_arrivals
 from geodispatch.dispatch.recommend import recommend
 from geodispatch.dispatch.workflow import (
     TRANSITIONS,
@@ -16,10 +18,8 @@ from geodispatch.dispatch.workflow import (
     cancel_incident,
     close_incident,
     crew_status_report,
-    detect_arrivals,
     merge_incident,
     reopen_incident,
-    supervisor_alerts,
     take_pending_publishes,
 )
 from geodispatch.errors import Conflict, InvalidInput
