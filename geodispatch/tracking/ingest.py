@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -180,6 +181,16 @@ class Ingestor:
     def write(self, *, session: Session, batch: Batch) -> WriteResult:
         """All database work of one batch in the caller's transaction (flushes, never commits).
 
+        :meth:`write_statuses` then :meth:`write_positions`. The MQTT worker runs them in two
+        transactions instead, so the COPY of thousands of fixes never holds (or waits for) the
+        dispatch rows a crew status locks.
+        """
+        status_drops = self.write_statuses(session=session, batch=batch)
+        return self.write_positions(session=session, batch=batch, extra_drops=status_drops)
+
+    def write_statuses(self, *, session: Session, batch: Batch) -> Drops:
+        """Hand the batch's crew statuses to the dispatch workflow; return the refused ones.
+
         Statuses go to ``geodispatch.dispatch.workflow.crew_status_report`` each inside a
         savepoint, so a refused status is a counted drop and not a failed batch. Safe to call
         again with the same batch after a rollback (the worker retries after database outages).
@@ -202,9 +213,17 @@ class Ingestor:
                 if isinstance(exc, OperationalError):
                     raise
                 drops.add(STATUS_REJECTED, unit=st.unit_id, detail=f"{type(exc).__name__}: {exc}")
+        return drops
+
+    def write_positions(self, *, session: Session, batch: Batch,
+                        extra_drops: Drops | None = None) -> WriteResult:
+        """Store the batch's fixes and offline flags and count its drops (flushes, never commits).
+
+        Touches no dispatch row; safe to call again with the same batch after a rollback.
+        """
         result = record_positions(session=session, reports=batch.positions, settings=self.settings)
         mark_offline(session=session, unit_ids=[o.unit_id for o in batch.offline if o.unit_id])
-        counts = batch.drops.counts + drops.counts
+        counts = batch.drops.counts + (extra_drops.counts if extra_drops else Counter())
         if result.duplicates:
             counts["duplicate"] += result.duplicates
         record_drops(session=session, counts=counts)

@@ -47,7 +47,7 @@ from geodispatch.tracking.mqtt import (
     shared,
 )
 from geodispatch.tracking.pipeline import Drops, WriteResult, record_drops
-from geodispatch.tracking.reports import TOO_LARGE, Rejected
+from geodispatch.tracking.reports import STATUS_REJECTED, TOO_LARGE, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -333,12 +333,47 @@ class IngestWorker:
                 client.ack(mid, qos)
 
     def _write(self, batch: Batch, stop: threading.Event) -> WriteResult | None:
-        """Commit the batch, retrying through database outages; None if stopped first."""
+        """Commit the batch, retrying through database outages; None if stopped first.
+
+        Crew statuses commit first, in a short transaction of their own (they lock the
+        incident's and the crew's rows); the fixes then commit in another, so the COPY never
+        holds a dispatch row nor waits for one.
+        """
+        if batch.statuses:
+            try:
+                status_drops = self._retrying(stop, lambda session: self.ingestor.write_statuses(
+                    session=session, batch=batch))
+            except DBAPIError as exc:  # refused as a whole: counted, the fixes still go in
+                status_drops = Drops()
+                for st in batch.statuses:
+                    status_drops.add(STATUS_REJECTED, unit=st.unit_id, detail=_first_line(exc))
+                batch.statuses_applied = []
+            if status_drops is None:
+                return None
+            batch.drops.merge(status_drops)
+            batch.statuses = []  # applied: a retry of the fixes must not apply them again
+        return self._retrying_positions(batch, stop)
+
+    def _retrying(self, stop: threading.Event, work: Any) -> Any:
         delay = 0.2
         while True:
             try:
                 with transaction(self.factory) as session:
-                    return self.ingestor.write(session=session, batch=batch)
+                    return work(session)
+            except OperationalError as exc:
+                self.stats.db_retries += 1
+                log.warning("database write failed (%s); retrying in %.1f s",
+                            _first_line(exc), delay)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+    def _retrying_positions(self, batch: Batch, stop: threading.Event) -> WriteResult | None:
+        delay = 0.2
+        while True:
+            try:
+                with transaction(self.factory) as session:
+                    return self.ingestor.write_positions(session=session, batch=batch)
             except OperationalError as exc:
                 self.stats.db_retries += 1
                 log.warning("database write failed (%s); retrying in %.1f s",
