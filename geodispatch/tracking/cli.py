@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,42 +11,41 @@ from geodispatch.settings import get_settings
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not args.worker_process:
+        return _supervise(args)
     from geodispatch.tracking.worker import run_worker
 
-    settings = get_settings()
-    if args.workers <= 1:
-        stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group,
-                           record_lag=args.stats_file is not None)
-        print(f"ingest stopped: {stats.messages} messages, {stats.stored} stored, "
-              f"{stats.dropped} dropped; busy: decode+validate {stats.decode_s:.1f} s, "
-              f"write {stats.write_s:.1f} s, ack {stats.ack_s:.1f} s")
-        if args.stats_file:
-            import json
+    stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group,
+                       record_lag=args.stats_file is not None)
+    print(f"ingest stopped: {stats.messages} messages, {stats.stored} stored, "
+          f"{stats.dropped} dropped ({stats.dead_letters} dead-lettered); busy: decode+validate "
+          f"{stats.decode_s:.1f} s, write {stats.write_s:.1f} s, ack {stats.ack_s:.1f} s")
+    if args.stats_file:
+        import json
 
-            Path(args.stats_file).write_text(json.dumps({
-                "messages": stats.messages, "stored": stats.stored, "dropped": stats.dropped,
-                "batches": stats.batches, "db_retries": stats.db_retries,
-                "lags_ms": [round(x, 2) for x in stats.lags_ms],
-            }))
-        return 0
-    # N workers = N processes (the GIL), each with its own persistent session in the group.
-    cmd = [sys.executable, "-m", "geodispatch.cli"]
-    procs = []
-    for i in range(args.workers):
-        extra = ["--group", args.group] if args.group else []
-        procs.append(subprocess.Popen([*cmd, "ingest", "--index", str(i), *extra]))
+        Path(args.stats_file).write_text(json.dumps({
+            "messages": stats.messages, "stored": stats.stored, "dropped": stats.dropped,
+            "batches": stats.batches, "db_retries": stats.db_retries,
+            "dead_letters": stats.dead_letters,
+            "lags_ms": [round(x, 2) for x in stats.lags_ms],
+        }))
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """N worker processes (the GIL), each with its own persistent session in the group, under a
+    supervisor that restarts any that dies (``geodispatch.tracking.supervisor``)."""
     import signal
+
+    from geodispatch.tracking.supervisor import Supervisor, worker_commands
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        if all(p.poll() is not None for p in procs):
-            break
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    return max(p.wait() for p in procs)
+    commands = worker_commands(max(1, args.workers), group=args.group, client_id=args.client_id,
+                               stats_file=args.stats_file)
+    return Supervisor(commands).run(stop)
 
 
 def _units_add(args: argparse.Namespace) -> int:
@@ -123,6 +120,23 @@ def _drops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.service import dead_letters
+
+    with session_factory(app_engine(get_settings()))() as session:
+        letters = dead_letters(session=session, limit=args.limit)
+    for d in letters:
+        payload = bytes(d.payload)
+        shown = payload[:120].decode("utf-8", "backslashreplace")
+        print(f"{d.id:>8} {d.received_at.isoformat(timespec='seconds')} {d.transport:<5} "
+              f"{d.reason:<15} unit {d.unit_id or '-'} {d.topic}\n         {len(payload)} bytes: "
+              f"{shown}{'...' if len(payload) > 120 else ''}\n         {d.detail}")
+    if not letters:
+        print("no dead letters")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the tracking commands to the ``geodispatch`` parser."""
     ing = sub.add_parser("ingest", help="run MQTT ingest workers (Ctrl-C to stop)")
@@ -132,6 +146,9 @@ def register(sub: Any) -> None:
     ing.add_argument("--group", default=None, help="shared-subscription group")
     ing.add_argument("--stats-file", default=None,
                      help="write counters and publish-to-commit lags as JSON on exit (bench)")
+    ing.add_argument("--worker-process", action="store_true",
+                     help="run one worker in this process, unsupervised (what the supervisor "
+                          "starts)")
     ing.set_defaults(func=_ingest)
 
     units = sub.add_parser("units", help="crews and their tracker credentials")
@@ -161,3 +178,7 @@ def register(sub: Any) -> None:
     gpx.add_argument("--unit", required=True, help="call sign, device id or id")
     gpx.set_defaults(func=_import_gpx)
     tsub.add_parser("drops", help="dropped messages per reason").set_defaults(func=_drops)
+    dl = tsub.add_parser("dead-letters",
+                         help="messages kept whole because they broke an ingest stage")
+    dl.add_argument("--limit", type=int, default=20)
+    dl.set_defaults(func=_dead_letters)

@@ -248,7 +248,8 @@ def decode_native(payload: bytes | str, *, device: str, received_at: datetime) -
 def decode_native_items(
     payload: bytes | str, *, device: str, received_at: datetime
 ) -> list[PositionReport | Rejected]:
-    """Decode a native message item by item; bad items come back as ``Rejected`` in place."""
+    """Decode a native message item by item; bad items come back as ``Rejected`` in place
+    (``msg`` is the item's index in the array, 0 for a single object)."""
     data = parse_json(payload)
     if isinstance(data, list):
         if not data:
@@ -259,11 +260,15 @@ def decode_native_items(
     else:
         raw = [data]
     out: list[PositionReport | Rejected] = []
-    for item in raw:
+    for i, item in enumerate(raw):
         try:
-            out.append(decode_native_item(item, device=device, received_at=received_at))
+            r = decode_native_item(item, device=device, received_at=received_at)
         except Rejected as exc:
+            exc.msg = i
             out.append(exc)
+            continue
+        r.msg = i
+        out.append(r)
     return out
 
 
@@ -294,14 +299,42 @@ def decode_owntracks(payload: bytes | str, *, device: str, received_at: datetime
     """An OwnTracks JSON message. ``device`` is ``"user/device"`` from the topic or HTTP headers.
 
     ``location`` gives one report; ``lwt`` an :class:`OfflineReport`; other ``_type`` values
-    (``transition``, ``waypoint``, ``card``, ``status``...) are ignored: an empty list.
+    (``transition``, ``waypoint``, ``card``, ``status``...) are ignored: an empty list. Raises on
+    the first bad member of an array (see :func:`decode_owntracks_items` to keep the others).
     """
+    out: list[Report] = []
+    for item in decode_owntracks_items(payload, device=device, received_at=received_at):
+        if isinstance(item, Rejected):
+            raise item
+        out.append(item)
+    return out
+
+
+def decode_owntracks_items(
+    payload: bytes | str, *, device: str, received_at: datetime
+) -> list[Report | Rejected]:
+    """An OwnTracks message or an array of them (HTTP mode may post one), member by member: a
+    bad member comes back as ``Rejected`` in place, with ``msg`` set to its index."""
     data = parse_json(payload)
-    if isinstance(data, list):  # HTTP mode may post an array of messages
-        out: list[Report] = []
-        for item in data:
-            out.extend(decode_owntracks(orjson.dumps(item), device=device, received_at=received_at))
-        return out
+    if not isinstance(data, list):
+        return list(_owntracks_message(data, device=device, received_at=received_at))
+    if len(data) > MAX_BATCH_ITEMS:
+        raise Rejected(BAD_VALUE, f"batch of {len(data)} items (max {MAX_BATCH_ITEMS})")
+    out: list[Report | Rejected] = []
+    for i, item in enumerate(data):
+        try:
+            reports = _owntracks_message(item, device=device, received_at=received_at)
+        except Rejected as exc:
+            exc.msg = i
+            out.append(exc)
+            continue
+        for r in reports:
+            r.msg = i
+            out.append(r)
+    return out
+
+
+def _owntracks_message(data: Any, *, device: str, received_at: datetime) -> list[Report]:
     obj = _object(data, "OwnTracks message")
     kind = obj.get("_type")
     if kind == "lwt":
@@ -445,13 +478,41 @@ def osmand_json_device(data: Any) -> str:
 
 
 def decode_osmand_json(data: Any, *, received_at: datetime) -> list[PositionReport]:
-    """An already parsed OsmAnd JSON body (one location or a list of them)."""
+    """An already parsed OsmAnd JSON body (one location or a list of them); raises on the first
+    bad location (see :func:`decode_osmand_json_items` to keep the others)."""
+    out: list[PositionReport] = []
+    for item in decode_osmand_json_items(data, received_at=received_at):
+        if isinstance(item, Rejected):
+            raise item
+        out.append(item)
+    return out
+
+
+def decode_osmand_json_items(
+    data: Any, *, received_at: datetime
+) -> list[PositionReport | Rejected]:
+    """An OsmAnd JSON body location by location: a bad one comes back as ``Rejected`` in place,
+    with ``msg`` set to its index in ``location`` (0 for a single location)."""
     device = osmand_json_device(data)
     loc = data.get("location")
     if loc is None:
         raise Rejected(MISSING_FIELD, "location is required")
     locations = loc if isinstance(loc, list) else [loc]
-    return [_osmand_location(x, device=device, received_at=received_at) for x in locations]
+    if not locations:
+        raise Rejected(MISSING_FIELD, "location is an empty list")
+    if len(locations) > MAX_BATCH_ITEMS:
+        raise Rejected(BAD_VALUE, f"batch of {len(locations)} items (max {MAX_BATCH_ITEMS})")
+    out: list[PositionReport | Rejected] = []
+    for i, x in enumerate(locations):
+        try:
+            r = _osmand_location(x, device=device, received_at=received_at)
+        except Rejected as exc:
+            exc.msg = i
+            out.append(exc)
+            continue
+        r.msg = i
+        out.append(r)
+    return out
 
 
 # --- GPX -------------------------------------------------------------------------------------
@@ -516,4 +577,4 @@ def decode_mqtt(
         return list(decode_native_items(payload, device=device, received_at=received_at))
     if kind == "status":
         return [decode_status(payload, device=device, received_at=received_at)]
-    return list(decode_owntracks(payload, device=device, received_at=received_at))
+    return decode_owntracks_items(payload, device=device, received_at=received_at)

@@ -32,10 +32,14 @@ from geodispatch.tracking.pipeline import (
     mark_offline,
     record_drops,
     record_positions,
+    storage_problem,
 )
 from geodispatch.tracking.reports import (
+    DEAD_LETTER_REASONS,
+    INTERNAL,
     STATUS_REJECTED,
     UNKNOWN_DEVICE,
+    UNSTORABLE,
     OfflineReport,
     PositionReport,
     Rejected,
@@ -82,7 +86,14 @@ class DeviceDirectory:
 
 @dataclass
 class Batch:
-    """A prepared batch: what to write, and what was dropped (already logged)."""
+    """A prepared batch: what to write, and what was dropped (already logged).
+
+    Every report carries ``msg``, the index of the message (MQTT) or body member (HTTP) it came
+    from; ``rejected`` lists ``(msg, reason, detail, unit_id)`` of every drop, so
+    the HTTP edge can answer per member and the worker can dead-letter whole messages.
+    ``token`` is the validator's: :meth:`Ingestor.publish` commits it, :meth:`Ingestor.abandon`
+    discards it.
+    """
 
     positions: list[PositionReport] = field(default_factory=list)
     statuses: list[StatusReport] = field(default_factory=list)
@@ -90,6 +101,35 @@ class Batch:
     heartbeats: int = 0
     drops: Drops = field(default_factory=Drops)
     statuses_applied: list[StatusReport] = field(default_factory=list)
+    rejected: list[tuple[int, str, str, int | None]] = field(default_factory=list)
+    token: int = 0
+
+    def messages(self) -> list[int]:
+        """Indices of the messages that have something to write (sorted)."""
+        found = {r.msg for r in self.positions}
+        found.update(r.msg for r in self.statuses)
+        found.update(r.msg for r in self.offline)
+        return sorted(found)
+
+    def subset(self, msgs: Iterable[int]) -> Batch:
+        """The part of this batch that came from ``msgs`` (no drop counts: they stay here)."""
+        keep = set(msgs)
+        return Batch(
+            positions=[r for r in self.positions if r.msg in keep],
+            statuses=[r for r in self.statuses if r.msg in keep],
+            offline=[r for r in self.offline if r.msg in keep],
+            token=self.token,
+        )
+
+    def dead_letters(self) -> list[tuple[int, str, str, int | None]]:
+        """``(msg, reason, detail, unit_id)`` of the drops whose message is to be kept whole."""
+        seen: set[int] = set()
+        out = []
+        for msg, reason, detail, unit in self.rejected:
+            if reason in DEAD_LETTER_REASONS and msg >= 0 and msg not in seen:
+                seen.add(msg)
+                out.append((msg, reason, detail, unit))
+        return out
 
 
 Item = Report | Rejected | tuple[str, Rejected]
@@ -138,44 +178,73 @@ class Ingestor:
             time.monotonic() - self.directory.loaded_at > 2.0
         ):
             # A unit created since the last load (another process): reload, at most every 2 s.
-            with self.session_factory() as session:
-                self.directory.load(session)
+            try:
+                with self.session_factory() as session:
+                    self.directory.load(session)
+            except Exception as exc:  # noqa: BLE001 - an outage: keep the directory we have
+                self.directory.loaded_at = time.monotonic()
+                log.warning("device directory not reloaded (%s)", type(exc).__name__)
             uid = self.directory.resolve(report.device, report.source)
         report.unit_id = uid
         return uid
 
     def prepare(self, items: Iterable[Item], *, now: datetime | None = None,
                 check_age: bool = True) -> Batch:
-        """Split decoded items into a :class:`Batch`; every drop is counted and logged."""
+        """Split decoded items into a :class:`Batch`; every drop is counted and logged.
+
+        Total: an item on which a step raises is dropped as ``internal_error`` (and logged with
+        its traceback) instead of failing the batch.
+        """
         now = now or datetime.now(UTC)
-        batch = Batch()
+        batch = Batch(token=self.validator.begin())
         drops = batch.drops
+        rejected = batch.rejected
         check = self.validator.check
+        token = batch.token
         for item in items:
-            if isinstance(item, tuple):
-                device, exc = item
-                drops.add(exc.reason, unit=device, detail=exc.detail)
-                continue
-            if isinstance(item, Rejected):
-                drops.add(item.reason, unit="?", detail=item.detail)
-                continue
-            uid = self._resolve(item)
-            if uid is None:
-                drops.add(UNKNOWN_DEVICE, unit=item.device)
-                continue
-            if isinstance(item, PositionReport):
-                if item.position is None:
-                    batch.heartbeats += 1
+            try:
+                if isinstance(item, tuple):
+                    device, exc = item
+                    drops.add(exc.reason, unit=device, detail=exc.detail)
+                    rejected.append((exc.msg, exc.reason, exc.detail, None))
                     continue
-                reason = check(item, now=now, check_age=check_age)
-                if reason is None:
-                    batch.positions.append(item)
+                if isinstance(item, Rejected):
+                    drops.add(item.reason, unit="?", detail=item.detail)
+                    rejected.append((item.msg, item.reason, item.detail, None))
+                    continue
+                uid = self._resolve(item)
+                if uid is None:
+                    drops.add(UNKNOWN_DEVICE, unit=item.device)
+                    rejected.append((item.msg, UNKNOWN_DEVICE, "", None))
+                    continue
+                if isinstance(item, PositionReport):
+                    if item.position is None:
+                        batch.heartbeats += 1
+                        continue
+                    problem = storage_problem(item)
+                    if problem is not None:
+                        drops.add(UNSTORABLE, unit=uid, detail=problem)
+                        rejected.append((item.msg, UNSTORABLE, problem, uid))
+                        continue
+                    reason = check(item, now=now, check_age=check_age, token=token)
+                    if reason is None:
+                        batch.positions.append(item)
+                    else:
+                        detail = item.fix_time.isoformat()
+                        drops.add(reason, unit=uid, detail=detail)
+                        rejected.append((item.msg, reason, detail, uid))
+                elif isinstance(item, StatusReport):
+                    batch.statuses.append(item)
                 else:
-                    drops.add(reason, unit=uid, detail=item.fix_time.isoformat())
-            elif isinstance(item, StatusReport):
-                batch.statuses.append(item)
-            else:
-                batch.offline.append(item)
+                    batch.offline.append(item)
+            except Exception as exc:  # noqa: BLE001 - one item never fails the batch
+                msg = getattr(item, "msg", -1)
+                log.exception("ingest step failed on an item of message %s", msg)
+                detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+                drops.add(INTERNAL, unit="?", detail=detail)
+                unit = getattr(item, "unit_id", None)
+                rejected.append((msg if isinstance(msg, int) else -1, INTERNAL, detail,
+                                 unit if isinstance(unit, int) else None))
         return batch
 
     def write(self, *, session: Session, batch: Batch) -> WriteResult:
@@ -222,6 +291,7 @@ class Ingestor:
         Touches no dispatch row; safe to call again with the same batch after a rollback.
         """
         result = record_positions(session=session, reports=batch.positions, settings=self.settings)
+        result.written = list(batch.positions)
         mark_offline(session=session, unit_ids=[o.unit_id for o in batch.offline if o.unit_id])
         counts = batch.drops.counts + (extra_drops.counts if extra_drops else Counter())
         if result.duplicates:
@@ -230,15 +300,26 @@ class Ingestor:
         return result
 
     def publish(self, batch: Batch, result: WriteResult) -> None:
-        """After the commit: push new latest positions, statuses and offline flags to the fleet."""
+        """After the commit: the validator remembers what was written; new latest positions,
+        statuses and offline flags go to the fleet (a failing fleet subscriber is logged, never
+        raised: the batch is committed and must be acknowledged)."""
+        self.validator.commit(batch.token, result.written)
         fleet = self.fleet
         if fleet is None:
             return
-        if result.latest_moved:
-            fleet.apply_positions(r for r in batch.positions if r.unit_id in result.latest_moved)
-        for st in batch.statuses_applied:
-            if st.unit_id is not None:
-                fleet.set_status(st.unit_id, st.status)
-        for off in batch.offline:
-            if off.unit_id is not None:
-                fleet.set_online(off.unit_id, False)
+        try:
+            if result.latest_moved:
+                moved = result.latest_moved
+                fleet.apply_positions(r for r in result.written if r.unit_id in moved)
+            for st in batch.statuses_applied:
+                if st.unit_id is not None:
+                    fleet.set_status(st.unit_id, st.status)
+            for off in batch.offline:
+                if off.unit_id is not None:
+                    fleet.set_online(off.unit_id, False)
+        except Exception:  # noqa: BLE001 - the live map must not stop ingest
+            log.exception("live fleet update failed; the 1 s refresh catches up")
+
+    def abandon(self, batch: Batch) -> None:
+        """The batch was not written (or only through :meth:`publish` of its parts)."""
+        self.validator.discard(batch.token)

@@ -3,7 +3,8 @@
 ``start`` loads the fleet from the database and starts a task that refreshes it every second (units
 and positions changed by other processes). When ``settings.serve_ingest`` is true it also runs an
 MQTT ingest worker in a background thread feeding the same fleet, so the map moves as soon as a
-batch commits. ``stop`` ends both and waits for the worker's last batch.
+batch commits, and a watchdog task that starts a new worker if that thread ever ends while the app
+is running (logged at ERROR). ``stop`` ends all of them and waits for the worker's last batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from geodispatch.tracking.fleet import LiveFleet
 log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
+WATCHDOG_S = 2.0
 
 
 async def _refresh_loop(app: FastAPI, fleet: LiveFleet) -> None:
@@ -51,17 +53,45 @@ async def start(app: FastAPI) -> None:
     app.state.fleet = fleet
     app.state.tracking_refresh = asyncio.create_task(_refresh_loop(app, fleet))
     app.state.tracking_ingest = None
+    app.state.tracking_watchdog = None
     if settings.serve_ingest:
-        from geodispatch.tracking.worker import IngestWorker
+        app.state.tracking_ingest = _start_worker(app, fleet)
+        app.state.tracking_watchdog = asyncio.create_task(_watchdog(app, fleet))
 
-        stop = threading.Event()
-        worker = IngestWorker(
-            settings, client_id=f"{settings.mqtt_client_id}-serve", fleet=fleet,
-            engine=app.state.engine,
-        )
-        thread = threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True)
-        thread.start()
-        app.state.tracking_ingest = (worker, thread, stop)
+
+def _start_worker(app: FastAPI, fleet: LiveFleet) -> tuple[object, threading.Thread,
+                                                           threading.Event]:
+    from geodispatch.tracking.worker import IngestWorker
+
+    settings: Settings = app.state.settings
+    stop = threading.Event()
+    worker = IngestWorker(
+        settings, client_id=f"{settings.mqtt_client_id}-serve", fleet=fleet,
+        engine=app.state.engine,
+    )
+    thread = threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True)
+    thread.start()
+    return worker, thread, stop
+
+
+async def _watchdog(app: FastAPI, fleet: LiveFleet) -> None:
+    """Restart the in-process ingest worker if its thread ends while the app runs."""
+    delay = WATCHDOG_S
+    while True:
+        await asyncio.sleep(delay)
+        ingest = app.state.tracking_ingest
+        if ingest is None:
+            continue
+        _worker, thread, stop_event = ingest
+        if thread.is_alive() or stop_event.is_set():
+            delay = WATCHDOG_S
+            continue
+        log.error("the in-process ingest worker ended unexpectedly; starting a new one")
+        try:
+            app.state.tracking_ingest = _start_worker(app, fleet)
+        except Exception:  # noqa: BLE001 - try again later
+            log.exception("could not start a new ingest worker")
+        delay = min(delay * 2, 30.0)
 
 
 async def stop(app: FastAPI) -> None:
@@ -70,6 +100,11 @@ async def stop(app: FastAPI) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    watchdog: asyncio.Task[None] | None = getattr(app.state, "tracking_watchdog", None)
+    if watchdog is not None:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
     ingest = getattr(app.state, "tracking_ingest", None)
     if ingest is not None:
         _worker, thread, stop_event = ingest

@@ -13,7 +13,10 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
+    LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -110,3 +113,25 @@ class IngestDrop(Base):
     reason: Mapped[str] = mapped_column(String(48), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IngestDeadLetter(Base):
+    """A message kept whole because it broke (or would have broken) an ingest stage.
+
+    ``payload`` is the raw bytes as received, for inspection and replay; ``reason`` is one of
+    ``reports.DEAD_LETTER_REASONS`` and ``detail`` the error (e.g. the database's message).
+    """
+
+    __tablename__ = "ingest_dead_letters"
+    __table_args__ = (Index("ix_ingest_dead_letters_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    transport: Mapped[str] = mapped_column(String(8))
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(48))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    unit_id: Mapped[int | None] = mapped_column(Integer)

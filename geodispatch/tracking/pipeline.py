@@ -2,22 +2,33 @@
 
 Steps, in order, each small and separately tested::
 
-    decoded reports --resolve--> unit_id --validate--> accepted | drop(reason)
+    decoded reports --resolve--> unit_id --store check--> attributes as JSON | drop(unstorable)
+        --validate--> accepted | drop(reason)
         --index--> H3 cell (settings.h3_position_res, stored as BIGINT)
         --write--> COPY into a temporary table, then one INSERT .. ON CONFLICT DO NOTHING into the
                    partitioned ``positions`` and one upsert of ``unit_latest`` guarded by fix_time
         --publish--> the in-memory live fleet (after the commit, by the caller)
 
-Validation keeps a little state per unit (the newest accepted fix) to catch duplicates and
-implausible jumps. Out-of-order fixes are kept for the history; ``unit_latest`` only moves forward
-because the upsert is guarded by ``fix_time``. Redelivered messages (after a worker crash, before
-the broker got the acknowledgement) are absorbed by ``ON CONFLICT (unit_id, fix_time)`` and counted
-as ``duplicate``. Every drop is counted per reason in ``ingest_drops`` and logged with its unit.
+Every step is total: anything a message can contain ends as a stored fix or a counted, logged
+drop with a reason. Text PostgreSQL cannot store (U+0000), JSON nesting deeper than the encoder
+allows and integers beyond 64 bits are found before the write (``unstorable``), so they never
+fail a batch; a write that fails anyway is isolated by the worker (see ``worker.py``) and the
+message kept in ``ingest_dead_letters``.
+
+Validation remembers the last few committed fixes of each unit (:class:`Validator`) to catch
+duplicates and implausible jumps against the nearest fixes in time; what it remembers changes
+only once a write has committed. Out-of-order fixes are kept for the history; ``unit_latest``
+only moves forward because the upsert is guarded by ``fix_time``. Redelivered messages (after a
+worker crash, before the broker got the acknowledgement) are absorbed by ``ON CONFLICT (unit_id,
+fix_time)`` and counted as ``duplicate``. Every drop is counted per reason in ``ingest_drops``
+and logged with its unit.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,33 +57,121 @@ log = logging.getLogger(__name__)
 # After this many consecutive speed-jump rejections the unit's fix is believed (a long tunnel, a
 # ferry, a first bad fix of the day): otherwise one wrong fix would lock the unit out for good.
 SPEED_JUMP_RESET = 3
+# Committed fixes remembered per unit for the duplicate and nearest-in-time speed checks.
+HISTORY = 16
+# Fixes closer in time than this are compared as if this far apart: sub-second GPS noise is not
+# speed.
+MIN_DT_S = 1.0
 
 
 @dataclass(slots=True)
-class LastFix:
-    """The newest accepted fix of one unit, as the validator remembers it."""
+class _Fix:
+    """One remembered fix: epoch seconds, position, accuracy and the batch token (0 = committed)."""
 
-    fix_time: datetime
-    position: LatLng
-    accuracy_m: float = 0.0
+    t: float
+    lat: float
+    lng: float
+    acc: float
+    token: int
+
+
+@dataclass(slots=True)
+class _Track:
+    """The remembered fixes of one unit, sorted by time, and its speed-jump streak."""
+
+    times: list[float] = field(default_factory=list)
+    fixes: list[_Fix] = field(default_factory=list)
     jumps: int = 0
+
+    def insert(self, fix: _Fix) -> None:
+        i = bisect.bisect_left(self.times, fix.t)
+        self.times.insert(i, fix.t)
+        self.fixes.insert(i, fix)
+
+    def trim(self) -> None:
+        """Keep the newest ``HISTORY`` committed fixes (and every pending one)."""
+        committed = [f for f in self.fixes if f.token == 0]
+        if len(committed) <= HISTORY:
+            return
+        cut = committed[-HISTORY].t
+        kept = [f for f in self.fixes if f.token != 0 or f.t >= cut]
+        self.fixes = kept
+        self.times = [f.t for f in kept]
 
 
 class Validator:
-    """Per-fix checks; remembers the newest accepted fix of each unit (thread-confined)."""
+    """Per-fix checks against the unit's remembered fixes; thread-safe.
+
+    Memory changes only when the caller says the write committed: :meth:`check` with a token
+    from :meth:`begin` remembers an accepted fix as *pending* (so later fixes of the same batch,
+    and of batches prepared meanwhile, are checked against it), :meth:`commit` makes the fixes
+    that were really written permanent and forgets the others, :meth:`discard` forgets them
+    all. A fix whose write failed is therefore accepted again when it is resent. Token 0
+    commits at once (a caller that does not write, or writes nothing else).
+
+    The speed check compares a fix with its nearest remembered fixes in time, before and after
+    it, so an out-of-order fix far from where the unit was at that time is refused too.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.last: dict[int, LastFix] = {}
+        self.tracks: dict[int, _Track] = {}
+        self._pending: dict[int, set[int]] = {}
+        self._next_token = 1
+        self._lock = threading.Lock()
 
     def seed(self, unit_id: int, fix_time: datetime, position: LatLng) -> None:
         """Start from a known fix (``unit_latest`` at start-up)."""
-        cur = self.last.get(unit_id)
-        if cur is None or cur.fix_time < fix_time:
-            self.last[unit_id] = LastFix(fix_time, position)
+        with self._lock:
+            track = self.tracks.setdefault(unit_id, _Track())
+            t = fix_time.timestamp()
+            i = bisect.bisect_left(track.times, t)
+            if i < len(track.times) and track.times[i] == t:
+                return
+            track.insert(_Fix(t, position.lat, position.lng, 0.0, 0))
+            track.trim()
 
-    def check(self, report: PositionReport, *, now: datetime, check_age: bool = True) -> str | None:
-        """The drop reason for ``report``, or None when it is accepted (and then remembered).
+    def begin(self) -> int:
+        """A new batch token for :meth:`check`."""
+        with self._lock:
+            token = self._next_token
+            self._next_token += 1
+            self._pending[token] = set()
+            return token
+
+    def commit(self, token: int, written: Iterable[PositionReport]) -> None:
+        """Batch ``token`` committed with ``written`` stored: remember those, forget the rest."""
+        if token == 0:
+            return
+        keep: dict[int, set[float]] = {}
+        for r in written:
+            if r.unit_id is not None:
+                keep.setdefault(r.unit_id, set()).add(r.fix_time.timestamp())
+        with self._lock:
+            for uid in self._pending.pop(token, ()):
+                track = self.tracks.get(uid)
+                if track is None:
+                    continue
+                times = keep.get(uid, set())
+                fixes = []
+                for f in track.fixes:
+                    if f.token == token:
+                        if f.t not in times:
+                            continue
+                        f.token = 0
+                    fixes.append(f)
+                track.fixes = fixes
+                track.times = [f.t for f in fixes]
+                track.trim()
+
+    def discard(self, token: int) -> None:
+        """The batch ``token`` was not written: forget its pending fixes."""
+        self.commit(token, ())
+
+    def check(self, report: PositionReport, *, now: datetime, check_age: bool = True,
+              token: int = 0) -> str | None:
+        """The drop reason for ``report``, or None when it is accepted (and then remembered,
+        pending under ``token`` until :meth:`commit`).
 
         Parameters
         ----------
@@ -82,6 +181,8 @@ class Validator:
             The reference time for the too-old / in-future checks.
         check_age
             False for imported recordings (GPX), which are old by nature.
+        token
+            From :meth:`begin`; 0 remembers an accepted fix at once.
         """
         s = self.settings
         assert report.position is not None and report.unit_id is not None
@@ -92,27 +193,71 @@ class Validator:
             return IN_FUTURE
         if report.accuracy_m is not None and report.accuracy_m > s.max_accuracy_m:
             return POOR_ACCURACY
-        last = self.last.get(report.unit_id)
-        if last is None:
-            self.last[report.unit_id] = LastFix(
-                report.fix_time, report.position, report.accuracy_m or 0.0
-            )
-            return None
-        if report.fix_time == last.fix_time:
-            return DUPLICATE
-        if report.fix_time < last.fix_time:
-            return None  # out of order: kept for the history, never moves the latest position
-        dt = (report.fix_time - last.fix_time).total_seconds()
-        # GPS noise is not speed: forgive the reported accuracy of both fixes.
-        slack = (report.accuracy_m or 0.0) + last.accuracy_m
-        dist = max(0.0, haversine_m(last.position, report.position) - slack)
-        if dist / dt * 3.6 > s.max_speed_kmh and last.jumps + 1 < SPEED_JUMP_RESET:
-            last.jumps += 1
-            return SPEED_JUMP
-        self.last[report.unit_id] = LastFix(
-            report.fix_time, report.position, report.accuracy_m or 0.0
-        )
+        t = report.fix_time.timestamp()
+        pos = report.position
+        acc = report.accuracy_m or 0.0
+        with self._lock:
+            track = self.tracks.get(report.unit_id)
+            if track is None:
+                track = self.tracks[report.unit_id] = _Track()
+            times = track.times
+            i = bisect.bisect_left(times, t)
+            if i < len(times) and times[i] == t:
+                return DUPLICATE
+            limit = s.max_speed_kmh / 3.6
+            for j in (i - 1, i):  # the nearest remembered fixes before and after
+                if 0 <= j < len(times):
+                    f = track.fixes[j]
+                    dt = max(abs(t - f.t), MIN_DT_S)
+                    # GPS noise is not speed: forgive the reported accuracy of both fixes.
+                    dist = haversine_m(LatLng(f.lat, f.lng), pos) - acc - f.acc
+                    if dist > 0.0 and dist / dt > limit:
+                        if track.jumps + 1 < SPEED_JUMP_RESET:
+                            track.jumps += 1
+                            return SPEED_JUMP
+                        break
+            track.jumps = 0
+            track.insert(_Fix(t, pos.lat, pos.lng, acc, token))
+            if token == 0:
+                track.trim()
+            else:
+                pending = self._pending.get(token)
+                if pending is not None:
+                    pending.add(report.unit_id)
         return None
+
+
+def storage_problem(report: PositionReport) -> str | None:
+    """Prepare ``report.attrs_json``; say why the report cannot be stored, or None.
+
+    PostgreSQL text and ``jsonb`` cannot hold U+0000; JSON text cannot be written for nesting
+    deeper than orjson's limit (254), integers beyond 64 bits or lone surrogates. Such a report
+    is dropped as ``unstorable`` instead of failing the batch's write.
+    """
+    attrs = report.attributes
+    if not attrs:
+        report.attrs_json = None
+        return None
+    try:
+        raw = orjson.dumps(attrs)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        return f"attributes cannot be written as JSON ({str(exc)[:60]})"
+    if b"\\u0000" in raw and _has_nul(attrs, 0):
+        return "attributes contain U+0000 (NUL), which PostgreSQL cannot store"
+    report.attrs_json = raw.decode()
+    return None
+
+
+def _has_nul(value: object, depth: int) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 300:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
 
 
 def h3_index(report: PositionReport, res: int) -> int:
@@ -146,6 +291,14 @@ class WriteResult:
     inserted: int = 0
     duplicates: int = 0
     latest_moved: set[int] = field(default_factory=set)
+    # The reports whose write committed (the validator remembers exactly these).
+    written: list[PositionReport] = field(default_factory=list)
+
+    def merge(self, other: WriteResult) -> None:
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.latest_moved |= other.latest_moved
+        self.written.extend(other.written)
 
 
 BATCH_TABLE = """
@@ -192,7 +345,10 @@ RETURNING unit_id
 def to_row(r: PositionReport) -> tuple[object, ...]:
     """The COPY row of an accepted, indexed report."""
     assert r.position is not None
-    attrs = orjson.dumps(r.attributes).decode() if r.attributes else None
+    if r.attributes and r.attrs_json is None:
+        # Callers that skipped the storability check (tests, imports) still get valid JSON.
+        r.attrs_json = orjson.dumps(r.attributes).decode()
+    attrs = r.attrs_json
     return (
         r.unit_id, r.fix_time, r.received_at, r.position.lat, r.position.lng, r.h3, r.speed_mps,
         r.heading, r.accuracy_m, r.altitude_m, r.battery, r.source, attrs,
@@ -274,3 +430,38 @@ def mark_offline(*, session: Session, unit_ids: Iterable[int]) -> None:
         session.execute(
             text("UPDATE unit_latest SET online = false WHERE unit_id = ANY(:ids)"), {"ids": ids}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message kept whole because it broke (or would have broken) a stage."""
+
+    transport: str
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    unit_id: int | None = None
+
+
+def _clean_text(value: str, limit: int) -> str:
+    """``value`` as text PostgreSQL can store: NUL and lone surrogates replaced, truncated."""
+    value = value[:limit].replace("\x00", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def record_dead_letters(*, session: Session, letters: Sequence[DeadLetter],
+                        at: datetime | None = None) -> None:
+    """Keep the raw messages in ``ingest_dead_letters`` (bytes as received; text cleaned)."""
+    if not letters:
+        return
+    when = at or datetime.now(UTC)
+    session.execute(
+        text(
+            "INSERT INTO ingest_dead_letters (received_at, transport, topic, payload, reason, "
+            "detail, unit_id) VALUES (:at, :transport, :topic, :payload, :reason, :detail, :unit)"
+        ),
+        [{"at": when, "transport": d.transport[:8], "topic": _clean_text(d.topic, 1024),
+          "payload": bytes(d.payload), "reason": d.reason[:48],
+          "detail": _clean_text(d.detail, 1000), "unit": d.unit_id} for d in letters],
+    )

@@ -31,6 +31,14 @@ POOR_ACCURACY = "poor_accuracy"
 SPEED_JUMP = "speed_jump"
 DUPLICATE = "duplicate"
 STATUS_REJECTED = "status_rejected"
+UNSTORABLE = "unstorable"  # text PostgreSQL cannot hold (NUL), nesting or integers JSON cannot
+IMPLAUSIBLE = "implausible"  # a numeric field outside its plausibility bounds (settings)
+INTERNAL = "internal_error"  # a stage raised on this message (a bug): dead-lettered
+DB_REJECTED = "db_rejected"  # the database refused this message's write: dead-lettered
+
+# Drops whose raw message is also kept in ``ingest_dead_letters``: the message broke (or would
+# have broken) a stage, so it is evidence of a bug or an attack, not just a bad fix.
+DEAD_LETTER_REASONS = frozenset((UNSTORABLE, INTERNAL, DB_REJECTED))
 
 SOURCES = ("native", "owntracks", "osmand", "gpx")
 
@@ -38,10 +46,12 @@ SOURCES = ("native", "owntracks", "osmand", "gpx")
 class Rejected(ValueError):
     """A message (or one item of it) that cannot become a report; ``reason`` is a drop reason."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *, msg: int = -1) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        # Index of the message (MQTT) or body member (HTTP) it came from; -1 when unknown.
+        self.msg = msg
 
 
 @dataclass(slots=True)
@@ -63,6 +73,10 @@ class PositionReport:
     h3: int | None = None
     # MQTT bookkeeping (not stored): when the broker handed the message over.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Index of the message (MQTT) or body member (HTTP) it came from; -1 when unknown.
+    msg: int = -1
+    # ``attributes`` as the JSON text stored, set by the storability check before the write.
+    attrs_json: str | None = None
 
 
 @dataclass(slots=True)
@@ -74,6 +88,7 @@ class StatusReport:
     at: datetime
     source: str
     unit_id: int | None = None
+    msg: int = -1
 
 
 @dataclass(slots=True)
@@ -84,6 +99,7 @@ class OfflineReport:
     at: datetime
     source: str
     unit_id: int | None = None
+    msg: int = -1
 
 
 Report = PositionReport | StatusReport | OfflineReport

@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 import geodispatch.models  # noqa: F401 - every model, so foreign keys resolve at flush time
 from geodispatch.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from geodispatch.settings import Settings, get_settings
-from geodispatch.tracking.models import UNIT_KINDS, UNIT_STATUSES, IngestDrop, Unit
+from geodispatch.tracking.models import (
+    UNIT_KINDS,
+    UNIT_STATUSES,
+    IngestDeadLetter,
+    IngestDrop,
+    Unit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +225,12 @@ def track_geojson(
 def drop_counts(*, session: Session) -> dict[str, int]:
     """Dropped messages per reason since the database was created."""
     return {d.reason: int(d.count) for d in session.scalars(select(IngestDrop))}
+
+
+def dead_letters(*, session: Session, limit: int = 50) -> list[IngestDeadLetter]:
+    """The newest dead-lettered messages (see ``worker.py``), newest first."""
+    return list(session.scalars(
+        select(IngestDeadLetter).order_by(IngestDeadLetter.id.desc()).limit(limit)))
 
 
 @dataclass

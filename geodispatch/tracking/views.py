@@ -183,8 +183,12 @@ class _HttpIngest:
                     self.ingestor.load(session)
                 self.loaded = True
             batch = self.ingestor.prepare(reports)
-        with transaction(self.factory) as session:
-            result = self.ingestor.write(session=session, batch=batch)
+        try:
+            with transaction(self.factory) as session:
+                result = self.ingestor.write(session=session, batch=batch)
+        except BaseException:
+            self.ingestor.abandon(batch)  # not stored: the resent fix must be accepted again
+            raise
         self.ingestor.publish(batch, result)
         counts = Counter(batch.drops.counts)
         if result.duplicates:

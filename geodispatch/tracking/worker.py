@@ -1,4 +1,4 @@
-"""The MQTT ingest worker (``geodispatch ingest``): lossless, batched, restartable.
+"""The MQTT ingest worker (``geodispatch ingest``): lossless, batched, restartable, poison-proof.
 
 How nothing is lost
 -------------------
@@ -9,15 +9,33 @@ How nothing is lost
   committed, in the order received. A crash (even ``kill -9``) before the commit means the broker
   redelivers; a crash after the commit but before the PUBACK means a redelivered duplicate, which
   ``INSERT .. ON CONFLICT (unit_id, fix_time) DO NOTHING`` absorbs.
-* Database outages: the batch write is retried with back-off until it commits (the broker keeps
-  the unacknowledged messages in flight meanwhile); acknowledgements from a previous connection
-  are never sent on a new one (message ids are per connection).
-* Bad input never raises out of the loop: every message becomes reports or counted drops.
+* Database outages: a write that fails for a reason outside the data (connection lost, server
+  restarting, deadlock, disk full: :func:`is_transient`) is retried with back-off until it
+  commits; the broker keeps the unacknowledged messages in flight meanwhile. Acknowledgements
+  from a previous connection are never sent on a new one (message ids are per connection).
+
+How no message can stop it
+--------------------------
+* Every stage is total. The network callback only queues bytes; decoding turns every message
+  into reports or ``Rejected`` drops; preparing a batch drops an item on which a step raises as
+  ``internal_error``; text PostgreSQL cannot store is dropped as ``unstorable`` before the write.
+* A write the database refuses for a reason in the data (class 21/22/23/54/XX, a trigger's
+  exception, or any Python error while writing) is isolated: the batch is split in halves and
+  each half retried, down to the single message at fault; that message's fixes are tried one by
+  one, and the message itself is kept whole in ``ingest_dead_letters`` (raw bytes, topic, reason,
+  error) and acknowledged, so a redelivery cannot fail again. ``unstorable`` and
+  ``internal_error`` messages are dead-lettered the same way. Every drop is counted in
+  ``ingest_drops`` and logged.
+* Nothing raised by a message leaves :meth:`IngestWorker.run`; ``geodispatch ingest`` also runs
+  each worker under a supervisor (``geodispatch.tracking.supervisor``) that restarts it if the
+  process dies anyway.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -25,12 +43,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import paho.mqtt.client as paho
+import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.db import app_engine, session_factory, transaction
@@ -46,13 +66,57 @@ from geodispatch.tracking.mqtt import (
     publish_assignment,
     shared,
 )
-from geodispatch.tracking.pipeline import Drops, WriteResult, record_drops
-from geodispatch.tracking.reports import STATUS_REJECTED, TOO_LARGE, Rejected
+from geodispatch.tracking.pipeline import (
+    DeadLetter,
+    Drops,
+    WriteResult,
+    record_dead_letters,
+    record_drops,
+)
+from geodispatch.tracking.reports import (
+    DB_REJECTED,
+    INTERNAL,
+    STATUS_REJECTED,
+    TOO_LARGE,
+    OfflineReport,
+    PositionReport,
+    Rejected,
+    StatusReport,
+)
 
 log = logging.getLogger(__name__)
 
-INTERNAL = "internal_error"
-DB_REJECTED = "db_rejected"
+T = TypeVar("T")
+
+# SQLSTATE classes (and single states) that mean "this data", not "this database right now":
+# cardinality, data exception (untranslatable character, out of range...), integrity (foreign
+# key, check), program limits, internal errors, and exceptions raised by triggers/functions.
+DATA_SQLSTATE_CLASSES = frozenset(("21", "22", "23", "54", "XX", "P0", "2F", "38", "39"))
+DATA_SQLSTATES = frozenset(("57014",))  # statement timeout: this batch is too heavy
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when a failed write says nothing about the data: retry the same batch later.
+
+    Connection loss, server shutdown, deadlocks and serialization failures, resource exhaustion
+    (disk full), missing tables or grants (a deployment problem) are transient: the messages
+    stay unacknowledged while the worker retries. Data exceptions, integrity violations,
+    program limits and any non-database error raised while writing are not: the batch is split
+    to find the message at fault.
+    """
+    orig: BaseException | None = exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+    elif isinstance(exc, sa_exc.SQLAlchemyError):
+        return True  # pool timeouts, invalid transaction states: the environment, not the data
+    if not isinstance(orig, psycopg.Error):
+        return False
+    state = orig.sqlstate
+    if state is None:
+        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
+    return not (state[:2] in DATA_SQLSTATE_CLASSES or state in DATA_SQLSTATES)
 
 
 @dataclass
@@ -64,6 +128,8 @@ class WorkerStats:
     dropped: int = 0
     batches: int = 0
     db_retries: int = 0
+    dead_letters: int = 0
+    isolations: int = 0
     decode_s: float = 0.0
     write_s: float = 0.0
     ack_s: float = 0.0
@@ -131,16 +197,23 @@ class IngestWorker:
         log.warning("MQTT disconnected (%s); paho reconnects", rc)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        topic = msg.topic
-        if topic.endswith("/assignment") or topic.endswith("/assignment/ack"):
-            try:
-                self._assignment_message(client, topic, bytes(msg.payload))
-            except Exception:  # noqa: BLE001 - a bad ack must not stop the network thread
-                log.warning("ignored assignment message on %s", topic, exc_info=True)
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
-            return
-        self._inbox.put((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
+        # paho's network thread dies with an exception raised here: nothing may escape.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # the broker checks UTF-8; never trust it blindly
+            topic = bytes(msg._topic).decode("utf-8", "replace")  # noqa: SLF001
+        try:
+            if topic.endswith("/assignment") or topic.endswith("/assignment/ack"):
+                try:
+                    self._assignment_message(client, topic, bytes(msg.payload))
+                except Exception:  # noqa: BLE001 - a bad ack must not stop the network thread
+                    log.warning("ignored assignment message on %s", topic[:120], exc_info=True)
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)
+                return
+            self._inbox.put((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
+        except Exception:  # noqa: BLE001
+            log.exception("MQTT message on %r not queued; it comes back on reconnect", topic[:120])
 
     def _assignment_message(self, client: paho.Client, topic: str, payload: bytes) -> None:
         """Follow retained assignments; clear one when its crew acknowledges that very one."""
@@ -172,8 +245,9 @@ class IngestWorker:
                     self.ingestor.load(session)
                 self._ensure_partitions()
                 return True
-            except OperationalError as exc:
-                log.warning("database unavailable at start (%s); retrying", _first_line(exc))
+            except Exception as exc:  # noqa: BLE001 - wait for the database, never die
+                level = logging.WARNING if isinstance(exc, OperationalError) else logging.ERROR
+                log.log(level, "database unavailable at start (%s); retrying", _first_line(exc))
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
         return False
@@ -182,8 +256,8 @@ class IngestWorker:
         try:
             with transaction(self.factory) as session:
                 session.execute(text("SELECT ensure_position_partitions(now(), 3)"))
-        except DBAPIError as exc:
-            log.debug("partitions not ensured (%s); the default partition takes the rest",
+        except Exception as exc:  # noqa: BLE001 - ingest goes on (the default partition takes it)
+            log.error("position partitions not ensured (%s): rows go to the default partition",
                       _first_line(exc))
 
     def run(self, stop: threading.Event) -> WorkerStats:
@@ -212,12 +286,16 @@ class IngestWorker:
         writer.start()
         last_log = time.monotonic()
         try:
-            while not stop.is_set() and writer.is_alive():
+            while not stop.is_set():
+                if not writer.is_alive():
+                    log.error("ingest writer thread ended unexpectedly; starting a new one")
+                    writer = threading.Thread(target=self._writer, args=(handoff, stop),
+                                              name="ingest-writer", daemon=True)
+                    writer.start()
                 items = self._collect(stop)
                 if items:
                     t0 = time.perf_counter()
-                    now = datetime.now(UTC)
-                    batch = self.ingestor.prepare(self.decode(items, now), now=now)
+                    batch = self._prepare(items)
                     self.stats.decode_s += time.perf_counter() - t0
                     while not stop.is_set():
                         try:
@@ -266,21 +344,40 @@ class IngestWorker:
         return items
 
     def decode(self, items: list[Inbound], now: datetime) -> list[Item]:
-        """Every message -> reports or ``(device, Rejected)``; never raises."""
+        """Every message -> reports or ``(device, Rejected)``, each carrying its message's index
+        in ``items``; never raises."""
         out: list[Item] = []
         max_payload = self.settings.mqtt_max_payload
-        for _gen, _mid, _qos, topic, payload in items:
+        for i, (_gen, _mid, _qos, topic, payload) in enumerate(items):
             try:
                 if len(payload) > max_payload:
                     raise Rejected(TOO_LARGE, f"{len(payload)} bytes")
                 for rep in decode_mqtt(topic, payload, received_at=now):
+                    rep.msg = i
                     out.append((_device(topic), rep) if isinstance(rep, Rejected) else rep)
             except Rejected as exc:
+                exc.msg = i
                 out.append((_device(topic), exc))
             except Exception as exc:  # noqa: BLE001 - the worker never crashes on input
-                log.exception("decoder failed on topic %s", topic)
-                out.append((_device(topic), Rejected(INTERNAL, type(exc).__name__)))
+                log.exception("decoder failed on topic %s", topic[:120])
+                out.append((_device(topic), Rejected(INTERNAL, _describe(exc), msg=i)))
         return out
+
+    def _prepare(self, items: list[Inbound]) -> Batch:
+        """Decode and prepare; if that raises anyway (a bug), every message of the batch is
+        dead-lettered whole, so the batch is acknowledged and never comes back to fail again."""
+        now = datetime.now(UTC)
+        try:
+            return self.ingestor.prepare(self.decode(items, now), now=now)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("preparing a batch of %d messages failed; dead-lettering them",
+                          len(items))
+            batch = Batch()
+            detail = _describe(exc)
+            for i in range(len(items)):
+                batch.drops.add(INTERNAL, unit=_device(items[i][3]), detail=detail)
+                batch.rejected.append((i, INTERNAL, detail, None))
+            return batch
 
     def _writer(self, handoff: queue.Queue[tuple[list[Inbound], Batch] | None],
                 stop: threading.Event) -> None:
@@ -297,22 +394,25 @@ class IngestWorker:
             try:
                 if not self._commit_and_ack(*job, stop):
                     return  # stopped before this batch committed: it and the rest come back
-            except Exception:  # noqa: BLE001 - unacked messages come back on restart
-                log.exception("ingest writer failed; stopping so the broker redelivers")
-                stop.set()
-                return
+            except Exception:  # noqa: BLE001 - never leaves the loop (see _commit_and_ack)
+                log.exception("ingest writer failed on a batch of %d messages; they stay "
+                              "unacknowledged and come back on the next connection", len(job[0]))
 
     def _commit_and_ack(self, items: list[Inbound], batch: Batch, stop: threading.Event) -> bool:
         s = self.stats
         t1 = time.perf_counter()
-        result = self._write(batch, stop)
+        result = self._store(items, batch, stop)
         if result is None:
+            self.ingestor.abandon(batch)
             return False  # stopping before the commit: the broker redelivers these
         committed = time.time()
         t2 = time.perf_counter()
         self.ingestor.publish(batch, result)
         if self.on_commit is not None:
-            self.on_commit(batch, result)
+            try:
+                self.on_commit(batch, result)
+            except Exception:  # noqa: BLE001 - the batch is committed: acknowledge it anyway
+                log.exception("on_commit callback failed")
         self._ack(items)
         s.write_s += t2 - t1
         s.ack_s += time.perf_counter() - t2
@@ -321,7 +421,7 @@ class IngestWorker:
         s.dropped += sum(batch.drops.counts.values()) + result.duplicates
         s.batches += 1
         if self.record_lag:
-            s.lags_ms.extend((committed - r.fix_time.timestamp()) * 1000.0 for r in batch.positions)
+            s.lags_ms.extend((committed - r.fix_time.timestamp()) * 1000.0 for r in result.written)
         return True
 
     def _ack(self, items: list[Inbound]) -> None:
@@ -332,84 +432,186 @@ class IngestWorker:
             if qos > 0 and g == gen:
                 client.ack(mid, qos)
 
-    def _write(self, batch: Batch, stop: threading.Event) -> WriteResult | None:
-        """Commit the batch, retrying through database outages; None if stopped first.
+    # --- writing -------------------------------------------------------------------------------
 
-        Crew statuses commit first, in a short transaction of their own (they lock the
-        incident's and the crew's rows); the fixes then commit in another, so the COPY never
-        holds a dispatch row nor waits for one.
+    def _attempt(self, work: Callable[[Session], T], stop: threading.Event) -> T | Exception | None:
+        """Run ``work`` in one transaction, retrying transient failures with back-off.
+
+        Returns its result, the exception when the failure is about the data (see
+        :func:`is_transient`), or None when ``stop`` was set while waiting to retry.
         """
-        if batch.statuses:
-            try:
-                status_drops = self._retrying(stop, lambda session: self.ingestor.write_statuses(
-                    session=session, batch=batch))
-            except DBAPIError as exc:  # refused as a whole: counted, the fixes still go in
-                status_drops = Drops()
-                for st in batch.statuses:
-                    status_drops.add(STATUS_REJECTED, unit=st.unit_id, detail=_first_line(exc))
-                batch.statuses_applied = []
-            if status_drops is None:
-                return None
-            batch.drops.merge(status_drops)
-            batch.statuses = []  # applied: a retry of the fixes must not apply them again
-        return self._retrying_positions(batch, stop)
-
-    def _retrying(self, stop: threading.Event, work: Any) -> Any:
         delay = 0.2
+        failures = 0
         while True:
             try:
                 with transaction(self.factory) as session:
                     return work(session)
-            except OperationalError as exc:
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                if not is_transient(exc):
+                    return exc
+                failures += 1
                 self.stats.db_retries += 1
-                log.warning("database write failed (%s); retrying in %.1f s",
-                            _first_line(exc), delay)
+                # A long outage (or a deployment problem: a missing table or grant) is an error
+                # somebody must see; the first few retries of a restart are not.
+                level = logging.WARNING if failures < 10 else logging.ERROR
+                log.log(level, "database write failed (%s); retrying in %.1f s",
+                        _first_line(exc), delay)
             if stop.wait(delay):
                 return None
             delay = min(delay * 2, 5.0)
 
-    def _retrying_positions(self, batch: Batch, stop: threading.Event) -> WriteResult | None:
-        delay = 0.2
-        while True:
-            try:
-                with transaction(self.factory) as session:
-                    return self.ingestor.write_positions(session=session, batch=batch)
-            except OperationalError as exc:
-                self.stats.db_retries += 1
-                log.warning("database write failed (%s); retrying in %.1f s",
-                            _first_line(exc), delay)
-            except DBAPIError as exc:
-                log.error("batch refused by the database (%s); writing one by one",
-                          _first_line(exc))
-                return self._write_isolated(batch, stop)
-            if stop.wait(delay):
-                return None
-            delay = min(delay * 2, 5.0)
+    def _write_part(self, session: Session, part: Batch,
+                    letters: list[DeadLetter]) -> WriteResult:
+        result = self.ingestor.write_positions(session=session, batch=part)
+        record_dead_letters(session=session, letters=letters)
+        return result
 
-    def _write_isolated(self, batch: Batch, stop: threading.Event) -> WriteResult | None:
-        """Rare path (e.g. a unit deleted meanwhile): each fix alone; refused ones are drops."""
+    def _write_statuses(self, batch: Batch, stop: threading.Event) -> bool:
+        """Crew statuses commit first, in a short transaction of their own (they lock the
+        incident's and the crew's rows), so the COPY of the fixes never holds a dispatch row nor
+        waits for one. Refused as a whole for a reason in the data: counted, the fixes still go
+        in. False when stopped first."""
+        if not batch.statuses:
+            return True
+        outcome = self._attempt(
+            functools.partial(self.ingestor.write_statuses, batch=batch), stop)
+        if outcome is None:
+            return False
+        if isinstance(outcome, Exception):
+            status_drops = Drops()
+            for st in batch.statuses:
+                status_drops.add(STATUS_REJECTED, unit=st.unit_id, detail=_first_line(outcome))
+            batch.statuses_applied = []
+        else:
+            status_drops = outcome
+        batch.drops.merge(status_drops)
+        batch.statuses = []  # applied: a retry of the fixes must not apply them again
+        return True
+
+    def _letters(self, items: list[Inbound], batch: Batch) -> list[DeadLetter]:
+        """Dead letters of the messages the preparation refused whole (unstorable, internal)."""
+        out = []
+        for msg, reason, detail, unit in batch.dead_letters():
+            if 0 <= msg < len(items):
+                out.append(DeadLetter("mqtt", items[msg][3], items[msg][4], reason, detail,
+                                      unit if unit is not None else _unit_of(batch, msg)))
+        return out
+
+    def _store(self, items: list[Inbound], batch: Batch,
+               stop: threading.Event) -> WriteResult | None:
+        """Commit the batch (with its dead letters); isolate what the database refuses. None
+        only when stopped before everything committed."""
+        if not self._write_statuses(batch, stop):
+            return None
+        letters = self._letters(items, batch)
+        outcome = self._attempt(lambda session: self._write_part(session, batch, letters), stop)
+        if outcome is None or isinstance(outcome, WriteResult):
+            if letters and outcome is not None:
+                self.stats.dead_letters += len(letters)
+            return outcome
+        log.error("a batch of %d messages was refused by the database (%s); isolating the "
+                  "message(s) at fault", len(items), _first_line(outcome))
+        self.stats.isolations += 1
+        return self._isolate(items, batch, letters, stop)
+
+    def _isolate(self, items: list[Inbound], batch: Batch, letters: list[DeadLetter],
+                 stop: threading.Event) -> WriteResult | None:
+        """Bisect the batch by message: every part that commits is kept; a single message that
+        still fails has its fixes tried one by one and is then dead-lettered whole."""
         total = WriteResult()
-        head = Batch(statuses=batch.statuses, offline=batch.offline, drops=batch.drops)
-        parts: list[Batch] = [head] + [Batch(positions=[p]) for p in batch.positions]
-        refused = Drops()
-        for part in parts:
-            try:
-                with transaction(self.factory) as session:
-                    r = self.ingestor.write(session=session, batch=part)
-            except OperationalError:
-                return self._write(batch, stop)
-            except DBAPIError as exc:
-                unit = part.positions[0].unit_id if part.positions else "?"
-                refused.add(DB_REJECTED, unit=unit, detail=_first_line(exc))
+        # The batch's drop counts and the preparation's dead letters, on their own.
+        head = Batch(drops=batch.drops, token=batch.token)
+        outcome = self._attempt(lambda session: self._write_part(session, head, letters), stop)
+        if outcome is None:
+            return None
+        if isinstance(outcome, Exception):
+            self._log_lost(letters, outcome)
+        else:
+            self.stats.dead_letters += len(letters)
+        msgs = batch.messages()
+        stack = [msgs[len(msgs) // 2:], msgs[:len(msgs) // 2]]
+        while stack:
+            group = stack.pop()
+            if not group:
                 continue
-            total.inserted += r.inserted
-            total.duplicates += r.duplicates
-            total.latest_moved |= r.latest_moved
-        if refused:
-            with transaction(self.factory) as session:
-                record_drops(session=session, counts=refused.counts)
-            batch.drops.merge(refused)
+            part = batch.subset(group)
+            outcome = self._attempt(functools.partial(self._write_part, part=part, letters=[]),
+                                    stop)
+            if outcome is None:
+                return None
+            if isinstance(outcome, WriteResult):
+                total.merge(outcome)
+                continue
+            if len(group) > 1:
+                half = len(group) // 2
+                stack.extend((group[half:], group[:half]))
+                continue
+            done = self._poison(items, part, group[0], outcome, stop)
+            if done is None:
+                return None
+            total.merge(done)
         return total
+
+    def _poison(self, items: list[Inbound], part: Batch, msg: int, error: Exception,
+                stop: threading.Event) -> WriteResult | None:
+        """One message the database refuses: store what it can alone, dead-letter the rest."""
+        total = WriteResult()
+        singles = ([Batch(positions=[r], token=part.token) for r in part.positions]
+                   + [Batch(statuses=[r], token=part.token) for r in part.statuses]
+                   + [Batch(offline=[r], token=part.token) for r in part.offline])
+        refused = 0
+        if len(singles) > 1:
+            for single in singles:
+                outcome = self._attempt(
+                    functools.partial(self._write_part, part=single, letters=[]), stop)
+                if outcome is None:
+                    return None
+                if isinstance(outcome, WriteResult):
+                    total.merge(outcome)
+                else:
+                    refused += 1
+        else:
+            refused = len(singles)
+        _gen, _mid, _qos, topic, payload = items[msg]
+        detail = (f"{_first_line(error)} ({refused} of {len(singles)} reports refused; the "
+                  "others are stored)")
+        unit = _unit_of(part, msg)
+        letter = DeadLetter("mqtt", topic, payload, DB_REJECTED, detail, unit)
+        log.error("dead-lettered a message on %s (unit %s): %s", topic[:120], unit, detail)
+
+        def write(session: Session) -> bool:
+            record_dead_letters(session=session, letters=[letter])
+            record_drops(session=session, counts={DB_REJECTED: 1})
+            return True  # (None would mean "stopped")
+
+        kept = self._attempt(write, stop)
+        if kept is None:
+            return None
+        if isinstance(kept, Exception):
+            self._log_lost([letter], kept)
+        else:
+            self.stats.dead_letters += 1
+        return total
+
+    def _log_lost(self, letters: list[DeadLetter], error: Exception) -> None:
+        """Last resort when even the dead-letter table refuses: the raw messages go to the log."""
+        for d in letters:
+            log.error("dead letter not stored (%s): topic %r reason %s detail %s payload(b64) %s",
+                      _first_line(error), d.topic[:200], d.reason, d.detail,
+                      base64.b64encode(d.payload).decode())
+
+
+def _unit_of(batch: Batch, msg: int) -> int | None:
+    reports: list[PositionReport | StatusReport | OfflineReport] = [
+        *batch.positions, *batch.statuses, *batch.offline]
+    for r in reports:
+        if r.msg == msg and r.unit_id is not None:
+            return r.unit_id
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _assignment_id(data: Any) -> str | None:
@@ -427,8 +629,12 @@ def _device(topic: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The error's first line with its SQLSTATE, at most 300 characters (it may quote input)."""
     orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(exc).__name__])[0]
+    line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    state = getattr(orig, "sqlstate", None)
+    prefix = f"{state} " if state else f"{type(orig).__name__}: "
+    return (prefix + line)[:300]
 
 
 def run_worker(settings: Settings, *, index: int = 0, client_id: str | None = None,
