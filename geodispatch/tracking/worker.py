@@ -474,7 +474,7 @@ class IngestWorker:
         if not batch.statuses:
             return True
         outcome = self._attempt(
-            functools.partial(self.ingestor.write_statuses, batch=batch), stop)
+            lambda session: self.ingestor.write_statuses(session=session, batch=batch), stop)
         if outcome is None:
             return False
         if isinstance(outcome, Exception):
