@@ -1,4 +1,4 @@
-"""Poison messages: nothing a message contains stops ingest; what breaks a stage is dead-lettered."""
+"""Poison messages: nothing a message contains stops ingest; what breaks a stage is kept whole."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from geodispatch.settings import Settings
 from geodispatch.tracking.mqtt import drop_session
-from geodispatch.tracking.worker import IngestWorker, Inbound, is_transient
+from geodispatch.tracking.worker import Inbound, IngestWorker, is_transient
 from tests.tracking.conftest import (
     count_positions,
     drops,
