@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     max_future_s: float = Field(120.0, description="Reject fixes further in the future than this.")
     max_accuracy_m: float = Field(1000.0, description="Reject fixes with a worse reported accuracy.")
     max_speed_kmh: float = Field(300.0, description="Reject a fix implying a faster jump from the last.")
+    max_reported_speed_kmh: float = Field(
+        400.0, description="Plausibility bound: refuse a fix reporting a faster speed.")
+    min_altitude_m: float = Field(
+        -1000.0, description="Plausibility bound: refuse a fix reporting a lower altitude.")
+    max_altitude_m: float = Field(
+        20000.0, description="Plausibility bound: refuse a fix reporting a higher altitude.")
+    max_heading_deg: float = Field(
+        360.0, description="Plausibility bound: refuse a heading above this (below 0 = unknown).")
+    max_battery_pct: float = Field(
+        100.0, description="Plausibility bound: refuse a battery level above this percentage.")
     ingest_batch_size: int = Field(5000, description="Positions written per COPY batch.")
     ingest_flush_ms: int = Field(200, description="Longest wait before a partial batch is written.")
     http_max_body: int = Field(262144, description="Largest accepted HTTP ingest body in bytes.")

@@ -315,7 +315,11 @@ def decode_owntracks_items(
 ) -> list[Report | Rejected]:
     """An OwnTracks message or an array of them (HTTP mode may post one), member by member: a
     bad member comes back as ``Rejected`` in place, with ``msg`` set to its index."""
-    data = parse_json(payload)
+    return owntracks_items(parse_json(payload), device=device, received_at=received_at)
+
+
+def owntracks_items(data: Any, *, device: str, received_at: datetime) -> list[Report | Rejected]:
+    """:func:`decode_owntracks_items` of already parsed JSON."""
     if not isinstance(data, list):
         return list(_owntracks_message(data, device=device, received_at=received_at))
     if len(data) > MAX_BATCH_ITEMS:

@@ -29,6 +29,7 @@ from geodispatch.tracking.pipeline import (
     Drops,
     Validator,
     WriteResult,
+    implausible_field,
     mark_offline,
     record_drops,
     record_positions,
@@ -36,6 +37,7 @@ from geodispatch.tracking.pipeline import (
 )
 from geodispatch.tracking.reports import (
     DEAD_LETTER_REASONS,
+    IMPLAUSIBLE,
     INTERNAL,
     STATUS_REJECTED,
     UNKNOWN_DEVICE,
@@ -225,6 +227,11 @@ class Ingestor:
                     if problem is not None:
                         drops.add(UNSTORABLE, unit=uid, detail=problem)
                         rejected.append((item.msg, UNSTORABLE, problem, uid))
+                        continue
+                    problem = implausible_field(item, self.settings)
+                    if problem is not None:
+                        drops.add(IMPLAUSIBLE, unit=uid, detail=problem)
+                        rejected.append((item.msg, IMPLAUSIBLE, problem, uid))
                         continue
                     reason = check(item, now=now, check_age=check_age, token=token)
                     if reason is None:

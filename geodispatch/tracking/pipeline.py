@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,9 @@ from typing import Any
 
 import h3
 import orjson
+import psycopg
 from psycopg import Connection as PgConnection
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -53,6 +56,36 @@ from geodispatch.tracking.reports import (
 )
 
 log = logging.getLogger(__name__)
+
+# SQLSTATE classes (and single states) that mean "this data", not "this database right now":
+# cardinality, data exception (untranslatable character, out of range...), integrity (foreign
+# key, check), program limits, internal errors, and exceptions raised by triggers/functions.
+DATA_SQLSTATE_CLASSES = frozenset(("21", "22", "23", "54", "XX", "P0", "2F", "38", "39"))
+DATA_SQLSTATES = frozenset(("57014",))  # statement timeout: this batch is too heavy
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when a failed write says nothing about the data: retry the same batch later.
+
+    Connection loss, server shutdown, deadlocks and serialization failures, resource exhaustion
+    (disk full), missing tables or grants (a deployment problem) are transient: the messages
+    stay unacknowledged while the worker retries. Data exceptions, integrity violations,
+    program limits and any non-database error raised while writing are not: the batch is split
+    to find the message at fault.
+    """
+    orig: BaseException | None = exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+    elif isinstance(exc, sa_exc.SQLAlchemyError):
+        return True  # pool timeouts, invalid transaction states: the environment, not the data
+    if not isinstance(orig, psycopg.Error):
+        return False
+    state = orig.sqlstate
+    if state is None:
+        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
+    return not (state[:2] in DATA_SQLSTATE_CLASSES or state in DATA_SQLSTATES)
 
 # After this many consecutive speed-jump rejections the unit's fix is believed (a long tunnel, a
 # ferry, a first bad fix of the day): otherwise one wrong fix would lock the unit out for good.
@@ -225,6 +258,31 @@ class Validator:
                 if pending is not None:
                     pending.add(report.unit_id)
         return None
+
+
+def implausible_field(report: PositionReport, settings: Settings) -> str | None:
+    """Name the numeric field outside its plausibility bounds (settings), or None.
+
+    The decoders already turn non-finite values and the "unknown" conventions (negative speed or
+    heading) into None; what is left must be physically possible for a police vehicle's tracker:
+    speed 0..``max_reported_speed_kmh``, heading 0..``max_heading_deg``, altitude
+    ``min_altitude_m``..``max_altitude_m``, accuracy >= 0, battery 0..``max_battery_pct``. A fix
+    with such a field is refused whole (``implausible``): whatever produced ``speed=1e300`` is
+    not trusted for the position either.
+    """
+    s = settings
+    checks = (
+        ("speed", None if report.speed_mps is None else report.speed_mps * 3.6,
+         0.0, s.max_reported_speed_kmh, "km/h"),
+        ("heading", report.heading, 0.0, s.max_heading_deg, "degrees"),
+        ("altitude", report.altitude_m, s.min_altitude_m, s.max_altitude_m, "m"),
+        ("accuracy", report.accuracy_m, 0.0, math.inf, "m"),
+        ("battery", report.battery, 0.0, s.max_battery_pct, "%"),
+    )
+    for name, value, low, high, unit in checks:
+        if value is not None and not low <= value <= high:
+            return f"{name} {value:.6g} {unit} outside {low:g}..{high:g}"
+    return None
 
 
 def storage_problem(report: PositionReport) -> str | None:

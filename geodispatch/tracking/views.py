@@ -6,10 +6,15 @@ Tracker ingest (no console login; the device authenticates itself):
     The OsmAnd protocol as the Traccar Client app sends it: query string (``?id=..&lat=..``),
     a form body, or the JSON body of Traccar Client 9. Set the app's server URL to
     ``https://host/api/ingest/osmand?token=<device token>`` (the app keeps that query and appends
-    its own). The token may also come as HTTP Basic password or an ``X-Device-Token`` header.
+    its own). The token may also come as an ``X-Device-Token`` header, ``Authorization: Bearer``
+    or the HTTP Basic password; the access log never shows ``?token=``.
     Answers: 200 stored / filtered (a valid message the app must not resend; ``X-Ingest-Dropped``
     names the filter), 200 for a message without a fix (heartbeat), 400 missing ``id`` / unknown
-    device / undecodable (with the reason), 401 wrong token, 413 body too large.
+    device / undecodable / unstorable (NUL) / implausible (with the reason and a short detail),
+    401 wrong token, 413 body too large, 503 the database cannot store now (resend later). A
+    JSON body whose ``location`` is a list is stored member by member: 200 with
+    ``{"stored": n, "rejected": [{"index", "reason", "detail"}]}`` when any member was valid,
+    400 with the same list under ``members`` when none was.
 
 ``POST /api/ingest/status``
     A crew status (``{"status": "en_route"}`` or the bare word), device credentials as for OsmAnd;
@@ -18,7 +23,9 @@ Tracker ingest (no console login; the device authenticates itself):
 ``POST /api/ingest/owntracks``
     OwnTracks HTTP mode: HTTP Basic with the unit's device id (or OwnTracks user) and token; the
     ``X-Limit-U`` / ``X-Limit-D`` headers name user/device. Answers ``[]`` (the app's "delivered");
-    401 with ``WWW-Authenticate: Basic`` for unknown devices or wrong tokens.
+    an array of messages is stored member by member, the refused ones named in
+    ``X-Ingest-Rejected: <index>:<reason>,...`` (400 when all are refused); 401 with
+    ``WWW-Authenticate: Basic`` for unknown devices or wrong tokens.
 
 Console (JWT): ``GET /api/units`` (GeoJSON of the caller's region: latest position, status, stale),
 ``GET /api/units/{id}``, ``GET /api/units/{id}/track?start=&end=`` (GeoJSON for playback),
@@ -28,9 +35,8 @@ Console (JWT): ``GET /api/units`` (GeoJSON of the caller's region: latest positi
 from __future__ import annotations
 
 import base64
+import functools
 import logging
-import threading
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -49,23 +55,19 @@ from geodispatch.api.security import (
     SUPERVISOR,
     Principal,
 )
-from geodispatch.db import transaction
 from geodispatch.errors import NotFound, PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
 from geodispatch.tracking import decoders
 from geodispatch.tracking.fleet import LiveFleet, UnitState
-from geodispatch.tracking.ingest import Ingestor
+from geodispatch.tracking.http_ingest import HttpIngest, IngestUnavailable, check_device, clip
 from geodispatch.tracking.models import Unit
-from geodispatch.tracking.pipeline import record_drops
 from geodispatch.tracking.reports import (
     TOO_LARGE,
     UNKNOWN_DEVICE,
     Rejected,
     Report,
-    StatusReport,
 )
 from geodispatch.tracking.service import (
-    authenticate_device,
     create_unit,
     drop_counts,
     track_geojson,
@@ -116,106 +118,84 @@ def _basic(request: Request) -> tuple[str, str] | None:
 
 
 def _token(request: Request) -> str | None:
+    """The device token: ``X-Device-Token``, ``Authorization: Bearer``, the HTTP Basic password,
+    or (for apps that can only set a URL, like Traccar Client) ``?token=``. The access log
+    never shows the last one (``geodispatch.api.logs``)."""
     basic = _basic(request)
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     return (
-        request.query_params.get("token")
-        or request.headers.get("x-device-token")
+        request.headers.get("x-device-token")
+        or (bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else None)
         or (basic[1] if basic else None)
+        or request.query_params.get("token")
     )
 
 
-def _reason(status: int, reason: str, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": "Ingest refused", "status": status,
-         "reason": reason, "detail": detail},
-        status_code=status, media_type="application/problem+json", headers=headers or None,
-    )
+def _reason(status: int, reason: str, detail: str, *, members: list[dict[str, Any]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": "Ingest refused", "status": status,
+                            "reason": reason, "detail": clip(detail)}
+    if members is not None:
+        body["members"] = members
+    return JSONResponse(body, status_code=status, media_type="application/problem+json",
+                        headers=headers or None)
 
 
-class _HttpIngest:
-    """The app's HTTP ingest state: one Ingestor (validator memory) behind a lock."""
-
-    def __init__(self, request: Request) -> None:
-        app = request.app
-        self.settings: Settings = app.state.settings
-        self.factory = app.state.session_factory
-        fleet: LiveFleet | None = getattr(app.state, "fleet", None)
-        self.ingestor = Ingestor(self.settings, fleet=fleet)
-        self.lock = threading.Lock()
-        self.loaded = False
-
-    @classmethod
-    def of(cls, request: Request) -> _HttpIngest:
-        state = request.app.state
-        inst: _HttpIngest | None = getattr(state, "tracking_http_ingest", None)
-        if inst is None:
-            inst = cls(request)
-            state.tracking_http_ingest = inst
-        return inst
-
-    def count(self, reason: str, device: str, detail: str = "") -> None:
-        log.warning("dropped HTTP message from device %s: %s %s", device, reason, detail)
-        with transaction(self.factory) as session:
-            record_drops(session=session, counts={reason: 1})
-
-    def authenticate(self, device: str, token: str | None) -> Unit:
-        with transaction(self.factory) as session:
-            return authenticate_device(session=session, device_id=device, token=token)
-
-    def apply_status(self, report: StatusReport) -> None:
-        """Hand a crew status to the dispatch workflow in its own transaction; domain refusals
-        (unknown status, forbidden transition) propagate to the error table (422 / 409)."""
-        with transaction(self.factory) as session:
-            self.ingestor.status_handler(session=session, unit_id=report.unit_id,
-                                         status=report.status, at=report.at, source="http")
-        if self.ingestor.fleet is not None and report.unit_id is not None:
-            self.ingestor.fleet.set_status(report.unit_id, report.status)
-
-    def ingest(self, unit: Unit, reports: list[Report]) -> Counter[str]:
-        """Store reports of an authenticated unit; return drop counts."""
-        for r in reports:
-            if r.device not in (unit.device_id, unit.owntracks_user) and r.source != "owntracks":
-                raise PermissionDenied(f"device {unit.device_id} may not report as {r.device}")
-            r.unit_id = unit.id
-        with self.lock:
-            if not self.loaded:
-                with self.factory() as session:
-                    self.ingestor.load(session)
-                self.loaded = True
-            batch = self.ingestor.prepare(reports)
-        try:
-            with transaction(self.factory) as session:
-                result = self.ingestor.write(session=session, batch=batch)
-        except BaseException:
-            self.ingestor.abandon(batch)  # not stored: the resent fix must be accepted again
-            raise
-        self.ingestor.publish(batch, result)
-        counts = Counter(batch.drops.counts)
-        if result.duplicates:
-            counts["duplicate"] += result.duplicates
-        return counts
+def _state(request: Request) -> HttpIngest:
+    state = request.app.state
+    inst: HttpIngest | None = getattr(state, "tracking_http_ingest", None)
+    if inst is None:
+        inst = HttpIngest(state.settings, state.session_factory, getattr(state, "fleet", None))
+        state.tracking_http_ingest = inst
+    return inst
 
 
 async def _authenticated(
-    state: _HttpIngest, device: str, token: str | None, *, owntracks: bool
+    state: HttpIngest, device: str, token: str | None, *, owntracks: bool
 ) -> Unit | JSONResponse:
     try:
         return await run_in_threadpool(state.authenticate, device, token)
     except NotFound as exc:
         await run_in_threadpool(state.count, UNKNOWN_DEVICE, device)
         if owntracks:
-            return _reason(401, UNKNOWN_DEVICE, str(exc), **{"WWW-Authenticate": "Basic"})
+            return _reason(401, UNKNOWN_DEVICE, str(exc), headers={"WWW-Authenticate": "Basic"})
         return _reason(400, UNKNOWN_DEVICE, str(exc))
     except Unauthenticated as exc:
         await run_in_threadpool(state.count, UNAUTHENTICATED, device)
         return _reason(401, UNAUTHENTICATED, str(exc),
-                       **({"WWW-Authenticate": "Basic"} if owntracks else {}))
+                       headers={"WWW-Authenticate": "Basic"} if owntracks else None)
 
 
-def _ok(counts: Counter[str], body: bytes = b"") -> Response:
-    headers = {"X-Ingest-Dropped": ",".join(sorted(counts))} if counts else None
-    return Response(body, status_code=200, headers=headers,
-                    media_type="application/json" if body else None)
+async def _store(state: HttpIngest, unit: Unit, items: list[Report | Rejected], *,
+                 members: int, batched: bool, owntracks: bool) -> Response:
+    """Store the members and answer: 200 when anything was valid (stored or filtered; refused
+    members listed per index), 400 when every member was refused, 503 during an outage."""
+    try:
+        outcome = await run_in_threadpool(
+            functools.partial(state.ingest, unit, items, members=members))
+    except IngestUnavailable as exc:
+        return _reason(503, "unavailable", f"the database cannot store fixes now ({exc}); "
+                       "resend later", headers={"Retry-After": "5"})
+    refused = outcome.refused
+    if outcome.all_refused:
+        _i, reason, detail = refused[0]
+        return _reason(400, reason, detail if not batched else f"every member was refused "
+                       f"(first: {detail})", members=outcome.members_json() if batched else None)
+    headers: dict[str, str] = {}
+    if outcome.drops:
+        headers["X-Ingest-Dropped"] = ",".join(sorted(outcome.drops))
+    if refused:
+        headers["X-Ingest-Rejected"] = clip(",".join(f"{i}:{r}" for i, r, _d in refused), 400)
+    if owntracks:
+        return Response(b"[]", status_code=200, headers=headers, media_type="application/json")
+    if batched or outcome.rejected:
+        return JSONResponse({"stored": outcome.stored, "rejected": outcome.members_json()},
+                            headers=headers)
+    return Response(status_code=200, headers=headers or None)
+
+
+def _refused(state: HttpIngest, exc: Rejected, device: str) -> Any:
+    return run_in_threadpool(state.count, exc.reason, device, exc.detail)
 
 
 # --- tracker ingest --------------------------------------------------------------------------
@@ -223,8 +203,9 @@ def _ok(counts: Counter[str], body: bytes = b"") -> Response:
 
 @router.api_route("/api/ingest/osmand", methods=["GET", "POST"], include_in_schema=True)
 async def ingest_osmand(request: Request) -> Response:
-    """OsmAnd protocol (Traccar Client): query string, form or JSON body."""
-    state = _HttpIngest.of(request)
+    """OsmAnd protocol (Traccar Client): query string, form or JSON body (``location`` may be a
+    list: each member is stored or reported on its own)."""
+    state = _state(request)
     now = datetime.now(UTC)
     try:
         body = await _read_body(request, state.settings.http_max_body)
@@ -233,33 +214,38 @@ async def ingest_osmand(request: Request) -> Response:
         return _reason(413, TOO_LARGE, str(exc))
     ctype = request.headers.get("content-type", "")
     device = "?"
+    batched = False
     try:
         if body and ("json" in ctype or body.lstrip()[:1] in (b"{", b"[")):
             data = decoders.parse_json(body)
-            device = decoders.osmand_json_device(data)
-            reports: list[Report] = list(decoders.decode_osmand_json(data, received_at=now))
+            device = check_device(decoders.osmand_json_device(data))
+            items: list[Report | Rejected] = list(
+                decoders.decode_osmand_json_items(data, received_at=now))
+            batched = isinstance(data.get("location"), list)
+            members = len(data["location"]) if batched else 1
         else:
             pairs = list(request.query_params.multi_items())
             if body:
                 from urllib.parse import parse_qsl
 
                 pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-            device = decoders.osmand_device(dict(pairs))
-            reports = [decoders.decode_osmand_query(pairs, received_at=now)]
+            device = check_device(decoders.osmand_device(dict(pairs)))
+            items = [decoders.decode_osmand_query(pairs, received_at=now)]
+            members = 1
     except Rejected as exc:
-        await run_in_threadpool(state.count, exc.reason, device, exc.detail)
+        await _refused(state, exc, device)
         return _reason(400, exc.reason, exc.detail or exc.reason)
     unit = await _authenticated(state, device, _token(request), owntracks=False)
     if isinstance(unit, JSONResponse):
         return unit
-    counts = await run_in_threadpool(state.ingest, unit, reports)
-    return _ok(counts)
+    return await _store(state, unit, items, members=members, batched=batched, owntracks=False)
 
 
 @router.post("/api/ingest/owntracks")
 async def ingest_owntracks(request: Request) -> Response:
-    """OwnTracks HTTP mode: the app's JSON message, HTTP Basic device credentials; answers []."""
-    state = _HttpIngest.of(request)
+    """OwnTracks HTTP mode: the app's JSON message (or an array of them), HTTP Basic device
+    credentials; answers ``[]`` (refused members are named in ``X-Ingest-Rejected``)."""
+    state = _state(request)
     now = datetime.now(UTC)
     basic = _basic(request)
     user = request.headers.get("x-limit-u") or (basic[0] if basic else None)
@@ -268,9 +254,13 @@ async def ingest_owntracks(request: Request) -> Response:
     if not login:
         await run_in_threadpool(state.count, UNAUTHENTICATED, "?")
         return _reason(401, UNAUTHENTICATED, "HTTP Basic credentials are required",
-                       **{"WWW-Authenticate": "Basic"})
+                       headers={"WWW-Authenticate": "Basic"})
     try:
+        check_device(login)
         body = await _read_body(request, state.settings.http_max_body)
+    except Rejected as exc:
+        await _refused(state, exc, login)
+        return _reason(400, exc.reason, exc.detail)
     except _BodyTooLarge as exc:
         await run_in_threadpool(state.count, TOO_LARGE, login)
         return _reason(413, TOO_LARGE, str(exc))
@@ -278,20 +268,24 @@ async def ingest_owntracks(request: Request) -> Response:
     if isinstance(unit, JSONResponse):
         return unit
     try:
-        reports = decoders.decode_owntracks(body, device=f"{user or login}/{dev}", received_at=now)
+        data = decoders.parse_json(body)
+        items = decoders.owntracks_items(data, device=f"{clip(user or login, 64)}/{clip(dev, 64)}",
+                                         received_at=now)
     except Rejected as exc:
-        await run_in_threadpool(state.count, exc.reason, login, exc.detail)
+        await _refused(state, exc, login)
         return _reason(400, exc.reason, exc.detail or exc.reason)
-    counts = await run_in_threadpool(state.ingest, unit, reports)
-    return _ok(counts, b"[]")
+    batched = isinstance(data, list)
+    return await _store(state, unit, items, members=len(data) if batched else 1,
+                        batched=batched, owntracks=True)
 
 
 @router.post("/api/ingest/status")
 async def ingest_status(request: Request) -> Response:
     """A crew status from a terminal without MQTT: ``{"status": ..., "t": ...}`` or a bare word,
-    device id and token as for OsmAnd (``?id=&token=`` or HTTP Basic). 200 applied, 400 bad
-    message or unknown device, 401 wrong token, 409 a transition the workflow forbids."""
-    state = _HttpIngest.of(request)
+    device id and token as for OsmAnd (``?id=`` and a token header, HTTP Basic, or ``?token=``).
+    200 applied, 400 bad message or unknown device, 401 wrong token, 409 a transition the
+    workflow forbids."""
+    state = _state(request)
     basic = _basic(request)
     device = request.query_params.get("id") or (basic[0] if basic else "")
     try:
@@ -302,9 +296,10 @@ async def ingest_status(request: Request) -> Response:
     if not device:
         return _reason(400, "missing_field", "id (device id) is required")
     try:
+        check_device(device)
         report = decoders.decode_status(body, device=device, received_at=datetime.now(UTC))
     except Rejected as exc:
-        await run_in_threadpool(state.count, exc.reason, device, exc.detail)
+        await _refused(state, exc, device)
         return _reason(400, exc.reason, exc.detail or exc.reason)
     unit = await _authenticated(state, device, _token(request), owntracks=False)
     if isinstance(unit, JSONResponse):

@@ -47,9 +47,7 @@ from typing import Any, TypeVar
 
 import orjson
 import paho.mqtt.client as paho
-import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,6 +68,7 @@ from geodispatch.tracking.pipeline import (
     DeadLetter,
     Drops,
     WriteResult,
+    is_transient,
     record_dead_letters,
     record_drops,
 )
@@ -87,37 +86,6 @@ from geodispatch.tracking.reports import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# SQLSTATE classes (and single states) that mean "this data", not "this database right now":
-# cardinality, data exception (untranslatable character, out of range...), integrity (foreign
-# key, check), program limits, internal errors, and exceptions raised by triggers/functions.
-DATA_SQLSTATE_CLASSES = frozenset(("21", "22", "23", "54", "XX", "P0", "2F", "38", "39"))
-DATA_SQLSTATES = frozenset(("57014",))  # statement timeout: this batch is too heavy
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when a failed write says nothing about the data: retry the same batch later.
-
-    Connection loss, server shutdown, deadlocks and serialization failures, resource exhaustion
-    (disk full), missing tables or grants (a deployment problem) are transient: the messages
-    stay unacknowledged while the worker retries. Data exceptions, integrity violations,
-    program limits and any non-database error raised while writing are not: the batch is split
-    to find the message at fault.
-    """
-    orig: BaseException | None = exc
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-    elif isinstance(exc, sa_exc.SQLAlchemyError):
-        return True  # pool timeouts, invalid transaction states: the environment, not the data
-    if not isinstance(orig, psycopg.Error):
-        return False
-    state = orig.sqlstate
-    if state is None:
-        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
-    return not (state[:2] in DATA_SQLSTATE_CLASSES or state in DATA_SQLSTATES)
-
 
 @dataclass
 class WorkerStats:

@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 from geodispatch.settings import Settings
 from geodispatch.tracking.mqtt import drop_session
-from geodispatch.tracking.worker import Inbound, IngestWorker, is_transient
+from geodispatch.tracking.pipeline import is_transient
+from geodispatch.tracking.worker import Inbound, IngestWorker
 from tests.tracking.conftest import (
     count_positions,
     drops,
