@@ -226,3 +226,24 @@ def test_a_call_is_registered_whatever_its_place(db: Session, body: dict[str, ob
     inc = register_incident(session=db, data=IncidentCreate(**body), actor="ct")
     assert inc.id and inc.reference.startswith("KV-")
     assert "\x00" not in (inc.description or "") + (inc.address or "")
+
+
+def test_a_change_after_the_last_event_is_recorded_at_commit(
+        db: Session, make_incident: Callable[..., Incident]) -> None:
+    """The commit-time safety net: a projected row changed through the ORM after its incident's
+    last event gets an ``amended`` event, so the record still matches; a change nobody touched
+    after recording costs no event."""
+    from tests.helpers import record_findings
+
+    inc = make_incident(category="theft")
+    db.commit()
+    inc.description = "changed after the event, by code that forgot to record it"
+    db.commit()
+    kinds = db.execute(text("SELECT kind, actor FROM incident_events WHERE incident_id = :i "
+                            "ORDER BY incident_seq"), {"i": inc.id}).all()
+    assert [k for k, _ in kinds] == ["registered", "amended"]
+    assert record_findings(db, inc.id) == []
+    db.commit()  # nothing changed: no further event
+    n = db.execute(text("SELECT count(*) FROM incident_events WHERE incident_id = :i"),
+                   {"i": inc.id}).scalar()
+    assert n == 2
