@@ -60,6 +60,20 @@ def _broker_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker_sync(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.broker import change_passwd
+    from geodispatch.tracking.service import active_logins
+
+    settings = get_settings()
+    with session_factory(app_engine(settings))() as session:
+        keep = active_logins(session=session)
+    removed = change_passwd(settings, keep_only=keep)
+    print(f"broker password file: {removed} login(s) of inactive or unknown units removed; "
+          f"{len(keep)} active unit login(s) kept")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geodispatch",
@@ -79,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
     bsub.add_parser("setup", help="write mosquitto.conf, ACL and server account").set_defaults(
         func=_broker_setup
+    )
+    bsub.add_parser("sync", help="drop every broker login that is not an active unit's "
+                    "(this database's units only: one broker per database)").set_defaults(
+        func=_broker_sync
     )
 
     for name in DOMAIN_CLIS:

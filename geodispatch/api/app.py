@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from geodispatch import __version__
 from geodispatch.analytics import views as analytics_views
 from geodispatch.api import auth, errors, live, live_lifespan, web
+from geodispatch.api.logs import install as install_log_scrubbing
 from geodispatch.api.policy import iter_routes, route_policy
 from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import AccountCheck
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_scrubbing()  # after uvicorn configured its loggers
         engine = app_engine(settings)
         check_database(engine)
         app.state.engine = engine
@@ -162,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    install_log_scrubbing()
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
     errors.install(app)

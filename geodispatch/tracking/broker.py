@@ -119,26 +119,49 @@ def write_passwd(path: Path, entries: dict[str, str]) -> None:
 def add_devices(
     settings: Settings, devices: Iterable[tuple[str, str]], *, reload: bool = True
 ) -> int:
-    """Add or replace device credentials ``(device_id, token)`` in the password file.
+    """Add or replace device credentials ``(login, token)`` in the password file.
 
-    Several processes (API, CLI, tests) may add devices at once: the read-modify-write runs under
+    Several processes (API, CLI, tests) may change it at once: every read-modify-write runs under
     an exclusive lock, so no writer drops another's entries (and with them live connections).
     """
+    hashed = [(device_id, mosquitto_hash(token)) for device_id, token in devices]
+    change_passwd(settings, add=hashed, reload=reload)
+    return len(hashed)
+
+
+def remove_devices(settings: Settings, logins: Iterable[str], *, reload: bool = True) -> int:
+    """Remove logins from the password file; on the SIGHUP that follows Mosquitto disconnects
+    their live connections and refuses their next connect. Returns how many were there."""
+    return change_passwd(settings, remove=list(logins), reload=reload)
+
+
+def change_passwd(settings: Settings, *, add: Iterable[tuple[str, str]] = (),
+                  remove: Iterable[str] = (), keep_only: set[str] | None = None,
+                  reload: bool = True) -> int:
+    """One locked rewrite of the password file: ``add`` (login, ``$7$`` hash) pairs, drop the
+    ``remove`` logins, and with ``keep_only`` drop every login not in it (the server account is
+    always kept). Returns how many entries were removed; SIGHUPs the broker if asked."""
     import fcntl
 
     d = broker_dir(settings)
     d.mkdir(parents=True, exist_ok=True)
     passwd = d / "passwd"
-    hashed = [(device_id, mosquitto_hash(token)) for device_id, token in devices]
+    server = server_credentials(settings)[0]
     with open(d / "passwd.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = read_passwd(passwd)
-        entries.update(hashed)
+        before = len(entries)
+        for login in remove:
+            if login != server:
+                entries.pop(login, None)
+        if keep_only is not None:
+            entries = {k: v for k, v in entries.items() if k in keep_only or k == server}
+        removed = before - len(entries)
+        entries.update(add)
         write_passwd(passwd, entries)
-    n = len(hashed)
     if reload:
         reload_broker(settings)
-    return n
+    return removed
 
 
 def reload_broker(settings: Settings) -> bool:

@@ -78,6 +78,30 @@ def _units_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _units_deactivate(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.tracking.service import deactivate_unit, get_unit
+
+    settings = get_settings()
+    with transaction(session_factory(app_engine(settings))) as session:
+        unit = get_unit(session=session, ref=args.unit)
+        deactivate_unit(session=session, unit=unit, settings=settings)
+    print(f"unit {unit.call_sign} deactivated: its token and broker logins are revoked")
+    return 0
+
+
+def _units_activate(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory, transaction
+    from geodispatch.tracking.service import activate_unit, get_unit
+
+    settings = get_settings()
+    with transaction(session_factory(app_engine(settings))) as session:
+        unit = get_unit(session=session, ref=args.unit)
+        token = activate_unit(session=session, unit=unit, token=args.token, settings=settings)
+    print(f"unit {unit.call_sign} active again: new token {token}")
+    return 0
+
+
 def _units_list(args: argparse.Namespace) -> int:
     from geodispatch.db import app_engine, session_factory
     from geodispatch.tracking.fleet import LiveFleet
@@ -167,6 +191,14 @@ def register(sub: Any) -> None:
     tok.add_argument("unit", help="call sign, device id or id")
     tok.add_argument("--token", default=None)
     tok.set_defaults(func=_units_token)
+    de = usub.add_parser("deactivate", help="take a unit out of service: its token and broker "
+                         "logins stop working at once")
+    de.add_argument("unit", help="call sign, device id or id")
+    de.set_defaults(func=_units_deactivate)
+    ac = usub.add_parser("activate", help="put a deactivated unit back, with a new token")
+    ac.add_argument("unit", help="call sign, device id or id")
+    ac.add_argument("--token", default=None)
+    ac.set_defaults(func=_units_activate)
     ls = usub.add_parser("list", help="units with latest fix and staleness")
     ls.add_argument("--region", default=None)
     ls.set_defaults(func=_units_list)

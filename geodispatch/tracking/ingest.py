@@ -51,16 +51,28 @@ from geodispatch.tracking.reports import (
 
 log = logging.getLogger(__name__)
 
+DIRECTORY_POLL_S = 1.0
+
+
+VERSION_SQL = "SELECT version FROM unit_directory_version WHERE id = 1"
+
 
 class DeviceDirectory:
-    """Device id and OwnTracks ``user/device`` -> unit id, loaded from ``units``."""
+    """Device id and OwnTracks ``user/device`` -> unit id of the *active* units.
+
+    ``version`` is the ``unit_directory_version`` row seen at the last load: a trigger bumps it
+    whenever a unit is created, deleted, (de)activated or changes logins, and
+    :meth:`refresh_if_changed` reloads when it moved.
+    """
 
     def __init__(self) -> None:
         self.by_device: dict[str, int] = {}
         self.by_owntracks: dict[tuple[str, str], int] = {}
         self.loaded_at = 0.0
+        self.version: int | None = None
 
     def load(self, session: Session) -> None:
+        version = session.execute(text(VERSION_SQL)).scalar()
         by_device: dict[str, int] = {}
         by_ot: dict[tuple[str, str], int] = {}
         for uid, dev, ot_user, ot_dev in session.execute(
@@ -72,7 +84,16 @@ class DeviceDirectory:
             if ot_user:
                 by_ot[(ot_user, ot_dev or "")] = uid
         self.by_device, self.by_owntracks = by_device, by_ot
+        self.version = None if version is None else int(version)
         self.loaded_at = time.monotonic()
+
+    def refresh_if_changed(self, session: Session) -> bool:
+        """Reload if the units changed since the last load; True when it reloaded."""
+        version = session.execute(text(VERSION_SQL)).scalar()
+        if version is not None and self.version is not None and int(version) == self.version:
+            return False
+        self.load(session)
+        return True
 
     def resolve(self, device: str, source: str) -> int | None:
         """The unit of a device key (OwnTracks keys are ``user/device``)."""
@@ -163,6 +184,7 @@ class Ingestor:
         self.session_factory = session_factory
         self.validator = Validator(settings)
         self.status_handler = status_handler or default_status_handler
+        self._checked_at = time.monotonic()
 
     def load(self, session: Session) -> None:
         """Load the device directory and seed the validator from ``unit_latest``."""
@@ -171,6 +193,20 @@ class Ingestor:
             text("SELECT unit_id, fix_time, ST_Y(geom), ST_X(geom) FROM unit_latest")
         ):
             self.validator.seed(uid, fix_time, LatLng(lat, lng))
+
+    def _check_directory(self) -> None:
+        """At most once a second: reload the device directory if the units changed (a unit
+        deactivated in another process is refused from then on)."""
+        if self.session_factory is None or time.monotonic() - self._checked_at < DIRECTORY_POLL_S:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            with self.session_factory() as session:
+                if self.directory.refresh_if_changed(session):
+                    log.info("device directory reloaded: %d active devices",
+                             len(self.directory.by_device))
+        except Exception as exc:  # noqa: BLE001 - an outage: keep the directory we have
+            log.warning("device directory not checked (%s)", type(exc).__name__)
 
     def _resolve(self, report: Report) -> int | None:
         if report.unit_id is not None:
@@ -198,6 +234,7 @@ class Ingestor:
         its traceback) instead of failing the batch.
         """
         now = now or datetime.now(UTC)
+        self._check_directory()
         batch = Batch(token=self.validator.begin())
         drops = batch.drops
         rejected = batch.rejected

@@ -9,12 +9,14 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -135,3 +137,19 @@ class IngestDeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(48))
     detail: Mapped[str] = mapped_column(Text, default="")
     unit_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class UnitDirectoryVersion(Base):
+    """One row whose ``version`` a trigger bumps whenever a unit's logins or ``active`` change.
+
+    Every ingest process polls it (one indexed row, once a second while messages flow) and
+    reloads its device directory when it moved, so a deactivated unit is refused everywhere
+    within about a second, whoever changed it (CLI, API, SQL).
+    """
+
+    __tablename__ = "unit_directory_version"
+    __table_args__ = (CheckConstraint("id = 1", name="unit_directory_version_one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

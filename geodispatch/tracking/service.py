@@ -58,24 +58,28 @@ def verify_token(token: str, hashed: str) -> bool:
     return hmac.compare_digest(hash_token(token, salt=salt), hashed)
 
 
-def _queue_broker_credentials(
-    session: Session, settings: Settings, creds: list[tuple[str, str]]
+def _queue_broker(
+    session: Session, settings: Settings, *, add: list[tuple[str, str]] | None = None,
+    remove: list[str] | None = None,
 ) -> None:
-    """Write broker credentials once the surrounding transaction really commits."""
-    pending: list[tuple[str, str]] | None = session.info.get(_PENDING_KEY)
+    """Change broker credentials once the surrounding transaction really commits (one rewrite
+    of the password file and one SIGHUP for everything the transaction queued)."""
+    pending: dict[str, list[Any]] | None = session.info.get(_PENDING_KEY)
     if pending is None:
-        pending = []
+        pending = {"add": [], "remove": []}
         session.info[_PENDING_KEY] = pending
 
         def after_commit(sess: Session) -> None:
-            items = sess.info.pop(_PENDING_KEY, [])
-            if items:
-                from geodispatch.tracking.broker import add_devices
+            items = sess.info.pop(_PENDING_KEY, None)
+            if not items or not (items["add"] or items["remove"]):
+                return
+            from geodispatch.tracking.broker import change_passwd, mosquitto_hash
 
-                try:
-                    add_devices(settings, items)
-                except OSError:
-                    log.exception("could not update the broker password file")
+            try:
+                change_passwd(settings, add=[(u, mosquitto_hash(t)) for u, t in items["add"]],
+                              remove=items["remove"])
+            except OSError:
+                log.exception("could not update the broker password file")
 
         def after_rollback(sess: Session) -> None:
             if not sess.in_transaction():
@@ -83,7 +87,46 @@ def _queue_broker_credentials(
 
         event.listen(session, "after_commit", after_commit, once=True)
         event.listen(session, "after_soft_rollback", after_rollback, once=True)
-    pending.extend(creds)
+    # A login both removed and re-added in one transaction ends added (and the reverse).
+    for login, token in add or ():
+        if login in pending["remove"]:
+            pending["remove"].remove(login)
+        pending["add"].append((login, token))
+    for login in remove or ():
+        pending["add"] = [(u, t) for u, t in pending["add"] if u != login]
+        pending["remove"].append(login)
+
+
+def _logins(unit: Unit) -> list[str]:
+    """The broker usernames (and HTTP ids) of a unit: its device id and its OwnTracks user."""
+    out = [unit.device_id]
+    if unit.owntracks_user and unit.owntracks_user != unit.device_id:
+        out.append(unit.owntracks_user)
+    return out
+
+
+def _check_login(value: str, what: str) -> None:
+    if not value or any(c in value for c in "/+#:\x00") or len(value) > 64:
+        raise InvalidInput(f"{what} {value[:64]!r} may not be empty or contain / + # : or NUL "
+                           "(max 64 characters)")
+
+
+def _claim_logins(session: Session, logins: Sequence[str], *, unit_id: int | None) -> None:
+    """Refuse logins another unit already has as device id or OwnTracks user: device ids and
+    OwnTracks users are one namespace (both are MQTT usernames and HTTP ids), so a clash would
+    let one unit replace the other's broker password and publish as it."""
+    # Serialise the check with other creations: two admins cannot claim one login at once.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('geodispatch.unit_logins'))"))
+    names = sorted(set(logins))
+    q = select(Unit.call_sign, Unit.device_id, Unit.owntracks_user).where(
+        (Unit.device_id.in_(names)) | (Unit.owntracks_user.in_(names)))
+    if unit_id is not None:
+        q = q.where(Unit.id != unit_id)
+    for call_sign, device_id, ot_user in session.execute(q):
+        taken = device_id if device_id in names else ot_user
+        as_what = "device id" if device_id in names else "OwnTracks user"
+        raise Conflict(f"{taken!r} is already the {as_what} of unit {call_sign}: device ids and "
+                       "OwnTracks users share one namespace (each is a broker login)")
 
 
 def create_unit(
@@ -111,13 +154,17 @@ def create_unit(
     if status not in UNIT_STATUSES:
         raise InvalidInput(f"unknown status {status!r}")
     device_id = device_id or call_sign
-    if not device_id or any(c in device_id for c in "/+#:") or len(device_id) > 64:
-        raise InvalidInput(f"device id {device_id!r} may not contain / + # : (max 64 characters)")
-    clash = session.scalar(
-        select(Unit.id).where((Unit.call_sign == call_sign) | (Unit.device_id == device_id))
-    )
+    _check_login(device_id, "device id")
+    if owntracks_user is not None:
+        _check_login(owntracks_user, "OwnTracks user")
+    if owntracks_device is not None and (any(c in owntracks_device for c in "/+#\x00")
+                                         or len(owntracks_device) > 64):
+        raise InvalidInput("OwnTracks device may not contain / + # or NUL (max 64 characters)")
+    clash = session.scalar(select(Unit.id).where(Unit.call_sign == call_sign))
     if clash is not None:
-        raise Conflict(f"a unit with call sign {call_sign!r} or device {device_id!r} exists")
+        raise Conflict(f"a unit with call sign {call_sign[:32]!r} exists")
+    _claim_logins(session, [device_id, *([owntracks_user] if owntracks_user else [])],
+                  unit_id=None)
     token = token or secrets.token_urlsafe(32)
     unit = Unit(
         call_sign=call_sign, kind=kind, capabilities=list(capabilities), region=region,
@@ -127,21 +174,56 @@ def create_unit(
     )
     session.add(unit)
     session.flush()
-    creds = [(device_id, token)]
-    if owntracks_user and owntracks_user != device_id:
-        creds.append((owntracks_user, token))
-    _queue_broker_credentials(session, settings or get_settings(), creds)
+    _queue_broker(session, settings or get_settings(), add=[(n, token) for n in _logins(unit)])
     return unit, token
 
 
 def rotate_token(*, session: Session, unit: Unit, token: str | None = None,
                  settings: Settings | None = None) -> str:
-    """Give the unit a new device token (old one stops working); return it in clear."""
+    """Give the unit a new device token (the old one stops working on every login of the unit,
+    HTTP at once and the broker on its next reload); return it in clear."""
     token = token or secrets.token_urlsafe(32)
     unit.device_token_hash = hash_token(token)
     session.flush()
-    _queue_broker_credentials(session, settings or get_settings(), [(unit.device_id, token)])
+    _queue_broker(session, settings or get_settings(), add=[(n, token) for n in _logins(unit)])
     return token
+
+
+REVOKED = "revoked"
+
+
+def deactivate_unit(*, session: Session, unit: Unit, settings: Settings | None = None) -> None:
+    """Take a unit out of service for good: refused at once everywhere.
+
+    ``active`` goes false (the ingest processes' device directories reload within about a
+    second: the ``unit_directory_version`` trigger), the token hash is replaced by one nothing
+    verifies against (HTTP refuses its next request), and after the commit its logins leave the
+    broker's password file and the broker is reloaded (Mosquitto then drops its connections and
+    refuses the next connect). :func:`activate_unit` brings it back with a new token.
+    """
+    unit.active = False
+    unit.device_token_hash = f"{REVOKED}${datetime.now(UTC).isoformat()}"
+    session.flush()
+    _queue_broker(session, settings or get_settings(), remove=_logins(unit))
+
+
+def activate_unit(*, session: Session, unit: Unit, token: str | None = None,
+                  settings: Settings | None = None) -> str:
+    """Put a deactivated unit back in service with a new device token (returned in clear)."""
+    _claim_logins(session, _logins(unit), unit_id=unit.id)
+    unit.active = True
+    return rotate_token(session=session, unit=unit, token=token, settings=settings)
+
+
+def active_logins(*, session: Session) -> set[str]:
+    """Every broker login an active unit may use (for a full password-file sync)."""
+    out: set[str] = set()
+    for device_id, ot_user in session.execute(
+            select(Unit.device_id, Unit.owntracks_user).where(Unit.active.is_(True))):
+        out.add(device_id)
+        if ot_user:
+            out.add(ot_user)
+    return out
 
 
 def authenticate_device(*, session: Session, device_id: str, token: str | None) -> Unit:
@@ -156,9 +238,9 @@ def authenticate_device(*, session: Session, device_id: str, token: str | None) 
             select(Unit).where(Unit.owntracks_user == device_id, Unit.active.is_(True))
         )
     if unit is None:
-        raise NotFound(f"unknown device {device_id!r}")
+        raise NotFound(f"unknown device {device_id[:64]!r}")
     if not token or not verify_token(token, unit.device_token_hash):
-        raise Unauthenticated(f"wrong or missing token for device {device_id!r}")
+        raise Unauthenticated(f"wrong or missing token for device {device_id[:64]!r}")
     return unit
 
 

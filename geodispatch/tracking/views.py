@@ -29,7 +29,8 @@ Tracker ingest (no console login; the device authenticates itself):
 
 Console (JWT): ``GET /api/units`` (GeoJSON of the caller's region: latest position, status, stale),
 ``GET /api/units/{id}``, ``GET /api/units/{id}/track?start=&end=`` (GeoJSON for playback),
-``POST /api/units`` (admin: returns the device token once), ``GET /api/tracking/drops``.
+``POST /api/units`` (admin: returns the device token once), ``POST /api/units/{id}/deactivate``
+(admin), ``GET /api/tracking/drops``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from geodispatch.tracking.reports import (
 )
 from geodispatch.tracking.service import (
     create_unit,
+    deactivate_unit,
     drop_counts,
     track_geojson,
 )
@@ -401,6 +403,17 @@ def create_unit_view(
     )
     return {"id": unit.id, "call_sign": unit.call_sign, "device_id": unit.device_id,
             "token": token}
+
+
+@router.post("/api/units/{unit_id}/deactivate")
+def deactivate_unit_view(
+    unit_id: int, session: SessionDep, settings: SettingsDep, principal: Admin
+) -> dict[str, Any]:
+    """Take a unit out of service (admin): its device token and broker logins stop working at
+    once; `geodispatch units activate` brings it back with a new token."""
+    unit = _visible_unit(session, principal, unit_id)
+    deactivate_unit(session=session, unit=unit, settings=settings)
+    return {"id": unit.id, "call_sign": unit.call_sign, "active": False}
 
 
 @router.get("/api/tracking/drops")
