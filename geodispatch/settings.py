@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         360.0, description="Plausibility bound: refuse a heading above this (below 0 = unknown).")
     max_battery_pct: float = Field(
         100.0, description="Plausibility bound: refuse a battery level above this percentage.")
+    partition_months_ahead: int = Field(
+        3, description="Monthly position partitions kept ready beyond the current month.")
+    partition_job_interval_s: float = Field(
+        3600.0, description="How often the partition job runs (in `ingest` and `serve`).")
     ingest_batch_size: int = Field(5000, description="Positions written per COPY batch.")
     ingest_flush_ms: int = Field(200, description="Longest wait before a partial batch is written.")
     http_max_body: int = Field(262144, description="Largest accepted HTTP ingest body in bytes.")

@@ -85,6 +85,11 @@ def supervisor_alerts(*, session: Session, region: str | None, settings: Setting
                             f"{r.call_sign} ({r.status}) " + (
                                 f"last fix {t:.0f} s ago" if r.fix_time else "has no fix"),
                             unit_id=r.id, call_sign=r.call_sign, region=r.region))
+    from geodispatch.tracking.scheduled import tracking_alerts
+
+    # System health every supervisor must see (partitions, dead letters): no region.
+    alerts.extend(Alert(h.kind, h.severity, h.since, h.seconds, h.message)
+                  for h in tracking_alerts(session=session, settings=settings, now=now))
     order = {"high": 0, "medium": 1, "low": 2}
     alerts.sort(key=lambda a: (order[a.severity], -a.seconds))
     return alerts

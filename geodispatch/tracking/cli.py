@@ -43,9 +43,18 @@ def _supervise(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.scheduled import PartitionJob
+
+    settings = get_settings()
     commands = worker_commands(max(1, args.workers), group=args.group, client_id=args.client_id,
                                stats_file=args.stats_file)
-    return Supervisor(commands).run(stop)
+    engine = app_engine(settings.model_copy(update={"db_pool_size": 1}))
+    job = PartitionJob(session_factory(engine), settings)
+    try:
+        return Supervisor(commands, jobs=[job.run]).run(stop)
+    finally:
+        engine.dispose()
 
 
 def _units_add(args: argparse.Namespace) -> int:
@@ -133,6 +142,23 @@ def _import_gpx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partitions(args: argparse.Namespace) -> int:
+    from geodispatch.db import app_engine, session_factory
+    from geodispatch.tracking.scheduled import PartitionJob, partition_status
+
+    settings = get_settings()
+    if args.months is not None:
+        settings = settings.model_copy(update={"partition_months_ahead": args.months})
+    factory = session_factory(app_engine(settings))
+    ok = PartitionJob(factory, settings).run_once()
+    with factory() as session:
+        status = partition_status(session=session, months=settings.partition_months_ahead + 1)
+    print(f"partitions: {'ensured' if ok else 'NOT ensured (see the error above)'}; missing in "
+          f"the window: {', '.join(status.missing) or 'none'}; rows in the default partition: "
+          f"{status.default_rows}")
+    return 0 if ok and not status.missing else 1
+
+
 def _drops(args: argparse.Namespace) -> int:
     from geodispatch.db import app_engine, session_factory
     from geodispatch.tracking.service import drop_counts
@@ -210,6 +236,11 @@ def register(sub: Any) -> None:
     gpx.add_argument("--unit", required=True, help="call sign, device id or id")
     gpx.set_defaults(func=_import_gpx)
     tsub.add_parser("drops", help="dropped messages per reason").set_defaults(func=_drops)
+    pt = tsub.add_parser("partitions", help="create the monthly position partitions ahead now "
+                         "(ingest and serve also do it every hour)")
+    pt.add_argument("--months", type=int, default=None,
+                    help="months ahead (default: partition_months_ahead)")
+    pt.set_defaults(func=_partitions)
     dl = tsub.add_parser("dead-letters",
                          help="messages kept whole because they broke an ingest stage")
     dl.add_argument("--limit", type=int, default=20)

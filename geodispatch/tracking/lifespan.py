@@ -4,7 +4,9 @@
 and positions changed by other processes). When ``settings.serve_ingest`` is true it also runs an
 MQTT ingest worker in a background thread feeding the same fleet, so the map moves as soon as a
 batch commits, and a watchdog task that starts a new worker if that thread ever ends while the app
-is running (logged at ERROR). ``stop`` ends all of them and waits for the worker's last batch.
+is running (logged at ERROR). It also runs the position partition job
+(``geodispatch.tracking.scheduled``). ``stop`` ends all of them and waits for the worker's last
+batch.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ async def start(app: FastAPI) -> None:
     await asyncio.to_thread(load)
     app.state.fleet = fleet
     app.state.tracking_refresh = asyncio.create_task(_refresh_loop(app, fleet))
+    from geodispatch.tracking.scheduled import PartitionJob
+
+    job_stop = threading.Event()
+    job = PartitionJob(factory, settings)
+    job_thread = threading.Thread(target=job.run, args=(job_stop,), name="partition-job",
+                                  daemon=True)
+    job_thread.start()
+    app.state.tracking_partition_job = (job, job_thread, job_stop)
     app.state.tracking_ingest = None
     app.state.tracking_watchdog = None
     if settings.serve_ingest:
@@ -100,6 +110,9 @@ async def stop(app: FastAPI) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    job = getattr(app.state, "tracking_partition_job", None)
+    if job is not None:
+        job[2].set()
     watchdog: asyncio.Task[None] | None = getattr(app.state, "tracking_watchdog", None)
     if watchdog is not None:
         watchdog.cancel()

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import orjson
 import paho.mqtt.client as paho
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -221,12 +221,9 @@ class IngestWorker:
         return False
 
     def _ensure_partitions(self) -> None:
-        try:
-            with transaction(self.factory) as session:
-                session.execute(text("SELECT ensure_position_partitions(now(), 3)"))
-        except Exception as exc:  # noqa: BLE001 - ingest goes on (the default partition takes it)
-            log.error("position partitions not ensured (%s): rows go to the default partition",
-                      _first_line(exc))
+        from geodispatch.tracking.scheduled import PartitionJob
+
+        PartitionJob(self.factory, self.settings).run_once()  # logs at ERROR when it fails
 
     def run(self, stop: threading.Event) -> WorkerStats:
         """Consume until ``stop`` is set; return the counters."""
