@@ -1,0 +1,89 @@
+"""Bench-only launcher: ``geodispatch serve`` with the old single-lock chain put back.
+
+``bench/intake.py`` starts this instead of ``geodispatch serve`` for its named baseline, "the old
+single-lock chain". It is not a benchmark itself (``make bench`` skips ``bench/_*.py``) and
+nothing in the ``geodispatch`` package knows about it.
+
+Before the application is imported, :func:`geodispatch.incidents.record.append_event` is
+wrapped so that every transaction that appends an event does what the hash chain of
+``geodispatch/incidents/chain.py`` (before issue 12) did, in the same place:
+
+1. ``SELECT pg_advisory_xact_lock(0x6764_6368_6169_6E)``: the old chain's one global lock (same
+   key), taken at the transaction's first append and held until it commits or rolls back;
+2. read the head of the chain, ``SELECT hash FROM bench_baseline_chain ORDER BY id DESC LIMIT 1``
+   (the genesis is 64 zeros);
+3. the current ``append_event`` (the event row, its projected state and canonical body, the
+   log's queue trigger: the work the new design does too);
+4. ``INSERT INTO bench_baseline_chain`` the link ``sha256(prev_hash_hex || body)`` of the event
+   just written (one statement that reads the body back in the database).
+
+The table ``bench_baseline_chain`` is created and dropped by ``bench/intake.py`` in its own
+bench database. The modules that bind ``append_event`` at import time get the wrapper because
+the patch runs first; a check after importing the application refuses to serve if any module
+still holds the unwrapped function.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+import geodispatch.incidents.record as record  # noqa: E402
+
+#: The old chain's advisory-lock key ("gdchain"), as ``chain.CHAIN_LOCK_KEY`` was.
+CHAIN_LOCK_KEY = 0x6764_6368_6169_6E
+GENESIS = "0" * 64
+TABLE = "bench_baseline_chain"
+CREATE_SQL = (f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, "
+              "event_id bigint NOT NULL UNIQUE, prev_hash char(64) NOT NULL, "
+              "hash char(64) NOT NULL UNIQUE)")
+
+_unwrapped = record.append_event
+
+
+def append_event_single_lock(*, session: Session, **kwargs: Any) -> int:
+    """``append_event`` behind the old design's global lock and hash link (see module doc)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
+    prev = session.execute(
+        text(f"SELECT hash FROM {TABLE} ORDER BY id DESC LIMIT 1")).scalar() or GENESIS
+    event_id = _unwrapped(session=session, **kwargs)
+    session.execute(text(
+        f"INSERT INTO {TABLE} (event_id, prev_hash, hash) SELECT :e, :p, "
+        "encode(sha256(convert_to(:p, 'UTF8') || body), 'hex') FROM incident_events "
+        "WHERE id = :e"), {"e": event_id, "p": prev})
+    return event_id
+
+
+def _install() -> None:
+    record.append_event = append_event_single_lock  # type: ignore[assignment]
+    # Import everything the server imports, then make sure nobody kept the unwrapped function.
+    import geodispatch.api.app  # noqa: F401
+    import geodispatch.models  # noqa: F401
+
+    stale = sorted(name for name, mod in list(sys.modules.items())
+                   if name.startswith("geodispatch")
+                   and getattr(mod, "append_event", None) is _unwrapped)
+    if stale:
+        sys.exit(f"baseline: {', '.join(stale)} still bind the unwrapped append_event")
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print("usage: _baseline_server.py serve [--port N] [--no-ingest]  "
+              "(started by bench/intake.py)", file=sys.stderr)
+        return 2
+    _install()
+    from geodispatch.cli import main as cli_main
+
+    return int(cli_main(sys.argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
