@@ -82,8 +82,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from geodispatch.db import admin_engine, app_engine  # noqa: E402
@@ -197,8 +198,8 @@ def prepare_crews(s: Settings, n_crews: int, seed: int) -> list[tuple[float, flo
     pts = [(float(g.node_lat[i]), float(g.node_lng[i])) for i in nodes]
     engine = app_engine(s)
     with Session(engine) as session, session.begin():
-        mix = [("patrol_car", ["patrol"])] * 8 + [("rapid_response", ["patrol", "armed_response"])] \
-            + [("foot_patrol", ["foot"])]
+        mix = ([("patrol_car", ["patrol"])] * 8
+               + [("rapid_response", ["patrol", "armed_response"])] + [("foot_patrol", ["foot"])])
         ids = []
         for k in range(n_crews):
             kind, caps = mix[k % len(mix)]
@@ -336,24 +337,25 @@ async def drive(base: str, pts: list[tuple[float, float]], run: str, args: argpa
         await asyncio.gather(*(register(f"bench-{run}-warm-{k}") for k in range(args.warmup)))
 
         # a. saturation: closed-loop levels
+        async def worker(w: int, level: int, counted_from: float, t_end: float,
+                         done: list[float], lat: list[float]) -> None:
+            k = 0
+            while time.perf_counter() < t_end:
+                k += 1
+                iid, _b, t0 = await register(f"bench-{run}-sat{level}-{w}-{k}")
+                t1 = time.perf_counter()
+                if iid is not None and counted_from <= t1 <= t_end:
+                    done.append(t1)
+                    lat.append((t1 - t0) * 1000)
+
         for level in levels:
             t_start = time.perf_counter()
             t_end = t_start + args.ramp_seconds
             counted_from = t_start + min(1.0, args.ramp_seconds / 4)
             done: list[float] = []
             lat: list[float] = []
-            seq = iter(range(10**9))
-
-            async def worker(w: int, level: int = level) -> None:
-                while time.perf_counter() < t_end:
-                    key = f"bench-{run}-sat{level}-{w}-{next(seq)}"
-                    iid, _b, t0 = await register(key)
-                    t1 = time.perf_counter()
-                    if iid is not None and t1 >= counted_from and t1 <= t_end:
-                        done.append(t1)
-                        lat.append((t1 - t0) * 1000)
-
-            await asyncio.gather(*(worker(w) for w in range(level)))
+            await asyncio.gather(*(worker(w, level, counted_from, t_end, done, lat)
+                                   for w in range(level)))
             window = t_end - counted_from
             out.ramp.append({"clients": level, "per_s": len(done) / window,
                              "p50_ms": _pct(lat, .5), "p99_ms": _pct(lat, .99)})
@@ -538,10 +540,17 @@ def _pepper_id(s: Settings) -> str:
     return hashlib.sha256(s.resolved_record_pepper.read_bytes()).hexdigest()[:16]
 
 
-def _log_matches(s: Settings, n_events: int) -> str | None:
-    """Why the bench log in ``s``'s database cannot be reused (None if it can)."""
+def _log_target(s: Settings, n_events: int) -> dict[str, str]:
+    """What a reusable bench log must have been built with."""
     from geodispatch.ledger.service import public_key
     from geodispatch.ledger.signing import log_id
+
+    return {"events": str(n_events), "log_id": log_id(public_key(s)), "pepper": _pepper_id(s),
+            "layout": "blocks-2"}
+
+
+def _log_matches(s: Settings, n_events: int) -> str | None:
+    """Why the bench log in ``s``'s database cannot be reused (None if it can)."""
 
     try:
         eng = admin_engine(s)
@@ -552,9 +561,7 @@ def _log_matches(s: Settings, n_events: int) -> str | None:
         eng.dispose()
     except Exception as exc:  # noqa: BLE001  (no database, no table: build it)
         return f"no bench log yet ({type(exc).__name__})"
-    want = {"events": str(n_events), "log_id": log_id(public_key(s)), "pepper": _pepper_id(s),
-            "complete": "yes"}
-    for k, v in want.items():
+    for k, v in {**_log_target(s, n_events), "complete": "yes"}.items():
         if meta.get(k) != v:
             return f"bench log built with another {k}"
     if leaves != n_events or pending:
@@ -565,37 +572,74 @@ def _log_matches(s: Settings, n_events: int) -> str | None:
 
 
 def build_log(s: Settings, n_events: int, seed: int) -> float:
-    """Write and seal a log of exactly ``n_events`` events; the seconds it took."""
+    """Write and seal a log of exactly ``n_events`` events; the seconds it took.
+
+    Each block of incidents (all five of its rounds) is one transaction, sealed right after, so
+    a build cut short (this machine's PostgreSQL is restarted by other work now and then) goes
+    on from the last whole block when it is started again.
+    """
     from geodispatch.incidents.record import append_many
     from geodispatch.ledger.sequencer import Sequencer
     from geodispatch.ledger.service import public_key, witnesses
     from geodispatch.ledger.signing import load_private_key
 
     t0 = time.perf_counter()
-    ensure_database(s, empty=True)
-    rng = random.Random(seed)
+    target = _log_target(s, n_events)
+    eng = admin_engine(s)
+    try:
+        with eng.connect() as conn:
+            meta = dict(conn.execute(text("SELECT key, value FROM bench_meta")).all())
+    except Exception:  # noqa: BLE001  (no database or no table yet)
+        meta = {}
+    eng.dispose()
+    resume = all(meta.get(k) == v for k, v in target.items())
+    if not resume:
+        ensure_database(s, empty=True)
     eng = admin_engine(s)
     with eng.begin() as conn:
-        conn.execute(text("CREATE TABLE bench_meta (key text PRIMARY KEY, value text)"))
-        units = [int(u) for u in conn.execute(text(
-            "INSERT INTO units (call_sign, kind, capabilities, region, status, device_id, "
-            "device_token_hash, active) SELECT 'V-' || g, 'patrol_car', ARRAY['patrol'], :r, "
-            "'available', 'v-' || g, 'bench-no-login', true FROM generate_series(1, 500) g "
-            "RETURNING id"), {"r": s.default_region}).scalars()]
+        if not resume:
+            conn.execute(text("CREATE TABLE bench_meta (key text PRIMARY KEY, value text)"))
+            for k, v in target.items():
+                conn.execute(text("INSERT INTO bench_meta VALUES (:k, :v)"), {"k": k, "v": v})
+            conn.execute(text(
+                "INSERT INTO units (call_sign, kind, capabilities, region, status, device_id, "
+                "device_token_hash, active) SELECT 'V-' || g, 'patrol_car', ARRAY['patrol'], :r, "
+                "'available', 'v-' || g, 'bench-no-login', true FROM generate_series(1, 500) g"),
+                {"r": s.default_region})
+        units = [int(u) for u in conn.execute(text("SELECT id FROM units ORDER BY id")).scalars()]
+        made = int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
+    if resume:
+        log(f"  resuming after {made:,} incidents")
     seq = Sequencer(eng, load_private_key(s.resolved_log_signing_key),
                     witnesses(s, public_key(s)), batch_max=s.log_seal_batch)
     seq.open()
+    seq.drain()  # whatever a cut-short run committed but did not seal
     n_incidents = -(-n_events // EVENTS_PER_INCIDENT)
     last_events = n_events - (n_incidents - 1) * EVENTS_PER_INCIDENT  # the last one's share
     year = 2026
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    made = 0
-    ref = 0
+    rounds = [
+        ("assigned", "INSERT INTO assignments (incident_id, unit_id, status, is_lead, "
+         "was_recommended, eta_s, distance_m, created_by, recommended_at, dispatched_at) "
+         "SELECT i, u, 'dispatched', true, true, e, e * 8.5, 'd1', :t, :t "
+         "FROM unnest(CAST(:ids AS int[]), CAST(:units AS int[]), CAST(:eta AS float8[])) "
+         "AS x(i, u, e); UPDATE incidents SET status = 'assigned' WHERE id = ANY(:ids)"),
+        ("en_route", "UPDATE assignments SET status = 'en_route', acknowledged_at = :t, "
+         "en_route_at = :t WHERE incident_id = ANY(:ids); "
+         "UPDATE incidents SET status = 'en_route' WHERE id = ANY(:ids)"),
+        ("on_scene", "UPDATE assignments SET status = 'on_scene', on_scene_at = :t "
+         "WHERE incident_id = ANY(:ids); "
+         "UPDATE incidents SET status = 'on_scene' WHERE id = ANY(:ids)"),
+        ("closed", "UPDATE assignments SET status = 'cleared', cleared_at = :t "
+         "WHERE incident_id = ANY(:ids); UPDATE incidents SET status = 'closed', "
+         "closed_at = :t, disposition = 'RPT' WHERE id = ANY(:ids)"),
+    ]
     try:
         while made < n_incidents:
             k = min(BLOCK, n_incidents - made)
+            rng = random.Random(seed * 1_000_003 + made)
+            t_block = start + timedelta(minutes=made)
             with Session(eng) as session, session.begin():
-                t_block = start + timedelta(minutes=made)
                 ids = [int(i) for i in session.execute(text(
                     "INSERT INTO incidents (reference, region, received_at, registered_at, "
                     " caller_phone, caller_lang, sms_opt_out, location, h3, address, category, "
@@ -605,7 +649,7 @@ def build_log(s: Settings, n_events: int, seed: int) -> float:
                     " :t + g * interval '1 second', :t + g * interval '1 second' "
                     "  + interval '20 seconds', '+380671112233', 'uk', false, "
                     " ST_SetSRID(ST_MakePoint(30.40 + random() * 0.25, "
-                    "  50.38 + random() * 0.15), 4326), 617700000000000000 + g, "
+                    "  50.38 + random() * 0.15), 4326), 617700000000000000 + :ref + g, "
                     " 'вул. Хрещатик, ' || g, (ARRAY['theft','robbery','assault',"
                     "  'disturbance','traffic_accident','alarm'])[1 + g % 6], "
                     " (ARRAY['theft','robbery','assault','disturbance','traffic_accident',"
@@ -613,38 +657,19 @@ def build_log(s: Settings, n_events: int, seed: int) -> float:
                     " 'bench call ' || g || ': caller reports a disturbance near the entrance', "
                     " 'ct' || (g % 40), 'call', 0 "
                     "FROM generate_series(1, :k) g ORDER BY g RETURNING id"),
-                    {"r": s.default_region, "y": str(year), "ref": ref, "t": t_block, "k": k}
+                    {"r": s.default_region, "y": str(year), "ref": made, "t": t_block, "k": k}
                 ).scalars()]
-                ref += k
                 append_many(session=session, kind="registered", actor="ct1", at=t_block,
                             events=[(i, {"source": "call", "has_phone": True,
                                          "set": {"status": "queued"}}) for i in ids])
-            rounds = [
-                ("assigned", "INSERT INTO assignments (incident_id, unit_id, status, is_lead, "
-                 "was_recommended, eta_s, distance_m, created_by, recommended_at, "
-                 "dispatched_at) SELECT i, u, 'dispatched', true, true, e, e * 8.5, 'd1', "
-                 ":t, :t FROM unnest(CAST(:ids AS int[]), CAST(:units AS int[]), "
-                 "CAST(:eta AS float8[])) AS x(i, u, e); "
-                 "UPDATE incidents SET status = 'assigned' WHERE id = ANY(:ids)"),
-                ("en_route", "UPDATE assignments SET status = 'en_route', acknowledged_at = :t, "
-                 "en_route_at = :t WHERE incident_id = ANY(:ids); "
-                 "UPDATE incidents SET status = 'en_route' WHERE id = ANY(:ids)"),
-                ("on_scene", "UPDATE assignments SET status = 'on_scene', on_scene_at = :t "
-                 "WHERE incident_id = ANY(:ids); "
-                 "UPDATE incidents SET status = 'on_scene' WHERE id = ANY(:ids)"),
-                ("closed", "UPDATE assignments SET status = 'cleared', cleared_at = :t "
-                 "WHERE incident_id = ANY(:ids); UPDATE incidents SET status = 'closed', "
-                 "closed_at = :t, disposition = 'RPT' WHERE id = ANY(:ids)"),
-            ]
-            units_of = [rng.choice(units) for _ in ids]
-            for r_no, (kind, sql) in enumerate(rounds, 2):
-                # The last incident may carry fewer events, so the log holds exactly n_events.
-                take = [i for j, i in enumerate(ids)
-                        if made + j < n_incidents - 1 or r_no <= last_events]
-                if not take:
-                    continue
-                when = t_block + timedelta(minutes=r_no * 3)
-                with Session(eng) as session, session.begin():
+                units_of = [rng.choice(units) for _ in ids]
+                for r_no, (kind, sql) in enumerate(rounds, 2):
+                    # The last incident may carry fewer events: the log holds exactly n_events.
+                    take = [i for j, i in enumerate(ids)
+                            if made + j < n_incidents - 1 or r_no <= last_events]
+                    if not take:
+                        continue
+                    when = t_block + timedelta(minutes=r_no * 3)
                     for stmt in sql.split("; "):
                         session.execute(text(stmt), {
                             "ids": take, "t": when, "units": units_of[:len(take)],
@@ -652,23 +677,19 @@ def build_log(s: Settings, n_events: int, seed: int) -> float:
                     append_many(session=session, kind=kind, actor="d1", at=when,
                                 events=[(i, {"unit": f"V-{u}"} if kind == "assigned" else {})
                                         for i, u in zip(take, units_of, strict=False)])
-            with Session(eng) as session, session.begin():
                 session.execute(text(
                     "INSERT INTO reference_counters (region, year, last) VALUES (:r, :y, :n) "
                     "ON CONFLICT (region, year) DO UPDATE SET last = EXCLUDED.last"),
-                    {"r": s.default_region, "y": year, "n": ref})
+                    {"r": s.default_region, "y": year, "n": made + k})
             seq.drain()
             made += k
             log(f"  built {seq.tree.size:,} of {n_events:,} events "
                 f"({time.perf_counter() - t0:.0f} s)")
     finally:
         seq.close()
-    from geodispatch.ledger.signing import log_id
-
     with eng.begin() as conn:
-        for key_, value in (("events", str(n_events)), ("log_id", log_id(public_key(s))),
-                            ("pepper", _pepper_id(s)), ("complete", "yes")):
-            conn.execute(text("INSERT INTO bench_meta VALUES (:k, :v)"), {"k": key_, "v": value})
+        conn.execute(text("INSERT INTO bench_meta VALUES ('complete', 'yes') "
+                          "ON CONFLICT (key) DO UPDATE SET value = 'yes'"))
         conn.execute(text("ANALYZE"))
     eng.dispose()
     return time.perf_counter() - t0
@@ -679,8 +700,13 @@ def verify_phase(args: argparse.Namespace) -> dict[str, Any]:
     from geodispatch.ledger.merkle import verify_inclusion
     from geodispatch.ledger.offline import verify_export
     from geodispatch.ledger.sequencer import load_tree
-    from geodispatch.ledger.service import export_lines, inclusion, newest_head, public_key, \
-        witnesses
+    from geodispatch.ledger.service import (
+        export_lines,
+        inclusion,
+        newest_head,
+        public_key,
+        witnesses,
+    )
 
     n = args.events
     s = bench_settings("_bench" if n == 1_000_000 else f"_bench_{n}")
@@ -692,7 +718,16 @@ def verify_phase(args: argparse.Namespace) -> dict[str, Any]:
         out["built_s"] = None
     else:
         log(f"verification: building a {n:,}-event log in {name} ({why})")
-        out["built_s"] = build_log(s, n, args.seed)
+        for attempt in range(1, 6):
+            try:
+                out["built_s"] = build_log(s, n, args.seed)
+                break
+            except OperationalError as exc:  # the server restarted under us: go on from there
+                if attempt == 5:
+                    raise
+                log(f"  build interrupted ({str(exc.orig or exc).strip()[:80]}); "
+                    "resuming in 10 s")
+                time.sleep(10)
     key = public_key(s)
     engine = app_engine(s)
     with Session(engine) as session:
@@ -842,7 +877,8 @@ def main() -> int:
                          f"({db['baseline_links']} links)"))
         rows.append(("  CPU: server / load generator",
                      f"{ph['server_cpu']:.0%} / {ph['client_cpu']:.0%} of one core"))
-        rows.append(("  load average (1 min) before / after", "%.2f / %.2f" % ph["load_avg"]))
+        before, after = ph["load_avg"]
+        rows.append(("  load average (1 min) before / after", f"{before:.2f} / {after:.2f}"))
         for e in load.errors[:3]:
             rows.append(("  error", e[:100]))
     if ver is not None:

@@ -24,20 +24,30 @@ Verify with ``geodispatch verify-log --export FILE --public-key KEY``, or in any
 parse each line, check it is canonical RFC 8785, hash the bodies, and check the Ed25519
 signature of each head over its canonical JSON without ``signature`` (see
 :mod:`geodispatch.ledger.signing`).
+
+Speed: the file is read line by line. Whether a line or a body is canonical is decided by
+:func:`is_canonical`: orjson's sorted serialisation, when it reproduces the bytes and none of the
+constructs where orjson and RFC 8785 spell a value differently occurs (floats in exponent form
+or with a ``.0``, integers beyond 2**53, characters from U+E000 up, where UTF-16 and code-point
+key order differ), *is* the RFC 8785 form; anything else is decided by ``rfc8785`` itself. An
+event line of a complete export whose body string carries no escape but ``\\"`` is taken apart
+without a JSON parser (:func:`_plain_event_line` says exactly when that is the same thing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from geodispatch.ledger.merkle import MerkleTree, leaf_hash, verify_inclusion
+from geodispatch.ledger.merkle import MerkleTree, verify_inclusion
 from geodispatch.ledger.signing import TreeHead, load_public_key, log_id, public_key_pem
 
 FORMAT = "geodispatch-log"
@@ -53,8 +63,17 @@ def header_line(*, key: Ed25519PublicKey, heads: Iterable[TreeHead], tree_size: 
         "complete": complete}) + b"\n"
 
 
+#: Largest integer RFC 8785 writes (JSON numbers are IEEE doubles).
+_SAFE_INT = 2**53 - 1
+
+
 def event_line(seq: int, body: bytes, proof: list[bytes] | None = None) -> bytes:
-    rec: dict[str, Any] = {"seq": seq, "body": body.decode("utf-8")}
+    text = body.decode("utf-8")
+    if proof is None and 0 <= seq <= _SAFE_INT:
+        # RFC 8785 and orjson escape every string alike (tests/ledger check every code point),
+        # so the canonical line is spelt out without the pure-Python serialiser.
+        return b'{"body":' + orjson.dumps(text) + b',"seq":' + str(seq).encode() + b"}\n"
+    rec: dict[str, Any] = {"seq": seq, "body": text}
     if proof is not None:
         rec["proof"] = [p.hex() for p in proof]
     return rfc8785.dumps(rec) + b"\n"
@@ -73,14 +92,84 @@ class ExportReport:
                 "heads_checked": self.heads_checked, "problems": self.problems}
 
 
+#: Bytes whose presence sends a body that orjson reproduced to the exact check, because orjson
+#: and RFC 8785 may spell the same value differently there: an integral float (orjson ``1.0``,
+#: RFC 8785 ``1``; in canonical JSON a number never ends in ``.0``), an exponent (orjson writes
+#: ``e+`` / ``e-``; its range differs from ECMAScript's). The same bytes inside a string only
+#: cost that body the slower check.
+_FLOAT_RISKS = (b".0,", b".0]", b".0}", b"e+", b"e-")
+#: UTF-8 lead bytes of U+E000 and up: keys with such characters sort differently by UTF-16 code
+#: units (RFC 8785) than by code points (orjson).
+_HIGH_LEADS = tuple(bytes([b]) for b in range(0xEE, 0xF5))
+_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER  # integers beyond 2**53 raise
+_LINE_HEAD = b'{"body":"'
+_SEQ_MARK = b'","seq":'
+
+
+def is_canonical(raw: bytes, obj: Any) -> bool:
+    """Whether ``raw`` is exactly the RFC 8785 serialisation of ``obj`` (parsed from ``raw``).
+
+    orjson's sorted serialisation decides when it reproduces ``raw`` and none of the constructs
+    where the two may differ occurs (:data:`_FLOAT_RISKS`, :data:`_HIGH_LEADS`, integers
+    beyond 2**53); ``rfc8785`` decides everything else.
+    """
+    try:
+        fast: bytes | None = orjson.dumps(obj, option=_FAST)
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 2**53, a value it cannot write
+        fast = None
+    if fast == raw and not any(r in raw for r in _FLOAT_RISKS) \
+            and (raw.isascii() or not any(b in raw for b in _HIGH_LEADS)):
+        return True
+    try:
+        return bool(rfc8785.dumps(obj) == raw)
+    except rfc8785.CanonicalizationError:
+        return False
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # what orjson refuses (integers beyond 64 bits); raises if not JSON
+
+
 def _canonical(line: bytes, n: int) -> Any:
     try:
-        obj = json.loads(line)
+        obj = _loads(line)
     except ValueError as exc:
         raise ValueError(f"line {n} is not JSON: {exc}") from exc
-    if rfc8785.dumps(obj) != line:
+    try:
+        ok = is_canonical(line, obj)
+    except ValueError:  # rfc8785 cannot write it at all (NaN, an out-of-range integer)
+        ok = False
+    if not ok:
         raise ValueError(f"line {n} is not in canonical form (it was altered)")
     return obj
+
+
+def _plain_event_line(line: bytes) -> tuple[int, bytes] | None:
+    """``(seq, body)`` of ``{"body":"...","seq":N}`` when the line is canonical on its face.
+
+    That is: the body string's only escape is ``\\"`` (each backslash is followed by a quote and
+    each quote follows a backslash) and ``N`` is written in canonical digits below 2**53. Such a
+    line is RFC 8785's form of what it says, and its body is the string with the escapes undone,
+    unless the string holds a raw control character: then the line is not JSON at all, and the
+    body (which then holds it too) fails to parse or to be canonical, so the line is still
+    reported. Any other line gives None and the exact check.
+    """
+    if not line.startswith(_LINE_HEAD) or not line.endswith(b"}"):
+        return None
+    j = line.rfind(_SEQ_MARK)
+    if j < len(_LINE_HEAD):
+        return None
+    digits = line[j + len(_SEQ_MARK):-1]
+    if not digits.isdigit() or len(digits) > 15 or (len(digits) > 1 and digits[:1] == b"0"):
+        return None
+    token = line[len(_LINE_HEAD):j]
+    quotes = token.count(b'\\"')
+    if token.count(b"\\") != quotes or token.count(b'"') != quotes:
+        return None
+    return int(digits), token.replace(b'\\"', b'"')
 
 
 def verify_export(path: Path, key: Ed25519PublicKey | Path) -> ExportReport:
@@ -88,16 +177,37 @@ def verify_export(path: Path, key: Ed25519PublicKey | Path) -> ExportReport:
     pub = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
     rep = ExportReport(ok=False)
     try:
-        data = path.read_bytes()
+        fh = path.open("rb")
     except OSError as exc:
         rep.problems.append(f"cannot read {path}: {exc.strerror}")
         return rep
-    if not data.endswith(b"\n"):
-        rep.problems.append("the file does not end with a newline (it was cut or altered)")
-        return rep
-    lines = data[:-1].split(b"\n")
+    with fh:
+        try:
+            ends_with_newline = _ends_with_newline(fh)
+        except OSError as exc:
+            rep.problems.append(f"cannot read {path}: {exc.strerror}")
+            return rep
+        if not ends_with_newline:
+            rep.problems.append("the file does not end with a newline (it was cut or altered)")
+            return rep
+        return _verify_lines(fh, pub, rep)
+
+
+def _ends_with_newline(fh: Any) -> bool:
+    fh.seek(0, 2)
+    if fh.tell() == 0:
+        return False
+    fh.seek(-1, 2)
+    last = fh.read(1)
+    fh.seek(0)
+    return bool(last == b"\n")
+
+
+def _verify_lines(fh: Any, pub: Ed25519PublicKey, rep: ExportReport) -> ExportReport:
     try:
-        header = _canonical(lines[0], 1)
+        header = _canonical(fh.readline()[:-1], 1)
+        if not isinstance(header, dict):
+            raise ValueError("the first line is not a JSON object")
         if header.get("format") != FORMAT or header.get("v") != FORMAT_VERSION:
             raise ValueError("not a geodispatch log export (format/version)")
         if header.get("log_id") != log_id(pub):
@@ -119,52 +229,72 @@ def verify_export(path: Path, key: Ed25519PublicKey | Path) -> ExportReport:
         rep.problems.append(f"no signed tree head of the exported size {size}")
     newest = {h.tree_size: h for h in heads}.get(size)
 
-    tree = MerkleTree()
+    leaves: list[bytes] = []
     expected_seq: dict[int, int] = {}
-    for n, line in enumerate(lines[1:], 2):
+    problems = rep.problems
+    leaf = hashlib.sha256(b"\x00")
+    events = 0
+    for n, raw in enumerate(fh, 2):
+        line = raw[:-1]
+        plain = _plain_event_line(line) if complete else None
         try:
-            rec = _canonical(line, n)
-            seq, body_text = rec["seq"], rec["body"]
-            if not isinstance(seq, int) or not isinstance(body_text, str):
-                raise ValueError(f"line {n}: seq must be an integer and body a string")
-            body = body_text.encode("utf-8")
-            event = _canonical(body, n)
+            if plain is not None:
+                seq, body = plain
+                rec = None
+            else:
+                rec = _canonical(line, n)
+                seq, body_text = rec["seq"], rec["body"]
+                if not isinstance(seq, int) or not isinstance(body_text, str):
+                    raise ValueError(f"line {n}: seq must be an integer and body a string")
+                body = body_text.encode("utf-8")
+            try:
+                event = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                event = _canonical(body, n)  # the exact parser and its message
+            else:
+                if not is_canonical(body, event):
+                    raise ValueError(f"line {n} is not in canonical form (it was altered)")
         except (ValueError, KeyError, TypeError) as exc:
-            rep.problems.append(str(exc))
+            problems.append(str(exc))
             continue
-        rep.events += 1
-        lh = leaf_hash(body)
+        events += 1
+        h = leaf.copy()
+        h.update(body)
+        lh = h.digest()
         if complete:
-            if seq != tree.size:
-                rep.problems.append(f"line {n}: leaf {seq} where {tree.size} was expected "
-                                    "(events removed or reordered)")
+            if seq != len(leaves):
+                problems.append(f"line {n}: leaf {seq} where {len(leaves)} was expected "
+                                "(events removed or reordered)")
                 continue
-            tree.append(lh)
-            iid, iseq = event.get("incident_id"), event.get("incident_seq")
-            if isinstance(iid, int) and isinstance(iseq, int):
-                want = expected_seq.get(iid, 0) + 1
-                if iseq != want:
-                    rep.problems.append(f"incident {iid}: event #{iseq} follows #{want - 1}")
-                expected_seq[iid] = iseq
+            leaves.append(lh)
+            if isinstance(event, dict):
+                iid, iseq = event.get("incident_id"), event.get("incident_seq")
+                if isinstance(iid, int) and isinstance(iseq, int):
+                    want = expected_seq.get(iid, 0) + 1
+                    if iseq != want:
+                        problems.append(f"incident {iid}: event #{iseq} follows #{want - 1}")
+                    expected_seq[iid] = iseq
         else:
-            proof_hex = rec.get("proof")
+            proof_hex = rec.get("proof") if isinstance(rec, dict) else None
             try:
                 proof = [bytes.fromhex(p) for p in proof_hex]  # type: ignore[union-attr]
             except (TypeError, ValueError):
-                rep.problems.append(f"line {n}: malformed inclusion proof")
+                problems.append(f"line {n}: malformed inclusion proof")
                 continue
             if newest is None or not verify_inclusion(lh, seq, size, proof,
                                                       bytes.fromhex(newest.root_hash)):
-                rep.problems.append(f"line {n}: event (leaf {seq}) is not in the signed tree")
+                problems.append(f"line {n}: event (leaf {seq}) is not in the signed tree")
+    rep.events = events
     if complete:
+        tree = MerkleTree.from_leaf_hashes(leaves)
         if tree.size != size:
-            rep.problems.append(f"the export holds {tree.size} leaves, its header says {size}")
+            problems.append(f"the export holds {tree.size} leaves, its header says {size}")
         for h in heads:
             rep.heads_checked += 1
             if h.tree_size > tree.size or tree.root(h.tree_size).hex() != h.root_hash:
-                rep.problems.append(f"the events do not give the signed root of tree head "
-                                    f"{h.tree_size}")
+                problems.append(f"the events do not give the signed root of tree head "
+                                f"{h.tree_size}")
     else:
         rep.heads_checked = len(heads)
-    rep.ok = not rep.problems
+    rep.ok = not problems
     return rep
