@@ -119,7 +119,7 @@ def _stream(session: Session, sql: str, types: Sequence[str], params: dict[str, 
             yield from copy.rows()
         return
     blobs = [i for i, t in enumerate(types) if t == "bytea"]
-    result = session.connection().execution_options(yield_per=20000).exec_driver_sql(sql)
+    result = session.connection().exec_driver_sql(sql, execution_options={"yield_per": 20000})
     try:
         for row in result:
             if blobs:

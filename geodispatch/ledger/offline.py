@@ -48,7 +48,13 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from geodispatch.ledger.merkle import MerkleTree, verify_inclusion
-from geodispatch.ledger.signing import TreeHead, load_public_key, log_id, public_key_pem
+from geodispatch.ledger.signing import (
+    SigningKeyError,
+    TreeHead,
+    load_public_key,
+    log_id,
+    public_key_pem,
+)
 
 FORMAT = "geodispatch-log"
 FORMAT_VERSION = 1
@@ -96,7 +102,7 @@ class ExportReport:
 #: and RFC 8785 may spell the same value differently there: an integral float (orjson ``1.0``,
 #: RFC 8785 ``1``; in canonical JSON a number never ends in ``.0``), an exponent (orjson writes
 #: ``e+`` / ``e-``; its range differs from ECMAScript's). The same bytes inside a string only
-#: cost that body the slower check.
+#: cost that body the slower check. (A number that ends the text, ``.0`` at the very end, too.)
 _FLOAT_RISKS = (b".0,", b".0]", b".0}", b"e+", b"e-")
 #: UTF-8 lead bytes of U+E000 and up: keys with such characters sort differently by UTF-16 code
 #: units (RFC 8785) than by code points (orjson).
@@ -117,7 +123,7 @@ def is_canonical(raw: bytes, obj: Any) -> bool:
         fast: bytes | None = orjson.dumps(obj, option=_FAST)
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 2**53, a value it cannot write
         fast = None
-    if fast == raw and not any(r in raw for r in _FLOAT_RISKS) \
+    if fast == raw and not any(r in raw for r in _FLOAT_RISKS) and not raw.endswith(b".0") \
             and (raw.isascii() or not any(b in raw for b in _HIGH_LEADS)):
         return True
     try:
@@ -218,7 +224,7 @@ def _verify_lines(fh: Any, pub: Ed25519PublicKey, rep: ExportReport) -> ExportRe
         heads = [TreeHead.from_dict(h) for h in header["tree_heads"]]
         size = int(header["tree_size"])
         complete = header["complete"] is True
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, SigningKeyError) as exc:
         rep.problems.append(f"header: {exc}")
         return rep
     rep.tree_size = size

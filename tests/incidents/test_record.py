@@ -163,6 +163,49 @@ def test_the_untouched_record_verifies(record_db: RecordDB) -> None:
     assert report.heads_checked >= 3  # the database's heads, the centre's file, the witness
 
 
+def test_the_database_spells_every_row_as_the_record_does(record_db: RecordDB,
+                                                          attacker: Session) -> None:
+    """The fast comparison's rows, written by SQL, equal :func:`project`'s, value for value,
+    also for awkward values; otherwise verification would take the slow path for every row."""
+    import orjson
+
+    from geodispatch.incidents.record import PROJECTED_TABLES, project
+    from geodispatch.incidents.verify import _projection_sql, _sealed
+
+    a, b = record_db.incidents["A"], record_db.incidents["B"]
+    attacker.execute(text(
+        "UPDATE incidents SET description = E'кв. 5 \"ліворуч\"\\n\\t\U0001F6A8 \uE000', "
+        "address = NULL, h3 = 9007199254740993, priority = -3, closed_at = "
+        "'0999-01-02 03:04:05.000001+00', location = ST_SetSRID(ST_MakePoint(-0.0, 1e-7), 4326) "
+        "WHERE id = :i"), {"i": b})
+    attacker.execute(text(
+        "UPDATE assignments SET eta_s = 0.1 + 0.2, distance_m = 1e300, override_reason = '', "
+        "cancelled_at = now() WHERE incident_id = :i"), {"i": a})
+    sql = _projection_sql(attacker, None)
+    assert sql is not None
+    rows = attacker.connection().exec_driver_sql(sql).all()
+    exact = project(attacker, [int(r[0]) for r in rows])
+    assert len(rows) >= 3
+    for r in rows:
+        fast = _sealed({t: orjson.loads(v) for t, v in zip(PROJECTED_TABLES, r[1:], strict=True)})
+        assert fast == exact[int(r[0])], r[0]
+
+
+def test_verification_without_copy_reports_the_same(record_db: RecordDB) -> None:
+    """With a driver that has no COPY stream (psycopg2) the same rows are read by queries."""
+    url = make_url(record_db.settings.database_url).set(drivername="postgresql+psycopg2")
+    eng = create_engine(url)
+    try:
+        with Session(eng) as s:
+            slow = record_db.verify(s)
+            assert s.execute(text("SELECT 1")).scalar() == 1  # the session is left as it was
+    finally:
+        eng.dispose()
+    fast = record_db.verify()
+    assert slow.ok and fast.ok, (slow.findings, fast.findings)
+    assert (slow.events, slow.sealed, slow.tree_size) == (fast.events, fast.sealed, fast.tree_size)
+
+
 def test_every_incident_column_is_covered(record_db: RecordDB, attacker: Session) -> None:
     iid = record_db.incidents["B"]
     cols = attacker.execute(text(

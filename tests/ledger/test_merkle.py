@@ -93,3 +93,11 @@ def test_out_of_range_requests_are_refused() -> None:
         tree.root(6)
     assert not verify_inclusion(leaf_hash(LEAVES[0]), 0, 0, [], EMPTY_ROOT)
     assert not verify_consistency(4, 3, EMPTY_ROOT, EMPTY_ROOT, [])
+
+
+def test_a_tree_built_level_by_level_equals_one_appended_leaf_by_leaf() -> None:
+    for n in [*range(0, 70), 1023, 1024, 1025]:
+        hashes = [leaf_hash(str(i).encode()) for i in range(n)]
+        assert MerkleTree.from_leaf_hashes(hashes).levels == MerkleTree(hashes).levels, n
+    with pytest.raises(ValueError):
+        MerkleTree.from_leaf_hashes([b"\x00" * 31])
