@@ -16,7 +16,7 @@ test: services  ## the whole test suite against the real services
 
 bench: services  ## every benchmark; each prints a table and a final JSON line
 	@$(VENV)/bin/pip install -q -e '.[dev,bench]' || echo "bench extras (pandana) did not install; its column will be empty"
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint:
 	$(VENV)/bin/ruff check geodispatch tests bench

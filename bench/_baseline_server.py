@@ -55,9 +55,9 @@ def append_event_single_lock(*, session: Session, **kwargs: Any) -> int:
         text(f"SELECT hash FROM {TABLE} ORDER BY id DESC LIMIT 1")).scalar() or GENESIS
     event_id = _unwrapped(session=session, **kwargs)
     session.execute(text(
-        f"INSERT INTO {TABLE} (event_id, prev_hash, hash) SELECT :e, :p, "
-        "encode(sha256(convert_to(:p, 'UTF8') || body), 'hex') FROM incident_events "
-        "WHERE id = :e"), {"e": event_id, "p": prev})
+        f"INSERT INTO {TABLE} (event_id, prev_hash, hash) SELECT id, CAST(:p AS text), "
+        "encode(sha256(convert_to(CAST(:p AS text), 'UTF8') || body), 'hex') "
+        "FROM incident_events WHERE id = :e"), {"e": event_id, "p": prev})
     return event_id
 
 

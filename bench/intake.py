@@ -71,8 +71,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -474,6 +476,46 @@ def _check_baseline_chain(session: Session) -> tuple[bool, int]:
     return ok and n == events, n
 
 
+class LockWaits(threading.Thread):
+    """Samples, every 50 ms, which statements of the bench database wait on a lock (evidence of
+    what serialises registrations: a row lock, the baseline's advisory lock ...)."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(daemon=True)
+        self.engine = create_engine(s.admin_database_url, isolation_level="AUTOCOMMIT")
+        self.stop = threading.Event()
+        self.samples = 0
+        self.waits: Counter[tuple[str, str]] = Counter()
+        self.active = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with self.engine.connect() as conn:
+                    while not self.stop.wait(0.05):
+                        rows = conn.execute(text(
+                            "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, ''), "
+                            "regexp_replace(left(query, 70), '\\s+', ' ', 'g') "
+                            "FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND state = 'active' AND pid <> pg_backend_pid()")).all()
+                        self.samples += 1
+                        self.active += len(rows)
+                        for kind, event, query in rows:
+                            if kind == "Lock":
+                                self.waits[(event, query)] += 1
+            except Exception as exc:  # noqa: BLE001  (a sampler must not end the run)
+                log(f"lock sampler: {exc!r}"[:160] + "; retrying")
+                self.stop.wait(1.0)
+        self.engine.dispose()
+
+    def summary(self) -> dict[str, Any]:
+        n = max(self.samples, 1)
+        top = self.waits.most_common(1)
+        return {"active": self.active / n, "waiting": sum(self.waits.values()) / n,
+                "top": (f"{top[0][0][0]}: {top[0][0][1]}" if top else None),
+                "top_share": (top[0][1] / max(sum(self.waits.values()), 1) if top else 0.0)}
+
+
 def server_phase(label: str, s: Settings, args: argparse.Namespace, *, baseline: bool
                  ) -> dict[str, Any]:
     log(f"{label}: emptying and migrating {make_url(s.admin_database_url).database}")
@@ -506,7 +548,13 @@ def server_phase(label: str, s: Settings, args: argparse.Namespace, *, baseline:
         wait_http(srv, base, server_log)
         time.sleep(2.0)  # the tracking lifespan loads the fleet; let one refresh pass
         cpu0, wall0, own0 = _cpu_s(srv.pid), time.perf_counter(), time.process_time()
-        load = asyncio.run(drive(base, pts, run, args))
+        sampler = LockWaits(s)
+        sampler.start()
+        try:
+            load = asyncio.run(drive(base, pts, run, args))
+        finally:
+            sampler.stop.set()
+            sampler.join(10)
         wall = time.perf_counter() - wall0
         server_cpu = (_cpu_s(srv.pid) - cpu0) / wall
         client_cpu = (time.process_time() - own0) / wall
@@ -525,7 +573,7 @@ def server_phase(label: str, s: Settings, args: argparse.Namespace, *, baseline:
             conn.execute(text(f"DROP TABLE IF EXISTS {BASELINE_TABLE}"))
         eng.dispose()
     best = max(load.ramp, key=lambda r: r["per_s"]) if load.ramp else None
-    return {"label": label, "load": load, "db": db, "best": best,
+    return {"label": label, "load": load, "db": db, "best": best, "locks": sampler.summary(),
             "load_avg": (load_before, load_after), "server_cpu": server_cpu,
             "client_cpu": client_cpu}
 
@@ -875,6 +923,11 @@ def main() -> int:
             rows.append(("  baseline chain recomputed",
                          f"{'OK' if db['baseline_chain_ok'] else 'BROKEN'} "
                          f"({db['baseline_links']} links)"))
+        lk = ph["locks"]
+        rows.append(("  statements active / waiting on a lock (mean)",
+                     f"{lk['active']:.1f} / {lk['waiting']:.1f}"))
+        if lk["top"]:
+            rows.append(("  most waited-on", f"{lk['top_share']:.0%} {lk['top']}"[:110]))
         rows.append(("  CPU: server / load generator",
                      f"{ph['server_cpu']:.0%} / {ph['client_cpu']:.0%} of one core"))
         before, after = ph["load_avg"]
