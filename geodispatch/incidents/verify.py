@@ -19,31 +19,45 @@
 Events committed but not yet sealed are reported (count and age); they are checked like every
 other event but are not yet protected by a signature.
 
-How it stays fast (a million events in seconds): the leaves and the events are each read in one
-pass (``COPY ... (FORMAT binary)`` on psycopg 3, plain queries otherwise), without joins; the
-Merkle tree is built level by level; each event's body is hashed and parsed once, and only the
-newest body of each incident is kept, for step 3. The database writes each projected row in the
-record's JSON spelling (:func:`_row_json_sql`, one type at a time: times in UTC with
-microseconds, geometries as hex EWKB, integers beyond 2**53 as strings), so comparing a row with
-the recorded state is one parse and one equality. Whenever that fast comparison, or the fast
-check of an event's columns, finds any difference, the exact path (:func:`project` and the
-column-by-column comparison) decides and names it, so what is reported never depends on the
-shortcut; a column type the SQL spelling does not cover sends its table to the exact path.
+How it stays fast (a million events in seconds): the leaves are read in chunks the database
+concatenates, the events in one ``COPY ... (FORMAT binary)`` pass (plain queries on a driver
+without COPY), without joins; the Merkle tree is built level by level; each body is hashed once
+and only its head (ids, kind, actor, time, data) is decoded, the state being kept as its raw
+bytes for the incident's newest event. For step 3 the database writes each incident's rows in
+the RFC 8785 spelling the record uses (:func:`_canonical_row_sql`: keys in order, times in UTC
+with microseconds, geometries as hex EWKB, integers beyond 2**53 as strings, sealed columns
+filled in here with their commitment), so an unchanged incident is one byte comparison. Whenever
+a shortcut sees any difference (or a value it does not spell the same way, such as a float the
+database writes in exponent form), the exact path (:func:`project` and the column-by-column
+comparison) decides and names it: what is reported never depends on the shortcuts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, String, Table, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from geodispatch.incidents.record import PROJECTED_TABLES, SEALED_COLUMNS, project, sealed_value
@@ -81,6 +95,8 @@ class RecordReport:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds spent in each step (leaves, events, heads, numbering, projection, references).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,76 +187,214 @@ def _diff_state(f: _Findings, iid: int, want: dict[str, Any], have: dict[str, An
 
 # --- the projection, spelt by the database --------------------------------------------------------
 
-def _column_json_sql(ref: str, col: Any) -> str | None:
-    """SQL giving the JSON value :func:`geodispatch.incidents.record.json_value` gives the
-    column, or None for a type this does not cover (its table then takes the exact path)."""
+class _Head(msgspec.Struct):
+    """What step 1 reads of a body: its head. The state is kept raw, unparsed."""
+
+    incident_id: Any
+    incident_seq: Any
+    kind: Any
+    actor: Any
+    at: Any
+    data: Any
+    state: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+#: What the database writes for a sealed column; filled in here (the pepper stays here).
+_SEALED_MARK = "@"
+
+
+def _column_sql(ref: str, col: Any) -> str | None:
+    """SQL text of the column's value as RFC 8785 writes the record's value for it (None for
+    SQL NULL), or None for a type this does not spell (its table then takes the exact path).
+
+    Strings go through ``to_json``, whose escapes are RFC 8785's (``\\"``, ``\\\\``, ``\\b
+    \\f \\n \\r \\t`` and ``\\u00xx`` for other control characters, nothing else).
+    Floats come from float8out, the shortest exact digits: where that spelling differs from
+    ECMAScript's (exponents, ``-0``, NaN) the comparison fails and the exact path decides.
+    """
     t = col.type
     if isinstance(t, Geometry):
-        return f"to_json(encode(ST_AsEWKB({ref}), 'hex'))"
-    if isinstance(t, Boolean | String):
-        return f"to_json({ref})"
+        return f"'\"' || encode(ST_AsEWKB({ref}), 'hex') || '\"'"
+    if isinstance(t, Boolean):
+        return f"{ref}::text"
+    if isinstance(t, String):
+        return f"to_json({ref}::text)::text"
+    if isinstance(t, BigInteger):
+        return (f"CASE WHEN {ref} BETWEEN -{_SAFE_INT} AND {_SAFE_INT} THEN {ref}::text "
+                f"ELSE '\"' || {ref}::text || '\"' END")
     if isinstance(t, Integer):
-        return (f"CASE WHEN {ref} BETWEEN -{_SAFE_INT} AND {_SAFE_INT} THEN to_json({ref}) "
-                f"ELSE to_json({ref}::text) END")
+        return f"{ref}::text"  # 32 bits or fewer: always a JSON number
     if isinstance(t, Float) and not t.asdecimal:
-        # float8out writes the shortest exact digits (extra_float_digits >= 1, checked); NaN
-        # and infinities come out as strings json_value spells otherwise: the exact path.
-        return f"to_json({ref})"
+        return f"{ref}::float8::text"
     if isinstance(t, DateTime) and t.timezone:
-        return f"to_json({_ISO_UTC_SQL.format(ref)})"
+        return f"'\"' || {_ISO_UTC_SQL.format(ref)} || '\"'"
     if isinstance(t, LargeBinary):
-        return f"to_json(encode({ref}, 'hex'))"
-    if isinstance(t, JSON):
-        return f"{ref}::json"
+        return f"'\"' || encode({ref}, 'hex') || '\"'"
     return None
 
 
-def _row_json_sql(table: Table, alias: str) -> str | None:
-    """One JSON object per row, keyed by column name, as :func:`project` writes it."""
+def _canonical_row_sql(table: Table, alias: str) -> str | None:
+    """SQL text of one row as the record's state holds it, in RFC 8785 form (keys sorted);
+    sealed columns hold :data:`_SEALED_MARK`. None if a column cannot be spelt."""
     parts = []
-    for col in table.columns:
-        expr = _column_json_sql(f'{alias}."{col.name}"', col)
-        if expr is None:
+    for n, col in enumerate(sorted(table.columns, key=lambda c: c.name)):
+        if not col.name.isascii() or not col.name.replace("_", "").isalnum():
+            return None  # key order and escaping of other names: the exact path
+        key = ("{" if n == 0 else ",") + f'"{col.name}":'
+        if (table.name, col.name) in SEALED_COLUMNS:
+            parts.append(f"'{key}{_SEALED_MARK}'")
+            continue
+        value = _column_sql(f'{alias}."{col.name}"', col)
+        if value is None:
             return None
-        parts.append(f"'{col.name}', {expr}")
-    chunks = [", ".join(parts[i:i + 40]) for i in range(0, len(parts), 40)]
-    if len(chunks) == 1:
-        return f"json_build_object({chunks[0]})"
-    return "(" + " || ".join(f"jsonb_build_object({c})" for c in chunks) + ")::json"
+        parts.append(f"'{key}' || coalesce({value}, 'null')")
+    return "(" + " || ".join(parts) + " || '}')"
 
 
-def _projection_sql(session: Session, incident_id: int | None) -> str | None:
-    """``SELECT id, <incident rows>, <rows of each other projected table>`` as JSON text, or
-    None when the exact path must be taken for every incident."""
+@dataclass
+class _FastProjection:
+    """The SQL of step 3's shortcut: the incidents' rows, and each other table's rows grouped
+    by incident, in the record's canonical spelling."""
+
+    incidents: str
+    others: dict[str, str]  # table -> SELECT incident id, its rows joined by ","
+    sealed: list[str]  # sealed columns of the incidents table, in the order selected
+
+
+def _fast_projection(session: Session, incident_id: int | None) -> _FastProjection | None:
+    """Step 3's shortcut, or None when every incident must take the exact path."""
+    import geodispatch.models  # noqa: F401  (every table: foreign keys get their column types)
     from geodispatch.incidents.record import _table
 
-    if PROJECTED_TABLES.get("incidents") != "id":
+    if next(iter(PROJECTED_TABLES.items()), None) != ("incidents", "id") \
+            or not all(t.isascii() and t.replace("_", "").isalnum() for t in PROJECTED_TABLES):
+        return None
+    if any(t != "incidents" for t, _c in SEALED_COLUMNS) \
+            or "reference" not in _table("incidents").columns:
         return None
     efd = session.execute(text("SELECT current_setting('extra_float_digits')::int")).scalar()
     if efd is None or int(efd) < 1:
-        return None  # float8 output rounded: floats cannot be compared by their text
-    cols = []
-    for n, (name, key) in enumerate(PROJECTED_TABLES.items()):
+        return None  # float8 output rounded: equal text would not mean equal floats
+    inc = _canonical_row_sql(_table("incidents"), "i")
+    if inc is None:
+        return None
+    sealed = sorted(c for t, c in SEALED_COLUMNS if t == "incidents")
+    where = "" if incident_id is None else f" WHERE i.id = {int(incident_id)}"
+    incidents = ("SELECT i.id::int8, convert_to(" + inc + ", 'UTF8'), i.reference::text"
+                 + "".join(f', i."{c}"::text' for c in sealed)
+                 + f" FROM incidents i{where} ORDER BY i.id")
+    others = {}
+    for n, (name, key) in enumerate(list(PROJECTED_TABLES.items())[1:], 1):
         table = _table(name)
-        obj = _row_json_sql(table, f"t{n}")
-        if obj is None:
+        row = _canonical_row_sql(table, f"t{n}")
+        if row is None:
             return None
         order = ", ".join(f't{n}."{c.name}"' for c in table.primary_key.columns)
-        cols.append(f"(SELECT coalesce(json_agg({obj} ORDER BY {order}), '[]'::json) "
-                    f'FROM "{name}" t{n} WHERE t{n}."{key}" = i.id)::text')
-    where = "" if incident_id is None else f" WHERE i.id = {int(incident_id)}"
-    return f"SELECT i.id::int8, {', '.join(cols)} FROM incidents i{where} ORDER BY i.id"
+        where_t = "" if incident_id is None else f' WHERE t{n}."{key}" = {int(incident_id)}'
+        others[name] = (
+            f'SELECT t{n}."{key}"::int8, convert_to(string_agg({row}, \',\' ORDER BY {order}), '
+            f"'UTF8') FROM \"{name}\" t{n}{where_t} GROUP BY t{n}.\"{key}\"")
+    return _FastProjection(incidents, others, sealed)
 
 
-def _sealed(have: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    for table, col in SEALED_COLUMNS:
-        for rec in have.get(table, ()):
-            if col in rec:
-                rec[col] = sealed_value(table, col, rec.get("id"), rec[col])
-    return have
+def _sealer() -> Any:
+    """:func:`sealed_value` with the pepper read once (it is looked up per call there); checked
+    against :func:`sealed_value` itself, which is used instead should the two ever disagree."""
+    from geodispatch.incidents.record import _pepper
+
+    pepper = _pepper()
+
+    def seal(table: str, column: str, row_id: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        msg = f"{table}.{column}:{row_id}:{value}".encode()
+        return "hmac-sha256:" + hmac.new(pepper, msg, hashlib.sha256).hexdigest()
+
+    probe = ("incidents", "caller_phone", 7, "+380671112233")
+    return seal if seal(*probe) == sealed_value(*probe) else sealed_value
 
 
-# --- verification --------------------------------------------------------------------------------
+def _canonical_states(session: Session, fast: _FastProjection
+                      ) -> Iterator[tuple[int, bytes, str]]:
+    """``(incident id, its rows as the record's state in RFC 8785 bytes, its reference)`` for
+    every incident row, written by the database (:class:`_FastProjection`)."""
+    grouped = {name: dict(_stream(session, sql, ("int8", "bytea")))
+               for name, sql in fast.others.items()}
+    order = sorted(PROJECTED_TABLES)
+    seal = _sealer()
+    marks = [(f'"{c}":{_SEALED_MARK}'.encode(), f'"{c}":'.encode()) for c in fast.sealed]
+    for row in _stream(session, fast.incidents,
+                       ("int8", "bytea", "text") + ("text",) * len(fast.sealed)):
+        iid, own = int(row[0]), row[1]
+        for (mark, key), col, raw in zip(marks, fast.sealed, row[3:], strict=True):
+            own = own.replace(mark, key + orjson.dumps(seal("incidents", col, iid, raw)), 1)
+        parts = [b"{"]
+        for n, name in enumerate(order):
+            rows = own if name == "incidents" else grouped[name].pop(iid, b"")
+            parts.append(b'%s"%s":[%s]' % (b"," if n else b"", name.encode(), rows))
+        parts.append(b"}")
+        yield iid, b"".join(parts), str(row[2])
+
+
+_NULL_INT = -(2**63)
+_NULL_SQL = f"'{_NULL_INT}'::int8"
+
+
+def _events(session: Session, incident_id: int | None) -> Iterator[tuple[Any, ...]]:
+    """Every event as ``(id, incident_id, incident_seq, kind, actor, at, data, body)``, the
+    texts as UTF-8 bytes (``at`` as :func:`iso_utc` spells it), in one pass without a join.
+
+    (Packing many events into one value per query was tried: the database's packing and the
+    transfer cost more than the stream's per-row overhead.)
+    """
+    where = "" if incident_id is None else " WHERE incident_id = {i}"
+    return _stream(session, (
+        "SELECT id::int8, incident_id::int8, incident_seq::int8, convert_to(kind, 'UTF8'), "
+        "convert_to(actor, 'UTF8'), convert_to(" + _ISO_UTC_SQL.format("at") + ", 'UTF8'), "
+        "convert_to(data::text, 'UTF8'), body FROM incident_events" + where),
+        ("int8", "int8", "int8", "bytea", "bytea", "bytea", "bytea", "bytea"),
+        None if incident_id is None else {"i": incident_id})
+
+
+def _leaves(session: Session) -> tuple[list[int], list[int], list[bytes | None]]:
+    """Every stored leaf in ``seq`` order: numbers, event ids and hashes.
+
+    Read in packs the database concatenates (200,000 leaves a query), unless some stored hash
+    is missing or not 32 bytes long (then row by row, so that each is judged as it is). An
+    event id that is NULL comes back as the smallest int8, which no event has.
+    """
+    seqs: list[int] = []
+    events: list[int] = []
+    hashes: list[bytes | None] = []
+    odd = session.execute(text(
+        "SELECT EXISTS (SELECT 1 FROM log_leaves WHERE leaf_hash IS NULL "
+        "OR length(leaf_hash) <> 32)")).scalar()
+    if odd:
+        for seq, event_id, lh in _stream(session, (
+                f"SELECT seq::int8, coalesce(event_id::int8, {_NULL_SQL}), leaf_hash "
+                "FROM log_leaves ORDER BY seq"), ("int8", "int8", "bytea")):
+            seqs.append(seq)
+            events.append(event_id)
+            hashes.append(lh)
+        return seqs, events, hashes
+    after = _NULL_INT
+    while True:
+        blob = session.execute(text(
+            "SELECT string_agg(int8send(seq) || coalesce(int8send(event_id::int8), "
+            f"int8send({_NULL_SQL})) || leaf_hash, ''::bytea) FROM (SELECT seq, event_id, "
+            "leaf_hash FROM log_leaves WHERE seq > :a ORDER BY seq LIMIT 200000) t"),
+            {"a": after}).scalar()
+        if blob is None:
+            return seqs, events, hashes
+        pack = list(struct.iter_unpack(">qq32s", bytes(blob)))
+        if any(pack[i][0] >= pack[i + 1][0] for i in range(len(pack) - 1)):
+            pack.sort()  # the aggregate need not keep the subquery's order
+        for seq, event_id, lh in pack:
+            seqs.append(seq)
+            events.append(event_id)
+            hashes.append(lh)
+        after = seqs[-1]
 
 def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                   witnesses: Sequence[Witness] = (), incident_id: int | None = None,
@@ -253,13 +407,12 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
     params = None if incident_id is None else {"i": incident_id}
 
     # 1. the log: leaves (in order, gap-free), then every event's body against its leaf.
-    leaf_seqs: list[int] = []
-    leaf_events: list[int] = []
+    leaf_seqs, leaf_events, stored = _leaves(session)
     leaf_hashes: list[bytes] = []
-    for seq, event_id, lh in _stream(session, "SELECT seq::int8, event_id::int8, leaf_hash "
-                                     "FROM log_leaves ORDER BY seq", ("int8", "int8", "bytea")):
-        leaf_seqs.append(seq)
-        leaf_events.append(event_id)
+    for seq, lh in zip(leaf_seqs, stored, strict=True):
+        if lh is None or len(lh) != 32:
+            f.add(f"leaf {seq}: its stored hash is not a SHA-256 hash (it was altered)")
+            lh = b"\x00" * 32  # noqa: PLW2901  (keeps the tree's shape: its root fails)
         leaf_hashes.append(lh)
     in_tree = len(leaf_hashes)
     for pos, seq in enumerate(leaf_seqs):
@@ -268,25 +421,34 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             f.add(f"leaf {pos} is missing from the log (next stored leaf is {seq})")
             in_tree = pos
             break
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(now - mark, 3)
+        mark = now
+
+    phases["leaves"] = round(mark - t0, 3)
     tree = MerkleTree.from_leaf_hashes(leaf_hashes[:in_tree])
+    lap("tree")
     position = {e: pos for pos, e in enumerate(leaf_events)}
     queued = {int(e): float(age) for e, age in _stream(
         session, "SELECT event_id::int8, extract(epoch FROM now() - queued_at)::float8 "
         "FROM log_pending", ("int8", "float8"))}
 
     seen = bytearray(len(leaf_events))
-    newest: dict[int, tuple[int, bytes]] = {}  # incident -> (seq, body) of its newest event
+    #: incident -> (seq, state) of its newest event; the state raw (msgspec.Raw) or parsed
+    newest: dict[int, tuple[int, Any]] = {}
     next_seq: dict[int, int] = {}  # incident -> the number its next event should have
     irregular: dict[int, list[int]] = {}  # numbers that did not come 1, 2, 3 ... in order
     events = pending = 0
     oldest: float | None = None
     leaf = hashlib.sha256(b"\x00")
     loads = orjson.loads
-    for (eid, iid, iseq, kind, actor, at, data, body) in _stream(session, (
-            "SELECT id::int8, incident_id::int8, incident_seq::int8, kind::text, actor::text, "
-            f"{_ISO_UTC_SQL.format('at')}, data::text, body FROM incident_events"
-            + ("" if incident_id is None else " WHERE incident_id = {i}")),
-            ("int8", "int8", "int8", "text", "text", "text", "text", "bytea"), params):
+    decode_head = _decode_head
+    for (eid, iid, iseq, kind, actor, at, data, body) in _events(session, incident_id):
         pos = position.get(eid)
         events += 1
         if pos is not None:
@@ -306,19 +468,24 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                 pending += 1
                 oldest = max(oldest or 0.0, age)
         try:
-            b = loads(body)
-            ok = (b["incident_id"] == iid and b["incident_seq"] == iseq and b["kind"] == kind
-                  and b["actor"] == actor and b["at"] == at and b["data"] == loads(data))
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            b = orjson.loads(body) if _is_json(body) else None
+            h = decode_head(body)
+            b_iid, b_seq, state = h.incident_id, h.incident_seq, h.state
+            ok = (b_iid == iid and b_seq == iseq and type(h.kind) is str
+                  and h.kind.encode() == kind and type(h.actor) is str
+                  and h.actor.encode() == actor and type(h.at) is str and h.at.encode() == at
+                  and (h.data == {} if data == b"{}" else h.data == loads(data)))
+        except (msgspec.DecodeError, orjson.JSONDecodeError, TypeError):
             ok = False
-        if not ok:
+        if not ok:  # the exact way: the whole body, every column named
+            b = _json_or_none(body)
             _check_event(f, b, eid, iid, {
-                "incident_id": iid, "incident_seq": iseq, "kind": kind, "actor": actor,
-                "at": at, "data": _json_or_text(data)})
-        if pos is not None and isinstance(b, dict) and isinstance(b.get("incident_id"), int) \
-                and isinstance(b.get("incident_seq"), int):
-            biid, bseq = b["incident_id"], b["incident_seq"]  # a sealed body says whose it is
+                "incident_id": iid, "incident_seq": iseq, "kind": _text(kind),
+                "actor": _text(actor), "at": _text(at), "data": _json_or_text(_text(data))})
+            b_iid, b_seq = ((b.get("incident_id"), b.get("incident_seq"))
+                            if isinstance(b, dict) else (None, None))
+            state = b.get("state") if isinstance(b, dict) else None
+        if pos is not None and type(b_iid) is int and type(b_seq) is int:
+            biid, bseq = b_iid, b_seq  # a sealed body says whose event it is
         else:
             biid, bseq = iid, iseq
         want = next_seq.get(biid, 1)
@@ -329,7 +496,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             next_seq.setdefault(biid, 1)
         prev = newest.get(biid)
         if prev is None or prev[0] < bseq:
-            newest[biid] = (bseq, body)
+            newest[biid] = (bseq, state)
 
     if incident_id is None:
         for pos in range(len(leaf_events)):
@@ -342,6 +509,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                 ("int8", "int8")):
             f.add(f"sealed leaf {seq}: its event {event_id} was deleted")
 
+    lap("events")
     heads: list[tuple[str, TreeHead]] = []
     for r in session.execute(text("SELECT log_id, tree_size, root_hash, timestamp_ms, signature "
                                   "FROM tree_heads ORDER BY tree_size")):
@@ -374,6 +542,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
         warnings.append(f"{pending} events wait to be sealed, the oldest for {oldest:.0f} s: "
                         "is the sequencer (`geodispatch log sequence`) running?")
 
+    lap("heads")
     # 2. per-incident numbering 1..N, and the incident's own count.
     counts = dict(session.execute(text(
         "SELECT id, event_count FROM incidents" + ("" if incident_id is None else
@@ -396,29 +565,28 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
         if twice:
             f.add(f"incident {iid}: an event number appears twice", iid)
 
+    lap("numbering")
     # 3. the projection: the rows as they are must be the newest event's state.
     refs: dict[int, str] = {}
     agreed: set[int] = set()  # incidents whose rows the fast comparison found as recorded
 
     def recorded_state(iid: int) -> dict[str, Any] | None:
         recorded = newest.get(iid)
-        parsed = None if recorded is None else _json_or_none(recorded[1])
-        state = parsed.get("state") if isinstance(parsed, dict) else None
+        state = recorded[1] if recorded is not None else None
+        if isinstance(state, msgspec.Raw):
+            state = _json_or_none(bytes(state))
         return state if isinstance(state, dict) else None
 
-    fast_sql = _projection_sql(session, incident_id)
-    if fast_sql is not None:
-        tables = list(PROJECTED_TABLES)
-        for row in _stream(session, fast_sql, ("int8",) + ("text",) * len(tables)):
-            iid = int(row[0])
-            state = recorded_state(iid)
-            if state is not None and state == _sealed(
-                    {t: loads(v) for t, v in zip(tables, row[1:], strict=True)}):
+    fast = _fast_projection(session, incident_id)
+    if fast is not None:
+        for iid, canonical, reference in _canonical_states(session, fast):
+            recorded = newest.get(iid)
+            if recorded is not None and isinstance(recorded[1], msgspec.Raw) \
+                    and bytes(recorded[1]) == canonical:
                 agreed.add(iid)
-                if state.get("incidents"):
-                    refs[iid] = str(state["incidents"][0].get("reference"))
-    # Everything else, and whatever differs, the exact way (after the stream: one query at a
-    # time on the connection).
+                refs[iid] = reference
+    # Everything else, and whatever differs, the exact way (after the streams: one statement
+    # at a time on the connection).
     rest = sorted((set(counts) | set(newest)) - agreed)
     for start in range(0, len(rest), 1000):
         chunk = rest[start:start + 1000]
@@ -437,7 +605,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             if state.get("incidents"):
                 refs.setdefault(iid, str(state["incidents"][0].get("reference")))
             _diff_state(f, iid, state, have)
-
+    lap("projection")
     # 4. reference numbers.
     if incident_id is None:
         taken: dict[tuple[str, int], set[int]] = {}
@@ -459,17 +627,15 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
              for x in f.items]
     if f.total > len(items):
         warnings.append(f"{f.total - len(items)} more findings not listed")
+    lap("references")
     return RecordReport(ok=f.total == 0, events=events, sealed=tree.size, pending=pending,
                         oldest_pending_s=oldest, tree_size=tree.size, heads_checked=len(heads),
-                        findings=items, warnings=warnings, seconds=time.perf_counter() - t0)
+                        findings=items, warnings=warnings, seconds=time.perf_counter() - t0,
+                        phases=phases)
 
 
-def _is_json(raw: bytes) -> bool:
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "replace")
 
 
 def _json_or_none(raw: bytes) -> Any:

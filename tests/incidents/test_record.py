@@ -165,30 +165,38 @@ def test_the_untouched_record_verifies(record_db: RecordDB) -> None:
 
 def test_the_database_spells_every_row_as_the_record_does(record_db: RecordDB,
                                                           attacker: Session) -> None:
-    """The fast comparison's rows, written by SQL, equal :func:`project`'s, value for value,
-    also for awkward values; otherwise verification would take the slow path for every row."""
-    import orjson
+    """The fast comparison's state, written by SQL, is byte for byte the RFC 8785 form of
+    :func:`project`'s, also for awkward values (otherwise every incident would take the slow
+    path); a float SQL spells otherwise still verifies, through the exact path."""
+    import rfc8785
 
-    from geodispatch.incidents.record import PROJECTED_TABLES, project
-    from geodispatch.incidents.verify import _projection_sql, _sealed
+    from geodispatch.incidents.record import project
+    from geodispatch.incidents.verify import _canonical_states, _fast_projection
 
     a, b = record_db.incidents["A"], record_db.incidents["B"]
     attacker.execute(text(
-        "UPDATE incidents SET description = E'кв. 5 \"ліворуч\"\\n\\t\U0001F6A8 \uE000', "
+        "UPDATE incidents SET description = E'кв. 5 \"ліворуч\"\\n\\t\\\\\x01\x7f\U0001F6A8 \uE000', "
         "address = NULL, h3 = 9007199254740993, priority = -3, closed_at = "
-        "'0999-01-02 03:04:05.000001+00', location = ST_SetSRID(ST_MakePoint(-0.0, 1e-7), 4326) "
+        "'0999-01-02 03:04:05.000001+00', location = ST_SetSRID(ST_MakePoint(-0.5, 1e-7), 4326) "
         "WHERE id = :i"), {"i": b})
     attacker.execute(text(
         "UPDATE assignments SET eta_s = 0.1 + 0.2, distance_m = 1e300, override_reason = '', "
         "cancelled_at = now() WHERE incident_id = :i"), {"i": a})
-    sql = _projection_sql(attacker, None)
-    assert sql is not None
-    rows = attacker.connection().exec_driver_sql(sql).all()
-    exact = project(attacker, [int(r[0]) for r in rows])
-    assert len(rows) >= 3
-    for r in rows:
-        fast = _sealed({t: orjson.loads(v) for t, v in zip(PROJECTED_TABLES, r[1:], strict=True)})
-        assert fast == exact[int(r[0])], r[0]
+    fast = _fast_projection(attacker, None)
+    assert fast is not None
+    states = list(_canonical_states(attacker, fast))
+    exact = project(attacker, [iid for iid, _s, _r in states])
+    assert len(states) >= 3
+    for iid, canonical, reference in states:
+        assert canonical == rfc8785.dumps(exact[iid]), iid
+        assert reference == exact[iid]["incidents"][0]["reference"]
+    # 1e16: RFC 8785 writes 10000000000000000, PostgreSQL 1e+16. The exact path agrees.
+    attacker.execute(text("UPDATE assignments SET eta_s = 1e16 WHERE incident_id = :i"), {"i": a})
+    attacker.execute(text("SET LOCAL session_replication_role = DEFAULT"))  # the queue trigger
+    append_event(session=Session(bind=attacker.connection()), incident_id=a, kind="note",
+                 actor="d1", data={"text": "a far crew"})
+    report = record_db.verify(attacker, "A")
+    assert report.ok, report.findings
 
 
 def test_verification_without_copy_reports_the_same(record_db: RecordDB) -> None:
