@@ -30,14 +30,18 @@ Speed: the file is read line by line. Whether a line or a body is canonical is d
 constructs where orjson and RFC 8785 spell a value differently occurs (floats in exponent form
 or with a ``.0``, integers beyond 2**53, characters from U+E000 up, where UTF-16 and code-point
 key order differ), *is* the RFC 8785 form; anything else is decided by ``rfc8785`` itself. An
-event line of a complete export whose body string carries no escape but ``\\"`` is taken apart
-without a JSON parser (:func:`_plain_event_line` says exactly when that is the same thing).
+event line of a complete export (``{"body": <string>, "seq": <integer>}``, nothing else) is
+canonical exactly when orjson writes it back byte for byte (:func:`_plain_event_line`): for
+strings and integers below 2**53 the two serialisers agree, as tests/ledger check on every code
+point.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,28 +107,33 @@ class ExportReport:
 #: RFC 8785 ``1``; in canonical JSON a number never ends in ``.0``), an exponent (orjson writes
 #: ``e+`` / ``e-``; its range differs from ECMAScript's). The same bytes inside a string only
 #: cost that body the slower check. (A number that ends the text, ``.0`` at the very end, too.)
-_FLOAT_RISKS = (b".0,", b".0]", b".0}", b"e+", b"e-")
-#: UTF-8 lead bytes of U+E000 and up: keys with such characters sort differently by UTF-16 code
-#: units (RFC 8785) than by code points (orjson).
-_HIGH_LEADS = tuple(bytes([b]) for b in range(0xEE, 0xF5))
+_INTEGRAL = re.compile(rb"\.0[,\]}]")
+_EXPONENT = re.compile(rb"e[+\-]")
+
+
+def _high(raw: bytes) -> bool:
+    """Whether ``raw`` holds a UTF-8 lead byte of U+E000 and up: keys with such characters sort
+    differently by UTF-16 code units (RFC 8785) than by code points (orjson)."""
+    return (b"\xee" in raw or b"\xef" in raw or b"\xf0" in raw or b"\xf1" in raw
+            or b"\xf2" in raw or b"\xf3" in raw or b"\xf4" in raw)
+
+
 _FAST = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER  # integers beyond 2**53 raise
-_LINE_HEAD = b'{"body":"'
-_SEQ_MARK = b'","seq":'
 
 
 def is_canonical(raw: bytes, obj: Any) -> bool:
     """Whether ``raw`` is exactly the RFC 8785 serialisation of ``obj`` (parsed from ``raw``).
 
     orjson's sorted serialisation decides when it reproduces ``raw`` and none of the constructs
-    where the two may differ occurs (:data:`_FLOAT_RISKS`, :data:`_HIGH_LEADS`, integers
+    where the two may differ occurs (integral floats, exponents, :func:`_high`, integers
     beyond 2**53); ``rfc8785`` decides everything else.
     """
     try:
         fast: bytes | None = orjson.dumps(obj, option=_FAST)
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 2**53, a value it cannot write
         fast = None
-    if fast == raw and not any(r in raw for r in _FLOAT_RISKS) and not raw.endswith(b".0") \
-            and (raw.isascii() or not any(b in raw for b in _HIGH_LEADS)):
+    if fast == raw and _INTEGRAL.search(raw) is None and _EXPONENT.search(raw) is None \
+            and not raw.endswith(b".0") and (raw.isascii() or not _high(raw)):
         return True
     try:
         return bool(rfc8785.dumps(obj) == raw)
@@ -154,32 +163,35 @@ def _canonical(line: bytes, n: int) -> Any:
 
 
 def _plain_event_line(line: bytes) -> tuple[int, bytes] | None:
-    """``(seq, body)`` of ``{"body":"...","seq":N}`` when the line is canonical on its face.
+    """``(seq, body)`` of a canonical ``{"body":"...","seq":N}`` line, or None (then the exact
+    check decides, and names what is wrong)."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(rec) is not dict or len(rec) != 2:
+        return None
+    body, seq = rec.get("body"), rec.get("seq")
+    if type(body) is not str or type(seq) is not int or not 0 <= seq <= _SAFE_INT:
+        return None
+    if orjson.dumps(rec, option=orjson.OPT_SORT_KEYS) != line:
+        return None
+    return seq, body.encode("utf-8")
 
-    That is: the body string's only escape is ``\\"`` (each backslash is followed by a quote and
-    each quote follows a backslash) and ``N`` is written in canonical digits below 2**53. Such a
-    line is RFC 8785's form of what it says, and its body is the string with the escapes undone,
-    unless the string holds a raw control character: then the line is not JSON at all, and the
-    body (which then holds it too) fails to parse or to be canonical, so the line is still
-    reported. Any other line gives None and the exact check.
+
+#: Complete exports larger than this are read by several processes (one per CPU, at most 4).
+PARALLEL_BYTES = 32 * 1024 * 1024
+
+
+def verify_export(path: Path, key: Ed25519PublicKey | Path, *, workers: int | None = None
+                  ) -> ExportReport:
+    """Check an exported log file against the centre's public key.
+
+    A large complete export is cut at line ends into ``workers`` pieces (default: the CPUs, at
+    most 4) read by as many processes; the order-dependent checks (leaf numbers, each
+    incident's event numbers) and the tree are then done here, in file order, so the report is
+    the one a single process gives.
     """
-    if not line.startswith(_LINE_HEAD) or not line.endswith(b"}"):
-        return None
-    j = line.rfind(_SEQ_MARK)
-    if j < len(_LINE_HEAD):
-        return None
-    digits = line[j + len(_SEQ_MARK):-1]
-    if not digits.isdigit() or len(digits) > 15 or (len(digits) > 1 and digits[:1] == b"0"):
-        return None
-    token = line[len(_LINE_HEAD):j]
-    quotes = token.count(b'\\"')
-    if token.count(b"\\") != quotes or token.count(b'"') != quotes:
-        return None
-    return int(digits), token.replace(b'\\"', b'"')
-
-
-def verify_export(path: Path, key: Ed25519PublicKey | Path) -> ExportReport:
-    """Check an exported log file against the centre's public key."""
     pub = key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
     rep = ExportReport(ok=False)
     try:
@@ -196,7 +208,7 @@ def verify_export(path: Path, key: Ed25519PublicKey | Path) -> ExportReport:
         if not ends_with_newline:
             rep.problems.append("the file does not end with a newline (it was cut or altered)")
             return rep
-        return _verify_lines(fh, pub, rep)
+        return _verify_lines(fh, path, pub, rep, workers)
 
 
 def _ends_with_newline(fh: Any) -> bool:
@@ -209,7 +221,108 @@ def _ends_with_newline(fh: Any) -> bool:
     return bool(last == b"\n")
 
 
-def _verify_lines(fh: Any, pub: Ed25519PublicKey, rep: ExportReport) -> ExportReport:
+def _read_event(line: bytes, n: int, complete: bool) -> tuple[Any, bytes, Any, Any]:
+    """``(seq, body, event, record)`` of event line ``n``; ValueError, KeyError or TypeError
+    naming what is wrong."""
+    plain = _plain_event_line(line) if complete else None
+    if plain is not None:
+        seq, body = plain
+        rec = None
+    else:
+        rec = _canonical(line, n)
+        seq, body_text = rec["seq"], rec["body"]
+        if not isinstance(seq, int) or not isinstance(body_text, str):
+            raise ValueError(f"line {n}: seq must be an integer and body a string")
+        body = body_text.encode("utf-8")
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        event = _canonical(body, n)  # the exact parser and its message
+    else:
+        if not is_canonical(body, event):
+            raise ValueError(f"line {n} is not in canonical form (it was altered)")
+    return seq, body, event, rec
+
+
+@dataclass
+class _Piece:
+    """What one reader found in its lines of a complete export, in file order."""
+
+    lines: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    ns: list[int] = field(default_factory=list)  # line numbers of the events read
+    seqs: list[Any] = field(default_factory=list)
+    incidents: list[Any] = field(default_factory=list)  # (incident_id, incident_seq) or None
+    hashes: bytes = b""
+
+
+def _read_piece(path: str, start: int, end: int, first_n: int) -> _Piece:
+    """Read the complete export's lines in bytes ``[start, end)``; the first is line
+    ``first_n``."""
+    out = _Piece()
+    leaf = hashlib.sha256(b"\x00")
+    hashes = []
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        pos, n = start, first_n
+        while pos < end:
+            raw = fh.readline()
+            pos += len(raw)
+            try:
+                seq, body, event, _rec = _read_event(raw[:-1], n, True)
+            except (ValueError, KeyError, TypeError) as exc:
+                out.problems.append((n, str(exc)))
+            else:
+                h = leaf.copy()
+                h.update(body)
+                hashes.append(h.digest())
+                out.ns.append(n)
+                out.seqs.append(seq)
+                ids = None
+                if isinstance(event, dict):
+                    iid, iseq = event.get("incident_id"), event.get("incident_seq")
+                    if isinstance(iid, int) and isinstance(iseq, int):
+                        ids = (iid, iseq)
+                out.incidents.append(ids)
+            n += 1
+    out.lines = n - first_n
+    out.hashes = b"".join(hashes)
+    return out
+
+
+def _pieces(path: Path, start: int, workers: int) -> list[_Piece]:
+    """The events of a complete export (bytes ``start``.. of ``path``), read in parallel."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = path.stat().st_size
+    bounds = [start]
+    with path.open("rb") as fh:
+        for k in range(1, workers):
+            fh.seek(max(start + (size - start) * k // workers, bounds[-1]))
+            fh.readline()  # to the next line end
+            bounds.append(min(fh.tell(), size))
+        bounds.append(size)
+        # The line number each piece starts at: count the line ends before it.
+        first = [2]
+        fh.seek(start)
+        for a, b in zip(bounds[:-2], bounds[1:-1], strict=True):
+            count, left = 0, b - a
+            while left:
+                block = fh.read(min(left, 1 << 24))
+                count += block.count(b"\n")
+                left -= len(block)
+            first.append(first[-1] + count)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context(method)) as pool:
+        jobs = [pool.submit(_read_piece, os.fspath(path), a, b, n)
+                for a, b, n in zip(bounds[:-1], bounds[1:], first, strict=True)]
+        return [j.result() for j in jobs]
+
+
+def _verify_lines(fh: Any, path: Path, pub: Ed25519PublicKey, rep: ExportReport,
+                  workers: int | None) -> ExportReport:
     try:
         header = _canonical(fh.readline()[:-1], 1)
         if not isinstance(header, dict):
@@ -234,73 +347,73 @@ def _verify_lines(fh: Any, pub: Ed25519PublicKey, rep: ExportReport) -> ExportRe
     if not heads or max(h.tree_size for h in heads) != size:
         rep.problems.append(f"no signed tree head of the exported size {size}")
     newest = {h.tree_size: h for h in heads}.get(size)
+    if not complete:
+        return _verify_partial(fh, rep, size, newest, len(heads))
 
+    start = fh.tell()
+    n_workers = workers or min(os.cpu_count() or 1, 4)
+    if n_workers > 1 and path.stat().st_size - start > PARALLEL_BYTES:
+        pieces = _pieces(path, start, n_workers)
+    else:
+        pieces = [_read_piece(os.fspath(path), start, path.stat().st_size, 2)]
+
+    # In file order: leaf numbers, each incident's event numbers, the tree.
+    problems: list[tuple[int, str]] = []
     leaves: list[bytes] = []
     expected_seq: dict[int, int] = {}
-    problems = rep.problems
+    for piece in pieces:
+        problems.extend(piece.problems)
+        rep.events += len(piece.ns)
+        hashes = piece.hashes
+        for i, (n, seq, ids) in enumerate(zip(piece.ns, piece.seqs, piece.incidents,
+                                              strict=True)):
+            if seq != len(leaves):
+                problems.append((n, f"line {n}: leaf {seq} where {len(leaves)} was expected "
+                                    "(events removed or reordered)"))
+                continue
+            leaves.append(hashes[32 * i:32 * i + 32])
+            if ids is not None:
+                iid, iseq = ids
+                want = expected_seq.get(iid, 0) + 1
+                if iseq != want:
+                    problems.append((n, f"incident {iid}: event #{iseq} follows #{want - 1}"))
+                expected_seq[iid] = iseq
+    problems.sort(key=lambda p: p[0])
+    rep.problems.extend(msg for _n, msg in problems)
+    tree = MerkleTree.from_leaf_hashes(leaves)
+    if tree.size != size:
+        rep.problems.append(f"the export holds {tree.size} leaves, its header says {size}")
+    for h in heads:
+        rep.heads_checked += 1
+        if h.tree_size > tree.size or tree.root(h.tree_size).hex() != h.root_hash:
+            rep.problems.append(f"the events do not give the signed root of tree head "
+                                f"{h.tree_size}")
+    rep.ok = not rep.problems
+    return rep
+
+
+def _verify_partial(fh: Any, rep: ExportReport, size: int, newest: TreeHead | None,
+                    n_heads: int) -> ExportReport:
+    """One incident's events, each proved into the newest head by its inclusion proof."""
     leaf = hashlib.sha256(b"\x00")
-    events = 0
     for n, raw in enumerate(fh, 2):
-        line = raw[:-1]
-        plain = _plain_event_line(line) if complete else None
         try:
-            if plain is not None:
-                seq, body = plain
-                rec = None
-            else:
-                rec = _canonical(line, n)
-                seq, body_text = rec["seq"], rec["body"]
-                if not isinstance(seq, int) or not isinstance(body_text, str):
-                    raise ValueError(f"line {n}: seq must be an integer and body a string")
-                body = body_text.encode("utf-8")
-            try:
-                event = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                event = _canonical(body, n)  # the exact parser and its message
-            else:
-                if not is_canonical(body, event):
-                    raise ValueError(f"line {n} is not in canonical form (it was altered)")
+            seq, body, _event, rec = _read_event(raw[:-1], n, False)
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append(str(exc))
+            rep.problems.append(str(exc))
             continue
-        events += 1
+        rep.events += 1
         h = leaf.copy()
         h.update(body)
-        lh = h.digest()
-        if complete:
-            if seq != len(leaves):
-                problems.append(f"line {n}: leaf {seq} where {len(leaves)} was expected "
-                                "(events removed or reordered)")
-                continue
-            leaves.append(lh)
-            if isinstance(event, dict):
-                iid, iseq = event.get("incident_id"), event.get("incident_seq")
-                if isinstance(iid, int) and isinstance(iseq, int):
-                    want = expected_seq.get(iid, 0) + 1
-                    if iseq != want:
-                        problems.append(f"incident {iid}: event #{iseq} follows #{want - 1}")
-                    expected_seq[iid] = iseq
-        else:
-            proof_hex = rec.get("proof") if isinstance(rec, dict) else None
-            try:
-                proof = [bytes.fromhex(p) for p in proof_hex]  # type: ignore[union-attr]
-            except (TypeError, ValueError):
-                problems.append(f"line {n}: malformed inclusion proof")
-                continue
-            if newest is None or not verify_inclusion(lh, seq, size, proof,
-                                                      bytes.fromhex(newest.root_hash)):
-                problems.append(f"line {n}: event (leaf {seq}) is not in the signed tree")
-    rep.events = events
-    if complete:
-        tree = MerkleTree.from_leaf_hashes(leaves)
-        if tree.size != size:
-            problems.append(f"the export holds {tree.size} leaves, its header says {size}")
-        for h in heads:
-            rep.heads_checked += 1
-            if h.tree_size > tree.size or tree.root(h.tree_size).hex() != h.root_hash:
-                problems.append(f"the events do not give the signed root of tree head "
-                                f"{h.tree_size}")
-    else:
-        rep.heads_checked = len(heads)
-    rep.ok = not problems
+        proof_hex = rec.get("proof") if isinstance(rec, dict) else None
+        try:
+            proof = [bytes.fromhex(p) for p in proof_hex]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            rep.problems.append(f"line {n}: malformed inclusion proof")
+            continue
+        if newest is None or not verify_inclusion(h.digest(), seq, size, proof,
+                                                  bytes.fromhex(newest.root_hash)):
+            rep.problems.append(f"line {n}: event (leaf {seq}) is not in the signed tree")
+    rep.heads_checked = n_heads
+    rep.ok = not rep.problems
     return rep
