@@ -9,6 +9,7 @@ exports with single bytes changed, against a verifier written the slow, obvious 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -73,15 +74,11 @@ _json = st.recursive(
 
 def _spellings(value: Any) -> list[bytes]:
     out = []
-    try:
+    with contextlib.suppress(ValueError):
         out.append(rfc8785.dumps(value))
-    except ValueError:
-        pass
     for opts in (orjson.OPT_SORT_KEYS, 0):
-        try:
+        with contextlib.suppress(TypeError):
             out.append(orjson.dumps(value, option=opts))
-        except TypeError:
-            pass
     for kw in ({"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False},
                {"sort_keys": True}, {"separators": (",", ":")}):
         try:
