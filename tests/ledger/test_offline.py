@@ -81,10 +81,9 @@ def _spellings(value: Any) -> list[bytes]:
             out.append(orjson.dumps(value, option=opts))
     for kw in ({"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False},
                {"sort_keys": True}, {"separators": (",", ":")}):
-        try:
-            out.append(json.dumps(value, allow_nan=False, **kw).encode("utf-8"))  # type: ignore[arg-type]
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            out.append(json.dumps(value, allow_nan=False,
+                                  **kw).encode("utf-8"))  # type: ignore[arg-type]
     return out
 
 
