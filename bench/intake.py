@@ -1,8 +1,8 @@
 """Intake benchmark (not a test): the signed log against the old single-lock chain, over HTTP, and
 the speed of verifying a log of 1,000,000 events.
 
-    .venv/bin/python bench/intake.py                          # the full run (about 15 minutes
-                                                              # the first time, which builds the
+    .venv/bin/python bench/intake.py                          # the full run: about 5 minutes,
+                                                              # 9 the first time (it builds the
                                                               # 1,000,000-event log)
     .venv/bin/python bench/intake.py --events 100000 --seconds 10 --ramp 4,32
 
