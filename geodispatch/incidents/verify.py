@@ -68,7 +68,7 @@ from geodispatch.ledger.witness import Witness
 REFERENCE = re.compile(r"^([A-Z0-9]+)-(\d{4})-(\d{6})$")
 #: Queued events older than this mean the sequencer is not running.
 PENDING_STALE_S = 60.0
-_EMPTY = (None, 0, False, "", [], {})
+_EMPTY: tuple[Any, ...] = (None, 0, False, "", [], {})
 _SAFE_INT = 2**53 - 1
 #: ``at`` as :func:`iso_utc` spells it, written by the database.
 _ISO_UTC_SQL = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
@@ -138,10 +138,8 @@ def _stream(session: Session, sql: str, types: Sequence[str], params: dict[str, 
     result = session.connection().exec_driver_sql(sql, execution_options={"yield_per": 20000})
     try:
         for row in result:
-            if blobs:
-                row = tuple(bytes(v) if i in blobs and v is not None else v  # noqa: PLW2901
-                            for i, v in enumerate(row))
-            yield tuple(row)
+            yield tuple(bytes(v) if i in blobs and v is not None else v
+                        for i, v in enumerate(row))
     finally:
         result.close()
 
@@ -448,16 +446,17 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
     leaf = hashlib.sha256(b"\x00")
     loads = orjson.loads
     decode_head = _decode_head
+    state: Any
     for (eid, iid, iseq, kind, actor, at, data, body) in _events(session, incident_id):
-        pos = position.get(eid)
+        lpos = position.get(eid)
         events += 1
-        if pos is not None:
-            seen[pos] = 1
-            h = leaf.copy()
-            h.update(body)
-            if h.digest() != leaf_hashes[pos]:
+        if lpos is not None:
+            seen[lpos] = 1
+            hx = leaf.copy()
+            hx.update(body)
+            if hx.digest() != leaf_hashes[lpos]:
                 f.add(f"event {eid} (incident {iid} #{iseq}): its body was changed after it "
-                      f"was sealed as leaf {leaf_seqs[pos]}", iid)
+                      f"was sealed as leaf {leaf_seqs[lpos]}", iid)
                 continue
         else:
             age = queued.get(eid)
@@ -468,12 +467,12 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                 pending += 1
                 oldest = max(oldest or 0.0, age)
         try:
-            h = decode_head(body)
-            b_iid, b_seq, state = h.incident_id, h.incident_seq, h.state
-            ok = (b_iid == iid and b_seq == iseq and type(h.kind) is str
-                  and h.kind.encode() == kind and type(h.actor) is str
-                  and h.actor.encode() == actor and type(h.at) is str and h.at.encode() == at
-                  and (h.data == {} if data == b"{}" else h.data == loads(data)))
+            hd = decode_head(body)
+            b_iid, b_seq, state = hd.incident_id, hd.incident_seq, hd.state
+            ok = (b_iid == iid and b_seq == iseq and type(hd.kind) is str
+                  and hd.kind.encode() == kind and type(hd.actor) is str
+                  and hd.actor.encode() == actor and type(hd.at) is str and hd.at.encode() == at
+                  and (hd.data == {} if data == b"{}" else hd.data == loads(data)))
         except (msgspec.DecodeError, orjson.JSONDecodeError, TypeError):
             ok = False
         if not ok:  # the exact way: the whole body, every column named
@@ -484,7 +483,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             b_iid, b_seq = ((b.get("incident_id"), b.get("incident_seq"))
                             if isinstance(b, dict) else (None, None))
             state = b.get("state") if isinstance(b, dict) else None
-        if pos is not None and type(b_iid) is int and type(b_seq) is int:
+        if lpos is not None and type(b_iid) is int and type(b_seq) is int:
             biid, bseq = b_iid, b_seq  # a sealed body says whose event it is
         else:
             biid, bseq = iid, iseq
@@ -525,16 +524,16 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
         else:
             heads.append((f"witness {w.name}", latest))
     newest_head = 0
-    for where_, h in heads:
-        if h.log_id != lid or not h.verify(public_key):
-            f.add(f"{where_}: tree head {h.tree_size} is not signed by this centre's key")
+    for where_, th in heads:
+        if th.log_id != lid or not th.verify(public_key):
+            f.add(f"{where_}: tree head {th.tree_size} is not signed by this centre's key")
             continue
-        newest_head = max(newest_head, h.tree_size)
-        if h.tree_size > tree.size:
-            f.add(f"{where_} signed {h.tree_size} events but the log holds {tree.size}: "
+        newest_head = max(newest_head, th.tree_size)
+        if th.tree_size > tree.size:
+            f.add(f"{where_} signed {th.tree_size} events but the log holds {tree.size}: "
                   "sealed events were cut off")
-        elif tree.root(h.tree_size).hex() != h.root_hash:
-            f.add(f"{where_}: the log does not give the signed root at size {h.tree_size}: "
+        elif tree.root(th.tree_size).hex() != th.root_hash:
+            f.add(f"{where_}: the log does not give the signed root at size {th.tree_size}: "
                   "sealed events were removed, changed, reordered or re-forged")
     if tree.size > newest_head:
         f.add(f"leaves {newest_head}..{tree.size - 1} are not covered by any signed tree head")
@@ -544,7 +543,7 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
 
     lap("heads")
     # 2. per-incident numbering 1..N, and the incident's own count.
-    counts = dict(session.execute(text(
+    counts: dict[int, int] = dict(session.execute(text(
         "SELECT id, event_count FROM incidents" + ("" if incident_id is None else
                                                     " WHERE id = :i")), params or {}).all())
     for iid in sorted(next_seq):
@@ -598,13 +597,13 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             if iid not in newest:
                 f.add(f"incident {iid} has no events: it was inserted outside the record", iid)
                 continue
-            state = recorded_state(iid)
-            if state is None:
-                warnings.append(f"incident {iid}: its newest event predates recorded state")
+            kept = recorded_state(iid)
+            if kept is None:
+                warnings.append(f"incident {iid}: its newest event predates kept state")
                 continue
-            if state.get("incidents"):
-                refs.setdefault(iid, str(state["incidents"][0].get("reference")))
-            _diff_state(f, iid, state, have)
+            if kept.get("incidents"):
+                refs.setdefault(iid, str(kept["incidents"][0].get("reference")))
+            _diff_state(f, iid, kept, have)
     lap("projection")
     # 4. reference numbers.
     if incident_id is None:
