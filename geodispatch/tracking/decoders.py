@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 import orjson
@@ -245,6 +245,31 @@ def decode_native(payload: bytes | str, *, device: str, received_at: datetime) -
     return out
 
 
+R = TypeVar("R", bound=Report)
+
+
+def _members(items: Sequence[Any], decode: Callable[[Any], Sequence[R]]) -> list[R | Rejected]:
+    """Decode each member of a batch; a bad member comes back as ``Rejected`` in its place.
+
+    Every report and rejection carries the member's index as ``msg``. A batch of more than
+    :data:`MAX_BATCH_ITEMS` members is refused whole.
+    """
+    if len(items) > MAX_BATCH_ITEMS:
+        raise Rejected(BAD_VALUE, f"batch of {len(items)} items (max {MAX_BATCH_ITEMS})")
+    out: list[R | Rejected] = []
+    for i, item in enumerate(items):
+        try:
+            reports = decode(item)
+        except Rejected as exc:
+            exc.msg = i
+            out.append(exc)
+            continue
+        for r in reports:
+            r.msg = i
+            out.append(r)
+    return out
+
+
 def decode_native_items(
     payload: bytes | str, *, device: str, received_at: datetime
 ) -> list[PositionReport | Rejected]:
@@ -254,22 +279,11 @@ def decode_native_items(
     if isinstance(data, list):
         if not data:
             raise Rejected(MISSING_FIELD, "empty batch")
-        if len(data) > MAX_BATCH_ITEMS:
-            raise Rejected(BAD_VALUE, f"batch of {len(data)} items (max {MAX_BATCH_ITEMS})")
         raw: list[Any] = data
     else:
         raw = [data]
-    out: list[PositionReport | Rejected] = []
-    for i, item in enumerate(raw):
-        try:
-            r = decode_native_item(item, device=device, received_at=received_at)
-        except Rejected as exc:
-            exc.msg = i
-            out.append(exc)
-            continue
-        r.msg = i
-        out.append(r)
-    return out
+    return _members(raw, lambda item: [
+        decode_native_item(item, device=device, received_at=received_at)])
 
 
 def decode_status(payload: bytes | str, *, device: str, received_at: datetime) -> StatusReport:
@@ -322,20 +336,8 @@ def owntracks_items(data: Any, *, device: str, received_at: datetime) -> list[Re
     """:func:`decode_owntracks_items` of already parsed JSON."""
     if not isinstance(data, list):
         return list(_owntracks_message(data, device=device, received_at=received_at))
-    if len(data) > MAX_BATCH_ITEMS:
-        raise Rejected(BAD_VALUE, f"batch of {len(data)} items (max {MAX_BATCH_ITEMS})")
-    out: list[Report | Rejected] = []
-    for i, item in enumerate(data):
-        try:
-            reports = _owntracks_message(item, device=device, received_at=received_at)
-        except Rejected as exc:
-            exc.msg = i
-            out.append(exc)
-            continue
-        for r in reports:
-            r.msg = i
-            out.append(r)
-    return out
+    return _members(data, lambda item: _owntracks_message(item, device=device,
+                                                          received_at=received_at))
 
 
 def _owntracks_message(data: Any, *, device: str, received_at: datetime) -> list[Report]:
@@ -504,19 +506,8 @@ def decode_osmand_json_items(
     locations = loc if isinstance(loc, list) else [loc]
     if not locations:
         raise Rejected(MISSING_FIELD, "location is an empty list")
-    if len(locations) > MAX_BATCH_ITEMS:
-        raise Rejected(BAD_VALUE, f"batch of {len(locations)} items (max {MAX_BATCH_ITEMS})")
-    out: list[PositionReport | Rejected] = []
-    for i, x in enumerate(locations):
-        try:
-            r = _osmand_location(x, device=device, received_at=received_at)
-        except Rejected as exc:
-            exc.msg = i
-            out.append(exc)
-            continue
-        r.msg = i
-        out.append(r)
-    return out
+    return _members(locations, lambda x: [
+        _osmand_location(x, device=device, received_at=received_at)])
 
 
 # --- GPX -------------------------------------------------------------------------------------
