@@ -627,9 +627,7 @@ def build_log(s: Settings, n_events: int, seed: int) -> float:
     on from the last whole block when it is started again.
     """
     from geodispatch.incidents.record import append_many
-    from geodispatch.ledger.sequencer import Sequencer
-    from geodispatch.ledger.service import public_key, witnesses
-    from geodispatch.ledger.signing import load_private_key
+    from geodispatch.ledger.service import centre_sequencer
 
     t0 = time.perf_counter()
     target = _log_target(s, n_events)
@@ -658,8 +656,7 @@ def build_log(s: Settings, n_events: int, seed: int) -> float:
         made = int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
     if resume:
         log(f"  resuming after {made:,} incidents")
-    seq = Sequencer(eng, load_private_key(s.resolved_log_signing_key),
-                    witnesses(s, public_key(s)), batch_max=s.log_seal_batch)
+    seq = centre_sequencer(s, eng)
     seq.open()
     seq.drain()  # whatever a cut-short run committed but did not seal
     n_incidents = -(-n_events // EVENTS_PER_INCIDENT)

@@ -126,12 +126,9 @@ def _rolled_back_session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def sequencer(settings: Settings, admin_engine: Engine) -> Iterator[object]:
     """The log's sequencer for this test session (``.drain()`` seals what is queued)."""
-    from geodispatch.ledger.sequencer import Sequencer
-    from geodispatch.ledger.service import public_key, witnesses
-    from geodispatch.ledger.signing import load_private_key
+    from geodispatch.ledger.service import centre_sequencer
 
-    seq = Sequencer(admin_engine, load_private_key(settings.resolved_log_signing_key),
-                    witnesses(settings, public_key(settings)))
+    seq = centre_sequencer(settings, admin_engine)
     seq.open()
     yield seq
     seq.close()

@@ -26,15 +26,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _sequence(args: argparse.Namespace) -> int:
     from geodispatch.db import admin_engine
-    from geodispatch.ledger.sequencer import Sequencer
-    from geodispatch.ledger.service import public_key, witnesses
-    from geodispatch.ledger.signing import load_private_key
+    from geodispatch.ledger.service import centre_sequencer
     from geodispatch.settings import get_settings
 
     s = get_settings()
-    key = load_private_key(s.resolved_log_signing_key)
     engine = admin_engine(s)
-    seq = Sequencer(engine, key, witnesses(s, public_key(s)), batch_max=s.log_seal_batch)
+    seq = centre_sequencer(s, engine)
     seq.open()
     try:
         if args.once:

@@ -6,14 +6,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import ConfigurationError, NotFound
 from geodispatch.ledger.merkle import MerkleTree
 from geodispatch.ledger.offline import event_line, header_line
-from geodispatch.ledger.sequencer import load_tree, stored_heads
-from geodispatch.ledger.signing import SigningKeyError, TreeHead, load_public_key, log_id
+from geodispatch.ledger.sequencer import Sequencer, load_tree, stored_heads
+from geodispatch.ledger.signing import (
+    SigningKeyError,
+    TreeHead,
+    load_private_key,
+    load_public_key,
+    log_id,
+)
 from geodispatch.ledger.witness import FileWitness, HttpWitness, Witness
 from geodispatch.settings import Settings
 
@@ -91,3 +97,10 @@ def export_lines(*, session: Session, key: Ed25519PublicKey, incident_id: int | 
             "WHERE l.seq < :n AND e.incident_id = :i ORDER BY l.seq"),
             {"n": size, "i": incident_id}):
         yield event_line(int(seq), bytes(body), tree.inclusion_proof(int(seq), size))
+
+
+def centre_sequencer(settings: Settings, engine: Engine) -> Sequencer:
+    """The centre's sequencer: its signing key, every configured witness, the configured batch
+    size. ``engine`` is the schema owner's (the sequencer writes the log tables)."""
+    return Sequencer(engine, load_private_key(settings.resolved_log_signing_key),
+                     witnesses(settings, public_key(settings)), batch_max=settings.log_seal_batch)

@@ -35,7 +35,13 @@ from geodispatch.incidents.service import register_incident
 from geodispatch.incidents.verify import RecordReport, verify_record
 from geodispatch.ledger.offline import verify_export
 from geodispatch.ledger.sequencer import LogInconsistent, Sequencer
-from geodispatch.ledger.service import export_lines, inclusion, public_key, witnesses
+from geodispatch.ledger.service import (
+    centre_sequencer,
+    export_lines,
+    inclusion,
+    public_key,
+    witnesses,
+)
 from geodispatch.ledger.signing import generate_keypair, load_private_key
 from geodispatch.migrate import upgrade
 from geodispatch.settings import Settings
@@ -62,8 +68,7 @@ class RecordDB:
                                  witnesses=witnesses(self.settings, key), incident_id=iid)
 
     def sequencer(self) -> Sequencer:
-        key = load_private_key(self.settings.resolved_log_signing_key)
-        return Sequencer(self.admin, key, witnesses(self.settings, public_key(self.settings)))
+        return centre_sequencer(self.settings, self.admin)
 
     def seal(self) -> int:
         seq = self.sequencer()
