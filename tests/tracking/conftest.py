@@ -129,6 +129,17 @@ def publisher(settings: Settings, *, username: str | None = None,
     return client
 
 
+def connect_device(settings: Settings, device: str, token: str) -> Any:
+    """A device's connected MQTT client. The broker rereads its password file on SIGHUP,
+    asynchronously, so a just-created login is retried briefly."""
+    for _ in range(50):
+        try:
+            return publisher(settings, username=device, password=token)
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+    raise AssertionError(f"device {device} cannot connect")
+
+
 def wait_for(predicate: Any, timeout: float = 30.0, step: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from geodispatch.tracking.models import Unit
 from geodispatch.tracking.service import authenticate_device, create_unit, deactivate_unit
 from tests.helpers import free_port, running_server
 from tests.tracking.conftest import (
+    connect_device,
     count_positions,
     drops,
     mqtt_settings,
@@ -77,15 +78,6 @@ def test_device_id_cannot_take_an_owntracks_user(db: Session, settings: Settings
                     settings=settings)
 
 
-def _connect(settings: Settings, device: str, token: str) -> Any:
-    for _ in range(50):
-        try:
-            return publisher(settings, username=device, password=token)
-        except ConnectionRefusedError:
-            time.sleep(0.1)
-    raise AssertionError(f"device {device} cannot connect")
-
-
 def _connect_refused_at(settings: Settings, device: str, token: str) -> float | None:
     """``time.monotonic()`` when the broker refused a connect with these credentials (a refusing
     CONNACK, or the connection closed before any), None when it accepted or never answered."""
@@ -122,7 +114,7 @@ def test_deactivated_unit_is_refused_within_a_second(settings: Settings, engine:
     now = int(time.time()) - 60
     app = create_app(settings.model_copy(update={"serve_ingest": False}))
     with running_worker(s), running_server(app) as base:
-        crew = _connect(s, device, token)
+        crew = connect_device(s, device, token)
         dropped = threading.Event()
         crew.on_disconnect = lambda *_a: dropped.set()
         crew.publish(topic, orjson.dumps({"lat": 50.45, "lon": 30.52, "t": now}),

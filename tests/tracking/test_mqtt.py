@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from geodispatch.settings import Settings
 from geodispatch.tracking.mqtt import publish_assignment
 from tests.tracking.conftest import (
+    connect_device,
     count_positions,
     drops,
     mqtt_settings,
@@ -21,16 +22,6 @@ from tests.tracking.conftest import (
     running_worker,
     wait_for,
 )
-
-
-def _connect_device(settings: Settings, device: str, token: str) -> Any:
-    # The broker rereads its password file on SIGHUP, asynchronously: retry briefly.
-    for _ in range(50):
-        try:
-            return publisher(settings, username=device, password=token)
-        except ConnectionRefusedError:
-            time.sleep(0.1)
-    raise AssertionError(f"device {device} cannot connect")
 
 
 def _publish(client: Any, topic: str, payload: bytes) -> None:
@@ -51,7 +42,7 @@ def test_native_and_owntracks_stored(settings: Settings, engine: Engine, new_uni
     uid, device, token = new_unit("mq")
     now = int(time.time())
     with running_worker(s):
-        pub = _connect_device(s, device, token)
+        pub = connect_device(s, device, token)
         one = {"lat": 50.45, "lon": 30.52, "t": now - 20, "speed": 10, "batt": 80}
         batch = [{"lat": 50.4501, "lon": 30.52, "t": now - 15},
                  {"lat": 50.4502, "lon": 30.52, "t": (now - 10) * 1000}]
@@ -74,7 +65,7 @@ def test_unit_cannot_publish_as_another(settings: Settings, engine: Engine,
     b_id, b_dev, _ = new_unit("acl")
     now = int(time.time())
     with running_worker(s):
-        mallory = _connect_device(s, a_dev, a_tok)
+        mallory = connect_device(s, a_dev, a_tok)
         fake = {"lat": 50.0, "lon": 30.0, "t": now - 3}
         mallory.publish(f"geodispatch/units/{b_dev}/position", orjson.dumps(fake), qos=1)
         mallory.publish(f"owntracks/{b_dev}/phone", orjson.dumps(
@@ -83,7 +74,7 @@ def test_unit_cannot_publish_as_another(settings: Settings, engine: Engine,
         time.sleep(1.0)
         mallory.loop_stop()
         mallory.disconnect()
-        honest = _connect_device(s, a_dev, a_tok)
+        honest = connect_device(s, a_dev, a_tok)
         own = {"lat": 50.0, "lon": 30.0, "t": now - 1}
         _publish(honest, f"geodispatch/units/{a_dev}/position", orjson.dumps(own))
         # The honest fix was published after the forged ones: once it is stored, they would
@@ -104,7 +95,7 @@ def test_assignment_retained_for_own_device_only(settings: Settings, new_unit: A
     got: dict[str, list[bytes]] = {a_dev: [], b_dev: []}
     clients = []
     for dev, tok in ((a_dev, a_tok), (b_dev, b_tok)):
-        c = _connect_device(settings, dev, tok)
+        c = connect_device(settings, dev, tok)
         c.on_message = lambda _c, _u, m, dev=dev: got[dev].append(m.payload)
         c.subscribe(f"geodispatch/units/{a_dev}/assignment", qos=1)
         clients.append(c)
@@ -133,7 +124,7 @@ def test_status_messages_reach_the_workflow(settings: Settings, engine: Engine,
 
     before = drops(engine).get("status_rejected", 0)
     with running_worker(s, status_handler=handler):
-        pub = _connect_device(s, device, token)
+        pub = connect_device(s, device, token)
         pub.publish(f"geodispatch/units/{device}/status", b"bogus", qos=1)
         pub.publish(f"geodispatch/units/{device}/status", b'{"status":"en_route"}', qos=1)
         assert done.wait(10)
@@ -160,7 +151,7 @@ def test_acknowledged_assignment_is_cleared(settings: Settings, new_unit: Any) -
 
     with running_worker(s):
         publish_assignment(server, device, {"id": 7, "incident": "KV-1"}).wait_for_publish()
-        crew = _connect_device(s, device, token)
+        crew = connect_device(s, device, token)
         time.sleep(0.3)
         crew.publish(f"geodispatch/units/{device}/assignment/ack", b'{"id": 6}', qos=1)
         time.sleep(0.5)
