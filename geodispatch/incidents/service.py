@@ -244,7 +244,8 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
         if existing is None:
             raise Conflict("registration collided and the other attempt vanished") from None
         return existing, False
-    if is_e164(phone) and not data.sms_opt_out:
+    if phone and not data.sms_opt_out:
+        # (enqueue_sms itself skips a number that is not a valid E.164 one)
         from geodispatch.notify.outbox import enqueue_sms
 
         enqueue_sms(session=session, incident=incident, template="registered",

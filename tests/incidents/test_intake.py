@@ -247,3 +247,13 @@ def test_a_change_after_the_last_event_is_recorded_at_commit(
     n = db.execute(text("SELECT count(*) FROM incident_events WHERE incident_id = :i"),
                    {"i": inc.id}).scalar()
     assert n == 2
+
+
+def test_a_number_that_is_not_a_phone_gets_no_sms(db: Session) -> None:
+    """The number is kept as typed for the call-taker, but no SMS is queued to it."""
+    inc = register_incident(session=db, data=IncidentCreate(
+        description="caller gave a short number", caller_phone="12"), actor="ct")
+    assert inc.caller_phone == "12"
+    n = db.execute(text("SELECT count(*) FROM sms_outbox WHERE incident_id = :i"),
+                   {"i": inc.id}).scalar()
+    assert n == 0
