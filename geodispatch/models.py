@@ -3,6 +3,13 @@
 from geodispatch.analytics.models import ResponseInterval
 from geodispatch.db import Base
 from geodispatch.dispatch.models import Assignment
+from geodispatch.federation.models import (
+    FederationCentre,
+    FederationEvent,
+    FederationHead,
+    FederationNotification,
+    FederationRefusal,
+)
 from geodispatch.incidents.models import Incident, IncidentEvent, ReferenceCounter
 from geodispatch.ledger.models import LogLeaf, LogPending, TreeHeadRecord
 from geodispatch.notify.models import SmsMessage, SmsOptOut
@@ -14,6 +21,11 @@ from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
 __all__ = [
     "Assignment",
     "Base",
+    "FederationCentre",
+    "FederationEvent",
+    "FederationHead",
+    "FederationNotification",
+    "FederationRefusal",
     "Incident",
     "IncidentEvent",
     "IngestDrop",

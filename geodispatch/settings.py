@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="Runtime state: broker config, built graphs, log keys and tree heads, SMS log.",
     )
 
+    standards_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "standards",
+        description="Folder of the official standards read at run time (NENA EIDO schema, APCO "
+        "disposition codes); never copied into the repository.",
+    )
+
     # --- MQTT --------------------------------------------------------------------------------
     mqtt_url: str = Field(
         "mqtt://geodispatch-server:geodispatch-server@127.0.0.1:18830",
@@ -173,6 +179,26 @@ class Settings(BaseSettings):
         0.25, description="How often the sequencer seals queued events into a signed tree head.")
     log_seal_batch: int = Field(5000, description="Most events sealed in one tree head.")
 
+    # --- federation (regional centres -> national centre) -----------------------------------
+    federation_centre: str = Field(
+        "", description="This centre's code in EIDO documents and the national registry "
+        "(issuingElementIdentification); empty = default_region.")
+    federation_poll_s: float = Field(
+        0.05, description="How often the EIDO notifier looks for a newer signed tree head.")
+    federation_max_expires_s: int = Field(
+        86400, description="Longest subscription the EIDO notifier grants (seconds).")
+    federation_subscriber_keys: list[Path] = Field(
+        default_factory=list, description="Public keys (PEM) of the centres allowed to subscribe "
+        "to this centre's EIDO feed and to dereference its incidents; JSON list in the "
+        "environment. Empty = nobody.")
+    federation_subscribe: bool = Field(
+        False, description="`serve` runs the national subscriber: one live EIDO subscription "
+        "per registered regional centre with a URL.")
+    federation_reconnect_max_s: float = Field(
+        5.0, description="Longest wait of the national subscriber between reconnections.")
+    federation_auth_max_skew_s: float = Field(
+        300.0, description="A subscriber's signed credential older or newer than this is refused.")
+
     # --- analytics ---------------------------------------------------------------------------
     analytics_timezone: str = Field(
         "Europe/Kyiv", description="IANA time zone of the hour-of-day and day-of-week analytics."
@@ -190,6 +216,10 @@ class Settings(BaseSettings):
         if self.jwt_secret:
             return self.jwt_secret
         return _secret_file(self.var_dir / "jwt.secret")
+
+    @property
+    def resolved_federation_centre(self) -> str:
+        return self.federation_centre or self.default_region
 
     @property
     def resolved_graph_path(self) -> Path:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.security import ADMIN, ANALYST, NATIONAL, SUPERVISOR, Principal
 from geodispatch.errors import NotFound
-from geodispatch.federation.service import export_incidents, import_many
+from geodispatch.federation.service import export_incidents, import_documents
 
 router = APIRouter(prefix="/api/federation", tags=["federation"])
 
@@ -28,21 +28,21 @@ Admin = Annotated[Principal, Depends(require_roles(ADMIN))]
 def export_list(
     session: SessionDep,
     principal: Exporter,
+    settings: SettingsDep,
     region: str | None = None,
     since: datetime | None = None,
-    system: str = "geodispatch",
 ) -> list[dict[str, Any]]:
     return export_incidents(
-        session=session, region=principal.scope(region), since=since, system=system
+        session=session, settings=settings, region=principal.scope(region), since=since
     )
 
 
 @router.get("/eido/{reference}", summary="One incident as NENA EIDO JSON")
 def export_one(
-    session: SessionDep, principal: Exporter, reference: str, system: str = "geodispatch"
+    session: SessionDep, principal: Exporter, settings: SettingsDep, reference: str
 ) -> dict[str, Any]:
     docs = export_incidents(
-        session=session, region=principal.scope(None), references=[reference], system=system
+        session=session, settings=settings, region=principal.scope(None), references=[reference]
     )
     if not docs:
         raise NotFound(f"incident {reference}")
@@ -54,8 +54,8 @@ def import_docs(
     session: SessionDep,
     settings: SettingsDep,
     principal: Admin,
-    body: Annotated[dict[str, Any] | list[dict[str, Any]], Body()],
+    body: Annotated[dict[str, Any] | list[Any], Body()],
 ) -> list[dict[str, Any]]:
     docs = body if isinstance(body, list) else [body]
-    results = import_many(session=session, docs=docs, settings=settings)
-    return [r.__dict__ for r in results]
+    results = import_documents(session=session, docs=docs, settings=settings)
+    return [r.as_dict() for r in results]

@@ -6,18 +6,21 @@ test's rolled-back transaction (requests are sequential).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from geodispatch.api import errors
 from geodispatch.api.deps import get_session
+from geodispatch.db import session_factory, transaction
 from geodispatch.federation.views import router
 from geodispatch.settings import Settings
-from tests.federation.conftest import insert_raw_event
+from tests.federation.conftest import insert_incident, insert_raw_event
 from tests.helpers import account_check, bearer, running_server
 
 
@@ -41,13 +44,15 @@ def _auth(settings: Settings, role: str, region: str | None) -> dict[str, str]:
     return bearer(role, region)
 
 
-def test_export_scoped(client: httpx.Client, settings: Settings, db: Session,
-                       make_incident: Callable[..., tuple[int, str]]) -> None:
+def test_export_scoped(client: httpx.Client, settings: Settings, engine: Engine,
+                       sequencer: Any) -> None:
     """An ADX supervisor gets ADX incidents only; KV is refused; national sees both."""
-    a, a_ref = make_incident(region="ADX")
-    k, k_ref = make_incident(region="KV")
-    insert_raw_event(db, a, "registered", 0)
-    insert_raw_event(db, k, "registered", 0)
+    with transaction(session_factory(engine)) as s:
+        a, a_ref = insert_incident(s, region="ADX")
+        k, k_ref = insert_incident(s, region="KV")
+        insert_raw_event(s, a, "registered", 0)
+        insert_raw_event(s, k, "registered", 0)
+    sequencer.drain()
     sup = _auth(settings, "supervisor", "ADX")
     refs = [d["incidentComponent"]["internalIncidentId"]
             for d in client.get("/api/federation/eido", headers=sup).json()]
