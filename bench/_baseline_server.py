@@ -4,9 +4,11 @@
 single-lock chain". It is not a benchmark itself (``make bench`` skips ``bench/_*.py``) and
 nothing in the ``geodispatch`` package knows about it.
 
-Before the application is imported, :func:`geodispatch.incidents.record.append_event` is
-wrapped so that every transaction that appends an event does what the hash chain of
-``geodispatch/incidents/chain.py`` (before issue 12) did, in the same place:
+Before the application is imported, :func:`geodispatch.incidents.record.prepare_event` and
+:func:`~geodispatch.incidents.record.write_event` (every append goes through both) are wrapped so
+that every transaction that appends an event does what the hash chain of
+``geodispatch/incidents/chain.py`` (before issue 12) did, in the same place, and registration
+takes its reference number before writing its event, as it did then:
 
 1. ``SELECT pg_advisory_xact_lock(0x6764_6368_6169_6E)``: the old chain's one global lock (same
    key), taken at the transaction's first append and held until it commits or rolls back;
@@ -45,15 +47,21 @@ CREATE_SQL = (f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, "
               "event_id bigint NOT NULL UNIQUE, prev_hash char(64) NOT NULL, "
               "hash char(64) NOT NULL UNIQUE)")
 
-_unwrapped = record.append_event
+_unwrapped_prepare = record.prepare_event
+_unwrapped_write = record.write_event
 
 
-def append_event_single_lock(*, session: Session, **kwargs: Any) -> int:
-    """``append_event`` behind the old design's global lock and hash link (see module doc)."""
+def prepare_event_single_lock(*, session: Session, **kwargs: Any) -> record.PendingEvent:
+    """``prepare_event`` behind the old design's global lock (see module doc)."""
     session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
+    return _unwrapped_prepare(session=session, **kwargs)
+
+
+def write_event_linked(*, session: Session, **kwargs: Any) -> int:
+    """``write_event`` followed by the old chain's hash link (see module doc)."""
     prev = session.execute(
         text(f"SELECT hash FROM {TABLE} ORDER BY id DESC LIMIT 1")).scalar() or GENESIS
-    event_id = _unwrapped(session=session, **kwargs)
+    event_id = _unwrapped_write(session=session, **kwargs)
     session.execute(text(
         f"INSERT INTO {TABLE} (event_id, prev_hash, hash) SELECT id, CAST(:p AS text), "
         "encode(sha256(convert_to(CAST(:p AS text), 'UTF8') || body), 'hex') "
@@ -61,17 +69,37 @@ def append_event_single_lock(*, session: Session, **kwargs: Any) -> int:
     return event_id
 
 
+def number_then_write(*, session: Session, incident: Any, event: record.PendingEvent,
+                      year: int) -> None:
+    """Registration as before issue 12: the reference number, then the event, under the lock."""
+    from geodispatch.incidents.service import next_reference
+
+    placeholder = incident.reference
+    number = next_reference(session=session, region=incident.region, year=year)
+    event.set_incident(session, reference=number)
+    event.data["reference"] = number
+    record.write_event(session=session, pending=event)
+    session.execute(text("UPDATE sms_outbox SET body = replace(body, :p, :n) "
+                         "WHERE incident_id = :i"),
+                    {"p": placeholder, "n": number, "i": incident.id})
+
+
 def _install() -> None:
-    record.append_event = append_event_single_lock  # type: ignore[assignment]
-    # Import everything the server imports, then make sure nobody kept the unwrapped function.
+    record.prepare_event = prepare_event_single_lock  # type: ignore[assignment]
+    record.write_event = write_event_linked  # type: ignore[assignment]
+    # Import everything the server imports, then make sure nobody kept an unwrapped function.
     import geodispatch.api.app  # noqa: F401
+    import geodispatch.incidents.service as service
     import geodispatch.models  # noqa: F401
 
+    service._number = number_then_write  # type: ignore[assignment]
+    unwrapped = (_unwrapped_prepare, _unwrapped_write)
     stale = sorted(name for name, mod in list(sys.modules.items())
-                   if name.startswith("geodispatch")
-                   and getattr(mod, "append_event", None) is _unwrapped)
+                   if name.startswith("geodispatch") and name != "geodispatch.incidents.record"
+                   and any(getattr(mod, f, None) in unwrapped
+                           for f in ("prepare_event", "write_event")))
     if stale:
-        sys.exit(f"baseline: {', '.join(stale)} still bind the unwrapped append_event")
+        sys.exit(f"baseline: {', '.join(stale)} still bind an unwrapped event writer")
 
 
 def main() -> int:

@@ -29,13 +29,14 @@ import math
 import os
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import rfc8785
 from geoalchemy2.elements import WKBElement
-from sqlalchemy import Table, event, insert, select, text
+from sqlalchemy import Table, event, insert, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -165,6 +166,85 @@ def event_body(*, incident_id: int, incident_seq: int, kind: str, actor: str, at
                           "at": iso_utc(at), "data": data, "state": state})
 
 
+@dataclass
+class PendingEvent:
+    """An event whose incident state is projected but which is not written yet.
+
+    :func:`prepare_event` takes the incident's next ``incident_seq`` and projects its rows;
+    :func:`write_event` builds the canonical body and inserts it. Between the two a caller may
+    fill in incident columns it writes last with :meth:`set_incident` (registration takes the
+    region's reference number there, so the counter row is locked only for the last few writes
+    before the commit).
+    """
+
+    incident_id: int
+    incident_seq: int
+    kind: str
+    actor: str
+    at: datetime
+    data: dict[str, Any]
+    state: dict[str, Any]
+
+    def set_incident(self, session: Session, **columns: Any) -> None:
+        """Write ``columns`` of the incident row now and put them into the event's state."""
+        session.execute(update(Incident).where(Incident.id == self.incident_id)
+                        .values(**columns).execution_options(synchronize_session=False))
+        cached = session.identity_map.get(identity_key(Incident, self.incident_id))
+        row = self.state["incidents"][0]
+        for name, value in columns.items():
+            if cached is not None:
+                set_committed_value(cached, name, value)
+            v = json_value(value)
+            row[name] = sealed_value("incidents", name, row.get("id"), v) \
+                if ("incidents", name) in SEALED_COLUMNS else v
+
+
+def prepare_event(*, session: Session, incident_id: int, kind: str, actor: str,
+                  data: Mapping[str, Any] | None = None, at: datetime | None = None
+                  ) -> PendingEvent:
+    """Number the incident's next event and project its rows (see :func:`append_event`)."""
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    payload = normalise(dict(data or {}))
+    session.flush()
+    seq = session.execute(
+        text("UPDATE incidents SET event_count = event_count + 1 WHERE id = :i "
+             "RETURNING event_count"), {"i": incident_id}
+    ).scalar()
+    if seq is None:
+        raise LookupError(f"incident {incident_id} does not exist")
+    cached = session.identity_map.get(identity_key(Incident, incident_id))
+    if cached is not None:
+        set_committed_value(cached, "event_count", int(seq))
+    state = project(session, [incident_id])[incident_id]
+    return PendingEvent(incident_id=incident_id, incident_seq=int(seq), kind=kind, actor=actor,
+                        at=when, data=payload, state=state)
+
+
+def write_event(*, session: Session, pending: PendingEvent,
+                data: Mapping[str, Any] | None = None) -> int:
+    """Insert a prepared event (``data`` adds to what it says) and return its id."""
+    payload = {**pending.data, **normalise(dict(data or {}))}
+    body = event_body(incident_id=pending.incident_id, incident_seq=pending.incident_seq,
+                      kind=pending.kind, actor=pending.actor, at=pending.at, data=payload,
+                      state=pending.state)
+    event_id = session.execute(
+        insert(IncidentEvent).values(incident_id=pending.incident_id,
+                                     incident_seq=pending.incident_seq, kind=pending.kind,
+                                     actor=pending.actor, at=pending.at, data=payload, body=body)
+        .returning(IncidentEvent.id)
+    ).scalar_one()
+    note_written(session, pending)
+    return int(event_id)
+
+
+def note_written(session: Session, pending: PendingEvent) -> None:
+    """Tell the commit-time safety net that ``pending`` is written with the state it holds."""
+    session.info.setdefault(_INFO_STATE, {})[pending.incident_id] = (pending.state, pending.actor)
+    # Everything flushed so far is in this snapshot: the commit-time check only needs to look
+    # again at this incident if its rows change after this point.
+    session.info.get(_INFO_TOUCHED, set()).discard(pending.incident_id)
+
+
 def append_event(*, session: Session, incident_id: int, kind: str, actor: str,
                  data: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
     """Append one event to the incident's record (flushes; the caller commits).
@@ -188,31 +268,8 @@ def append_event(*, session: Session, incident_id: int, kind: str, actor: str,
     int
         The stored event's id.
     """
-    when = (at or datetime.now(UTC)).astimezone(UTC)
-    payload = normalise(dict(data or {}))
-    session.flush()
-    seq = session.execute(
-        text("UPDATE incidents SET event_count = event_count + 1 WHERE id = :i "
-             "RETURNING event_count"), {"i": incident_id}
-    ).scalar()
-    if seq is None:
-        raise LookupError(f"incident {incident_id} does not exist")
-    cached = session.identity_map.get(identity_key(Incident, incident_id))
-    if cached is not None:
-        set_committed_value(cached, "event_count", int(seq))
-    state = project(session, [incident_id])[incident_id]
-    body = event_body(incident_id=incident_id, incident_seq=int(seq), kind=kind, actor=actor,
-                      at=when, data=payload, state=state)
-    event_id = session.execute(
-        insert(IncidentEvent).values(incident_id=incident_id, incident_seq=int(seq), kind=kind,
-                                     actor=actor, at=when, data=payload, body=body)
-        .returning(IncidentEvent.id)
-    ).scalar_one()
-    session.info.setdefault(_INFO_STATE, {})[incident_id] = (state, actor)
-    # Everything flushed so far is in this snapshot: the commit-time check only needs to look
-    # again at this incident if its rows change after this point.
-    session.info.get(_INFO_TOUCHED, set()).discard(incident_id)
-    return int(event_id)
+    return write_event(session=session, pending=prepare_event(
+        session=session, incident_id=incident_id, kind=kind, actor=actor, data=data, at=at))
 
 
 def append_many(*, session: Session, kind: str, actor: str,
@@ -231,7 +288,7 @@ def append_many(*, session: Session, kind: str, actor: str,
         raise ValueError("append_many takes each incident once")
     for start in range(0, len(items), 1000):
         chunk = items[start:start + 1000]
-        seqs = dict(session.execute(
+        seqs: dict[int, int] = dict(session.execute(
             text("UPDATE incidents SET event_count = event_count + 1 "
                  "WHERE id = ANY(:ids) RETURNING id, event_count"),
             {"ids": [i for i, _ in chunk]}).all())
@@ -289,6 +346,8 @@ def _note_touched(session: Session, _ctx: Any) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _seal_state(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release: the real commit looks at everything touched so far
     session.flush()
     # Only incidents whose rows the ORM changed after their last event (or that have no event
     # in this transaction) are projected again; an incident recorded by its last change costs

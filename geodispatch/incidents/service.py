@@ -1,15 +1,19 @@
 """Intake: register a call as an incident, resolve addresses, reclassify, read incidents.
 
 Registration is one short transaction: resolve the place (a point, or an address against the
-road names of the loaded OSM data), index it (H3 cell, zones), take the next gap-free reference
-number of the region, insert, append the ``registered`` event and queue the caller's SMS. It
-never routes and never talks to the SMS gateway, so it answers in milliseconds.
+road names of the loaded OSM data), index it (H3 cell, zones), insert, project the
+``registered`` event, and only then take the next gap-free reference number of the region (its
+counter row stays locked until the commit, so registrations in one region serialise on the last
+few writes only), write the event and queue the caller's SMS. It never routes and never talks to
+the SMS gateway, so it answers in milliseconds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +22,20 @@ import phonenumbers
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
-from geodispatch.incidents.record import append_event
+from geodispatch.incidents.record import (
+    PendingEvent,
+    append_event,
+    event_body,
+    note_written,
+    prepare_event,
+    write_event,
+)
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.settings import Settings, get_settings
 
@@ -31,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: The category of a call registered without one (or with one the table does not know).
 FALLBACK_CATEGORY = "other"
+#: Prefix of the placeholder reference an incident row holds inside its registering transaction
+#: until the real number is taken, just before the commit (never visible outside it).
+_PENDING = "~"
+_PLAIN = re.compile(r"[A-Za-z0-9-]+")
 
 _INTERSECTION = re.compile(r"\s*(?:&|/|\band\b|\bта\b|\bі\b|\bи\b|\bx\b|×)\s*", re.IGNORECASE)
 
@@ -124,6 +140,66 @@ def next_reference(*, session: Session, region: str, year: int) -> str:
     return f"{region}-{year}-{int(n):06d}"
 
 
+_NUMBER_SQL = text("""
+WITH n AS (
+    INSERT INTO reference_counters (region, year, last) VALUES (:region, :year, 1)
+    ON CONFLICT (region, year) DO UPDATE SET last = reference_counters.last + 1
+    RETURNING last),
+ref AS (SELECT :prefix || lpad(last::text, greatest(6, length(last::text)), '0') AS v FROM n),
+inc AS (UPDATE incidents SET reference = ref.v FROM ref
+        WHERE incidents.id = :incident_id RETURNING incidents.id),
+sms AS (UPDATE sms_outbox SET body = replace(body, :placeholder, ref.v) FROM ref
+        WHERE sms_outbox.incident_id = :incident_id RETURNING sms_outbox.id),
+ev AS (INSERT INTO incident_events (incident_id, incident_seq, kind, actor, at, data, body)
+       SELECT :incident_id, :seq, :kind, :actor, :at,
+              CAST(replace(:data, :placeholder, ref.v) AS jsonb),
+              convert_to(replace(convert_from(:body, 'UTF8'), :placeholder, ref.v), 'UTF8')
+       FROM ref RETURNING id)
+SELECT ref.v, ev.id, (SELECT count(*) FROM inc), (SELECT count(*) FROM sms) FROM ref, ev
+""")
+
+
+def _number(*, session: Session, incident: Incident, event: PendingEvent, year: int) -> None:
+    """Take the region's next reference number and write it and the ``registered`` event.
+
+    Everything else was written before: from the counter row's lock to the commit there is this
+    one statement. The event body and the queued SMS were made with the incident's placeholder
+    reference, which this statement replaces by the number in the same bytes. (In RFC 8785 a
+    string of letters, digits, ``-`` and ``~`` is written as it is, so the replaced body is the
+    canonical body the number would have given; a region code that JSON would escape takes the
+    slower path through :func:`next_reference`.)
+    """
+    prefix = f"{incident.region}-{year}-"
+    placeholder = incident.reference
+    event.data["reference"] = placeholder
+    if not _PLAIN.fullmatch(prefix):
+        number = next_reference(session=session, region=incident.region, year=year)
+        event.set_incident(session, reference=number)
+        event.data["reference"] = number
+        write_event(session=session, pending=event)
+        session.execute(text("UPDATE sms_outbox SET body = replace(body, :p, :n) "
+                             "WHERE incident_id = :i"),
+                        {"p": placeholder, "n": number, "i": incident.id})
+        return
+    session.flush()
+    body = event_body(incident_id=event.incident_id, incident_seq=event.incident_seq,
+                      kind=event.kind, actor=event.actor, at=event.at, data=event.data,
+                      state=event.state)
+    number, event_id, _, _ = session.execute(_NUMBER_SQL, {
+        "region": incident.region, "year": year, "prefix": prefix, "incident_id": incident.id,
+        "placeholder": placeholder, "seq": event.incident_seq, "kind": event.kind,
+        "actor": event.actor, "at": event.at, "data": json.dumps(event.data), "body": body,
+    }).one()
+    event.state["incidents"][0]["reference"] = number
+    event.data["reference"] = number
+    set_committed_value(incident, "reference", number)
+    for obj in list(session.identity_map.values()):  # the queued SMS, as the statement left it
+        if getattr(obj, "incident_id", None) == incident.id and hasattr(obj, "body") \
+                and isinstance(obj.body, str) and placeholder in obj.body:
+            set_committed_value(obj, "body", obj.body.replace(placeholder, number))
+    note_written(session, event)
+
+
 def _zones(p: LatLng, zone_index: Any, settings: Settings) -> tuple[str, int | None, int | None]:
     if zone_index is not None:
         ref = zone_index.lookup(p)
@@ -215,7 +291,7 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
     try:
         with session.begin_nested():
             incident = Incident(
-                reference=next_reference(session=session, region=region, year=received.year),
+                reference=_PENDING + secrets.token_hex(12),
                 idempotency_key=data.idempotency_key, region=region, received_at=received,
                 registered_at=now, caller_phone=phone, caller_lang=lang,
                 sms_opt_out=data.sms_opt_out, location=p.to_ewkt() if p else None,
@@ -227,16 +303,6 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
             )
             session.add(incident)
             session.flush()
-            append_event(session=session, incident_id=incident.id, kind="registered",
-                         actor=actor, at=now, data={
-                             "reference": incident.reference, "region": region,
-                             "received_at": received.isoformat(),
-                             "lat": p.lat if p else None, "lng": p.lng if p else None,
-                             "location_unknown": p is None, "warnings": warnings,
-                             "address": address, "description": data.description,
-                             "has_phone": phone is not None,
-                             "set": {"category": category.code, "priority": priority,
-                                     "status": "queued"}})
     except IntegrityError:
         if not data.idempotency_key:
             raise
@@ -244,12 +310,23 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
         if existing is None:
             raise Conflict("registration collided and the other attempt vanished") from None
         return existing, False
+    event = prepare_event(session=session, incident_id=incident.id, kind="registered",
+                          actor=actor, at=now, data={
+                              "region": region, "received_at": received.isoformat(),
+                              "lat": p.lat if p else None, "lng": p.lng if p else None,
+                              "location_unknown": p is None, "warnings": warnings,
+                              "address": address, "description": data.description,
+                              "has_phone": phone is not None,
+                              "set": {"category": category.code, "priority": priority,
+                                      "status": "queued"}})
     if phone and not data.sms_opt_out:
-        # (enqueue_sms itself skips a number that is not a valid E.164 one)
+        # (enqueue_sms itself skips a number that is not a valid E.164 one; the message says
+        # the placeholder until the number is taken below)
         from geodispatch.notify.outbox import enqueue_sms
 
         enqueue_sms(session=session, incident=incident, template="registered",
                     reference=incident.reference)
+    _number(session=session, incident=incident, event=event, year=received.year)
     return incident, True
 
 
