@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 DOMAIN_CLIS = (
     "geodispatch.tracking.cli",
     "geodispatch.routing.cli",
+    "geodispatch.geocoding.cli",
     "geodispatch.zones.cli",
     "geodispatch.federation.cli",
     "geodispatch.incidents.cli",

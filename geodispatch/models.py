@@ -10,6 +10,7 @@ from geodispatch.federation.models import (
     FederationNotification,
     FederationRefusal,
 )
+from geodispatch.geocoding.models import GeocodeFeature, GeocodeName, GeocodeStreet
 from geodispatch.incidents.models import Incident, IncidentEvent, ReferenceCounter
 from geodispatch.ledger.models import LogLeaf, LogPending, TreeHeadRecord
 from geodispatch.notify.models import SmsMessage, SmsOptOut
@@ -26,6 +27,9 @@ __all__ = [
     "FederationHead",
     "FederationNotification",
     "FederationRefusal",
+    "GeocodeFeature",
+    "GeocodeName",
+    "GeocodeStreet",
     "Incident",
     "IncidentEvent",
     "IngestDrop",

@@ -102,6 +102,29 @@ class Settings(BaseSettings):
         "Europe/Kyiv", description="Local time zone the time-of-day speed factors are written in."
     )
 
+    # --- geocoding ---------------------------------------------------------------------------
+    geocode_database: str | None = Field(
+        None, description="Nominatim's database on the same server (default "
+        "<database>_nominatim); `geocode import` builds it from the extract.")
+    geocode_nominatim_style: str = Field(
+        "full", description="Nominatim import style: `address` (addresses and streets only) or "
+        "`full` (also landmarks a caller may name).")
+    geocode_on_graph_import: bool = Field(
+        True, description="`graph import PATH` also imports the extract's addresses.")
+    geocode_street_cluster_m: float = Field(
+        1500.0, description="Same-named ways closer than this are one street (Web Mercator "
+        "metres: about 1.1 km at 40°, 0.9 km at 50°).")
+    geocode_house_street_max_m: float = Field(
+        1500.0, description="A house is tied to the nearest street of its addr:street name "
+        "within this distance; farther, it gets a street of its own.")
+    geocode_min_similarity: float = Field(
+        0.45, description="Least trigram word similarity for a typed street name to match.")
+    geocode_reverse_house_m: float = Field(
+        40.0, description="Reverse geocoding names a house within this distance, else the "
+        "nearest street.")
+    geocode_reverse_max_m: float = Field(
+        500.0, description="Reverse geocoding finds nothing farther than this from the point.")
+
     # --- zones -------------------------------------------------------------------------------
     h3_zone_res: int = Field(8, description="H3 resolution of zone cell sets.")
     h3_incident_res: int = Field(9, description="H3 resolution stored with every incident.")

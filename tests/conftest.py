@@ -158,3 +158,17 @@ def postgis_version(engine: Engine) -> str:
         v = conn.execute(text("SELECT postgis_lib_version()")).scalar()
     assert v, "PostGIS is not installed in the test database"
     return str(v)
+
+
+#: The extracts whose addresses the geocoding tests (and the API tests using it) import.
+GEOCODE_EXTRACTS = ("baltimore_downtown_2015.osm.pbf", "porto_centre_2020.osm.pbf",
+                    "moscow_north_part_2013.osm.gz")
+
+
+@pytest.fixture(scope="session")
+def address_index(settings: Settings, data_dir: Path, migrated: None) -> dict[str, object]:
+    """The address index of Baltimore, Porto and Moscow, built by the real import (Nominatim
+    into ``<test database>_nominatim``, reused while the files are unchanged), committed."""
+    from geodispatch.geocoding.cli import run_import
+
+    return run_import(settings, [data_dir / "osm" / n for n in GEOCODE_EXTRACTS])

@@ -72,7 +72,16 @@ class Incident(Base):
     location: Mapped[Any | None] = mapped_column(
         Geometry("POINT", srid=4326, spatial_index=False), nullable=True)
     h3: Mapped[int | None] = mapped_column(BigInteger)
+    #: The address as the call-taker typed it.
     address: Mapped[str | None] = mapped_column(Text)
+    #: What the geocoder made of it (or of the point): ``750, East Pratt Street``.
+    address_resolved: Mapped[str | None] = mapped_column(Text)
+    #: How exact ``location`` is: house, interpolated, street, area, intersection; None for a
+    #: point given as coordinates (map click, caller's handset) or no location.
+    location_precision: Mapped[str | None] = mapped_column(String(16))
+    #: Where ``location`` came from: ``coordinates``, ``house``, ``interpolation``,
+    #: ``street-near-hint`` ... (see :mod:`geodispatch.geocoding.service`).
+    location_method: Mapped[str | None] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(48))
     original_category: Mapped[str] = mapped_column(String(48))
     priority: Mapped[int] = mapped_column(Integer)
