@@ -10,7 +10,9 @@ It is restartable at any point: on start it rebuilds the tree from the stored le
 it against the newest head in the database and in every witness before sealing anything more. A
 log that no longer matches what was signed (rows removed, rewritten or re-forged) makes it refuse
 to seal, loudly, instead of signing over the damage. One instance runs at a time (a session-level
-advisory lock on the sequencer's own connection).
+advisory lock on the sequencer's own connection); every batch also checks that the stored log
+ends where its own tree does, so a sequencer that lost that lock (its connection killed, the
+database replaced) stops instead of sealing over another one's leaves.
 """
 
 from __future__ import annotations
@@ -150,6 +152,14 @@ class Sequencer:
             if not rows:
                 return None
             start = self.tree.size
+            stored = int(conn.execute(
+                text("SELECT coalesce(max(seq) + 1, 0) FROM log_leaves")).scalar_one())
+            if stored != start:
+                # Another writer sealed (this one lost its lock's connection, or the database
+                # was replaced under it): signing on from a stale tree would fork the log.
+                raise LogInconsistent(
+                    f"the log holds {stored} leaves but this sequencer's tree has {start}: "
+                    "another sequencer wrote to it; restart to rebuild the tree")
             hashes = [leaf_hash(bytes(r[1])) for r in rows]
             candidate = MerkleTree()
             candidate.levels = [list(level) for level in self.tree.levels]

@@ -503,6 +503,34 @@ def test_concurrent_writers_lose_nothing_and_the_log_verifies(record_db: RecordD
     assert shared[0] == shared[1] == 2001
 
 
+def test_a_sequencer_that_lost_its_lock_stops_instead_of_forking_the_log(record_db: RecordDB
+                                                                          ) -> None:
+    """Sequencer A's lock connection is killed; B takes over and seals; A must not seal on."""
+    a = record_db.sequencer()
+    a.open()
+    try:
+        a.drain()
+        assert a._lock_conn is not None
+        pid = a._lock_conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with record_db.admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with Session(record_db.app) as session:
+            append_event(session=session, incident_id=record_db.incidents["B"], kind="note",
+                         actor="ct1", data={"text": "sealed by B"})
+            session.commit()
+        assert record_db.seal() == 1  # B: a fresh sequencer, the lock was free again
+        with Session(record_db.app) as session:
+            append_event(session=session, incident_id=record_db.incidents["B"], kind="note",
+                         actor="ct1", data={"text": "A must not seal this"})
+            session.commit()
+        with pytest.raises(LogInconsistent, match="another sequencer"):
+            a.seal_once()
+    finally:
+        a._lock_conn = None  # its connection is gone
+    assert record_db.seal() == 1
+    assert record_db.verify().ok
+
+
 def test_truncated_and_reforged_log_is_refused_by_the_witness(record_db: RecordDB) -> None:
     """Runs last: commits a forged history, re-seals it with the centre's own key and code, and
     starts a fresh tree-head file on the centre's host. The witness elsewhere refuses it."""
