@@ -104,7 +104,8 @@ def apply_grants(conn: object, role: str) -> None:
     for table, revoke in (("incident_events", "UPDATE, DELETE, TRUNCATE"),
                           ("log_leaves", "INSERT, UPDATE, DELETE, TRUNCATE"),
                           ("tree_heads", "INSERT, UPDATE, DELETE, TRUNCATE"),
-                          ("log_pending", "INSERT, UPDATE, DELETE, TRUNCATE")):
+                          ("log_pending", "INSERT, UPDATE, DELETE, TRUNCATE"),
+                          ("log_nodes", "INSERT, UPDATE, DELETE, TRUNCATE")):
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             continue
         conn.execute(text(f"REVOKE {revoke} ON {table} FROM {q}"))

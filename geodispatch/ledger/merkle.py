@@ -88,6 +88,19 @@ class MerkleTree:
         for lh in leaf_hashes:
             self.append(lh)
 
+    def _node(self, level: int, index: int) -> bytes:
+        """The root of the perfect subtree ``index`` of ``level`` (a stored node)."""
+        return self.levels[level][index]
+
+    def new_nodes(self, since: MerkleTree) -> list[tuple[int, int, bytes]]:
+        """``(level, index, hash)`` of every interior node this tree has and ``since`` (a
+        prefix of it) has not."""
+        out = []
+        for level in range(1, len(self.levels)):
+            have = len(since.levels[level]) if level < len(since.levels) else 0
+            out.extend((level, i, h) for i, h in enumerate(self.levels[level][have:], have))
+        return out
+
     def _subtree(self, start: int, end: int) -> bytes:
         """Root of leaves ``[start, end)`` (``end <= size``), RFC 9162 MTH."""
         n = end - start
@@ -95,7 +108,7 @@ class MerkleTree:
             return EMPTY_ROOT
         # A perfect, aligned subtree is stored.
         if n & (n - 1) == 0 and start % n == 0:
-            return self.levels[n.bit_length() - 1][start // n]
+            return self._node(n.bit_length() - 1, start // n)
         k = _split(n)
         return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
 

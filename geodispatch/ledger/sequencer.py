@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from geodispatch.ledger.merkle import MerkleTree, leaf_hash
 from geodispatch.ledger.signing import TreeHead, log_id
@@ -61,6 +62,18 @@ def load_tree(conn: Connection) -> MerkleTree:
             raise LogInconsistent(f"leaf {tree.size} is missing (next stored leaf is {seq})")
         tree.append(bytes(lh))
     return tree
+
+
+def store_nodes(conn: Connection, nodes: Sequence[tuple[int, int, bytes]], *,
+                skip_existing: bool = False) -> None:
+    """Insert interior nodes ``(level, index, hash)`` into ``log_nodes``."""
+    tail = " ON CONFLICT DO NOTHING" if skip_existing else ""
+    for start in range(0, len(nodes), 50000):
+        chunk = nodes[start:start + 50000]
+        conn.execute(text(
+            "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest("
+            "CAST(:l AS smallint[]), CAST(:i AS bigint[]), CAST(:h AS bytea[]))" + tail),
+            {"l": [n[0] for n in chunk], "i": [n[1] for n in chunk], "h": [n[2] for n in chunk]})
 
 
 def stored_heads(conn: Connection) -> list[TreeHead]:
@@ -100,6 +113,11 @@ class Sequencer:
                 self.tree = load_tree(c)
                 heads = stored_heads(c)
             self._check_heads(heads, "the database")
+            with self.engine.begin() as c:
+                have = int(c.execute(text("SELECT count(*) FROM log_nodes")).scalar_one())
+                if have < sum(len(level) for level in self.tree.levels[1:]):
+                    # A log sealed before nodes were stored (or cut short): fill them in.
+                    store_nodes(c, self.tree.new_nodes(MerkleTree()), skip_existing=True)
             for w in self.witnesses:
                 try:
                     latest = w.latest()
@@ -170,6 +188,13 @@ class Sequencer:
                      "CAST(:h AS bytea[]))"),
                 {"s": list(range(start, start + len(rows))), "e": [int(r[0]) for r in rows],
                  "h": hashes})
+            try:
+                with conn.begin_nested():
+                    store_nodes(conn, candidate.new_nodes(self.tree))
+            except IntegrityError as exc:
+                raise LogInconsistent(
+                    "log_nodes already holds interior nodes at positions this batch fills: the "
+                    "leaves before them were removed or rewritten") from exc
             conn.execute(text("DELETE FROM log_pending WHERE event_id = ANY(:e)"),
                          {"e": [int(r[0]) for r in rows]})
             head = TreeHead(self.log_id, candidate.size, candidate.root().hex(),

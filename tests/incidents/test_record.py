@@ -33,10 +33,12 @@ from geodispatch.incidents.record import append_event
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.incidents.service import register_incident
 from geodispatch.incidents.verify import RecordReport, verify_record
+from geodispatch.ledger.merkle import MerkleTree, verify_consistency, verify_inclusion
 from geodispatch.ledger.offline import verify_export
 from geodispatch.ledger.sequencer import LogInconsistent, Sequencer
 from geodispatch.ledger.service import (
     centre_sequencer,
+    consistency,
     export_lines,
     inclusion,
     public_key,
@@ -445,6 +447,53 @@ def test_inclusion_proofs_and_the_standalone_verifier(record_db: RecordDB, tmp_p
     assert not verify_export(cut, key).ok
 
 
+def test_proofs_read_from_stored_nodes_match_the_whole_tree(record_db: RecordDB) -> None:
+    """Every event's inclusion proof and consistency proofs between heads, as the API reads them
+    from ``log_nodes``, equal the whole tree's and verify against the signed roots; a log whose
+    nodes are missing gets the same proofs from its leaves, and the sequencer fills them in."""
+    for i in range(40):  # enough leaves for several levels, sealed in uneven batches
+        with Session(record_db.app) as session:
+            append_event(session=session, incident_id=record_db.incidents["C"], kind="note",
+                         actor="ct1", data={"text": f"proof {i}"})
+            session.commit()
+        if i % 7 == 3:
+            record_db.seal()
+    record_db.seal()
+    with Session(record_db.app) as s:
+        leaves = [bytes(h) for (h,) in s.execute(text("SELECT leaf_hash FROM log_leaves "
+                                                      "ORDER BY seq"))]
+        whole = MerkleTree(leaves)
+        sizes = [int(n) for (n,) in s.execute(text("SELECT tree_size FROM tree_heads "
+                                                   "ORDER BY tree_size"))]
+        events = s.execute(text("SELECT event_id, seq FROM log_leaves ORDER BY seq")).all()
+        for eid, seq in events:
+            got = inclusion(session=s, event_id=int(eid))
+            size = got["tree_head"]["tree_size"]  # type: ignore[index]
+            proof = [bytes.fromhex(p) for p in got["proof"]]  # type: ignore[attr-defined]
+            assert proof == whole.inclusion_proof(int(seq), size)
+            assert verify_inclusion(leaves[int(seq)], int(seq), size, proof, whole.root(size))
+        for old, new in zip(sizes, sizes[3:], strict=False):
+            got_c = [bytes.fromhex(p) for p in consistency(session=s, old_size=old,
+                                                            new_size=new)]
+            assert got_c == whole.consistency_proof(old, new)
+            assert verify_consistency(old, new, whole.root(old), whole.root(new), got_c)
+    # A log sealed before nodes were stored: the proofs come from the leaves instead.
+    with record_db.admin.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text("DELETE FROM log_nodes WHERE level >= 2"))
+    with Session(record_db.app) as s:
+        eid, seq = events[5]
+        got = inclusion(session=s, event_id=int(eid))
+        assert [bytes.fromhex(p) for p in got["proof"]] == whole.inclusion_proof(  # type: ignore[attr-defined]
+            int(seq), got["tree_head"]["tree_size"])  # type: ignore[index]
+    seq = record_db.sequencer()  # ... and the next sequencer start stores them again
+    seq.open()
+    seq.close()
+    with record_db.admin.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM log_nodes")).scalar_one()
+    assert n == sum(len(level) for level in whole.levels[1:])
+
+
 def test_one_incident_export_proves_each_event(record_db: RecordDB, tmp_path: Path) -> None:
     key = public_key(record_db.settings)
     out = tmp_path / "one.jsonl"
@@ -537,7 +586,7 @@ def test_truncated_and_reforged_log_is_refused_by_the_witness(record_db: RecordD
     iid = record_db.incidents["A"]
     with record_db.admin.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
-        conn.execute(text("TRUNCATE log_pending, log_leaves, tree_heads"))
+        conn.execute(text("TRUNCATE log_pending, log_leaves, log_nodes, tree_heads"))
         conn.execute(text("DELETE FROM incident_events"))
         conn.execute(text("UPDATE incidents SET event_count = 0, category = 'lost_property', "
                           "original_category = 'lost_property'"))
