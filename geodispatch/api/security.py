@@ -1,4 +1,5 @@
-"""Passwords (argon2), access tokens (JWT, HS256), the roles, and the account check.
+"""Access tokens (JWT, HS256), the principal, and the account check (passwords and roles are
+:mod:`geodispatch.users.credentials`).
 
 A token says who its holder was when it was issued. :class:`AccountCheck` says whether that is
 still so: every request and the live feed ask it, so deactivating a user or changing their role
@@ -13,27 +14,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.errors import PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
+from geodispatch.users.credentials import (  # re-exported: the API's view of accounts
+    ADMIN,
+    ALL_ROLES,
+    ANALYST,
+    CALL_TAKER,
+    DISPATCHER,
+    NATIONAL,
+    SUPERVISOR,
+    hash_password,
+    verify_password,
+)
+
+__all__ = ["ACCOUNT_TTL_S", "ADMIN", "ALL_ROLES", "ANALYST", "CALL_TAKER", "DISPATCHER",
+           "NATIONAL", "SUPERVISOR", "AccountCheck", "Principal", "decode_token",
+           "hash_password", "issue_token", "verify_password"]
 
 #: How long an account lookup is trusted (seconds).
 ACCOUNT_TTL_S = 1.0
-
-_hasher = PasswordHasher()
-
-CALL_TAKER = "call_taker"
-DISPATCHER = "dispatcher"
-SUPERVISOR = "supervisor"
-ANALYST = "analyst"
-ADMIN = "admin"
-NATIONAL = "national"
-ALL_ROLES = (CALL_TAKER, DISPATCHER, SUPERVISOR, ANALYST, ADMIN, NATIONAL)
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -57,17 +60,6 @@ class Principal:
 
     def can_see_region(self, region: str) -> bool:
         return self.region is None or self.region == region
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password: str, hashed: str) -> bool:
-    try:
-        return _hasher.verify(hashed, password)
-    except (VerifyMismatchError, InvalidHashError):
-        return False
 
 
 def issue_token(principal: Principal, settings: Settings) -> str:

@@ -76,7 +76,8 @@ def _pending(session: Session) -> list[PendingPublish]:
 
 def take_pending_publishes(session: Session) -> list[PendingPublish]:
     """Messages queued by this unit of work (the edge publishes them after commit)."""
-    return session.info.pop("dispatch_publish", [])
+    out: list[PendingPublish] = session.info.pop("dispatch_publish", [])
+    return out
 
 
 def take_unit_statuses(session: Session) -> dict[int, str]:

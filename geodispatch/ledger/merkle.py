@@ -95,7 +95,7 @@ class MerkleTree:
     def new_nodes(self, since: MerkleTree) -> list[tuple[int, int, bytes]]:
         """``(level, index, hash)`` of every interior node this tree has and ``since`` (a
         prefix of it) has not."""
-        out = []
+        out: list[tuple[int, int, bytes]] = []
         for level in range(1, len(self.levels)):
             have = len(since.levels[level]) if level < len(since.levels) else 0
             out.extend((level, i, h) for i, h in enumerate(self.levels[level][have:], have))

@@ -80,7 +80,7 @@ def load_public_key(data: bytes | Path) -> Ed25519PublicKey:
         raw = data.read_bytes() if isinstance(data, Path) else data
         key = serialization.load_pem_public_key(raw)
     except OSError as exc:
-        raise SigningKeyError(f"cannot read the public key {data}: {exc.strerror}") from exc
+        raise SigningKeyError(f"cannot read the public key {data!s}: {exc.strerror}") from exc
     except ValueError as exc:
         raise SigningKeyError(f"not a PEM public key: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geodispatch.api.security import ALL_ROLES, hash_password
 from geodispatch.errors import InvalidInput
+from geodispatch.users.credentials import ALL_ROLES, hash_password
 from geodispatch.users.models import User
 
 
