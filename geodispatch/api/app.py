@@ -28,6 +28,7 @@ from geodispatch.api.security import AccountCheck
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.dispatch import lifespan as dispatch_lifespan
 from geodispatch.dispatch import views as dispatch_views
+from geodispatch.federation import lifespan as federation_lifespan
 from geodispatch.federation import views as federation_views
 from geodispatch.incidents import views as incidents_views
 from geodispatch.notify import lifespan as notify_lifespan
@@ -48,11 +49,14 @@ ROUTERS: tuple[Any, ...] = (
     auth, tracking_views, routing_views, zones_views, federation_views, incidents_views,
     dispatch_views, notify_views, analytics_views, live, web,
 )
+#: Routers mounted at the root, outside ``/api``, because a standard fixes their paths
+#: (NENA-STA-024's ``/IncidentData/ent`` and ``/incidents/{id}``).
+ROOT_ROUTERS: tuple[Any, ...] = (federation_views.centre_router,)
 #: Start-up/shutdown steps (``async start(app)`` / ``async stop(app)``), run in this order and
 #: stopped in reverse.
 LIFESPANS: tuple[Any, ...] = (
     routing_lifespan, zones_lifespan, tracking_lifespan, dispatch_lifespan, notify_lifespan,
-    live_lifespan,
+    live_lifespan, federation_lifespan,
 )
 
 DESCRIPTION = """\
@@ -173,5 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mount = getattr(mod, "mount", None)
         if callable(mount):
             mount(app)
+    for r in ROOT_ROUTERS:
+        app.include_router(r)
     app.openapi = lambda: _complete_openapi(app)  # type: ignore[method-assign]
     return app

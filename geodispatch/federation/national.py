@@ -144,7 +144,7 @@ def _centre_by_issuer(session: Session, issuer: str) -> Centre | None:
 # --- receiving -----------------------------------------------------------------------------------
 
 
-def _witness(session: Session, centre: Centre, log_: VerifiedLog) -> None:
+def _witness(session: Session, centre: Centre, log_: VerifiedLog, via: str) -> None:
     head = log_.head
     previous = witnessed_head(session=session, code=centre.code)
     if previous is not None and head.tree_size < previous.tree_size:
@@ -153,12 +153,14 @@ def _witness(session: Session, centre: Centre, log_: VerifiedLog) -> None:
                  "AND tree_size = :s"), {"c": centre.code, "s": head.tree_size}).scalar()
         if seen == head.root_hash:
             return  # an older head this centre witnessed already
-        raise Refused("inconsistent" if seen is not None else "stale_proof",
+        # A file may carry an older head this centre never saw; a live feed never goes back.
+        raise Refused("stale_proof" if seen is None and via == "file" else "inconsistent",
                       f"tree head {head.tree_size} is older than the witnessed "
                       f"{previous.tree_size}" + (" and its root differs from the one witnessed: "
                                                  "the regional log was rewritten"
                                                  if seen is not None else
-                                                 " and was not witnessed"))
+                                                 " and was never witnessed: the log was cut "
+                                                 "off"))
     check_extension(previous, log_)
     if previous is None or head.tree_size > previous.tree_size:
         session.execute(
@@ -308,7 +310,7 @@ def receive(*, session: Session, document: Any, via: str, standards_dir: Path,
                               "received before")
         elif via != "file":
             raise Refused("replayed", "a notification without an id cannot be told from a replay")
-        _witness(session, centre, verified)
+        _witness(session, centre, verified, via)
         incident_id, ref, added, seen = _project(session, centre, verified)
         session.flush()
         nested.commit()

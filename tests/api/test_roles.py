@@ -43,6 +43,8 @@ PUBLIC = {
 DEVICE = {
     ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"),
     ("POST", "/api/ingest/owntracks"), ("POST", "/api/ingest/status"),
+    # Centre to centre (NENA-STA-024): a centre's Ed25519 signature, never a console JWT.
+    ("GET", "/incidents/{incident_id}"), ("POST", "/api/federation/notifications"),
 }
 # The declared matrix: (method, path) -> roles allowed. Routes not listed here must still be
 # role-checked (not public) and obey the national-read-only rule.
