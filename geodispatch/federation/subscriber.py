@@ -111,7 +111,7 @@ async def follow_all(settings: Settings, factory: sessionmaker[Session], signer:
                 if c.url and c.code not in tasks and (only is None or c.code == only):
                     tasks[c.code] = asyncio.create_task(
                         follow(c, settings=settings, factory=factory, signer=signer))
-            await asyncio.sleep(5)
+            await asyncio.sleep(1)
     finally:
         for t in tasks.values():
             t.cancel()
