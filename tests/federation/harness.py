@@ -203,10 +203,20 @@ def register_centre_at(national: Centre, regional: Centre) -> None:
 
 def register_incident(http: httpx.Client, centre: Centre, headers: dict[str, str],
                       n: int) -> str:
-    """Register one call at ``centre`` through its HTTP API; returns the reference."""
-    r = http.post(f"{centre.base}/api/incidents", headers=headers, json={
-        "lat": 50.45 + n * 1e-4, "lng": 30.52, "category": "theft",
-        "description": f"bike stolen #{n}", "idempotency_key": uuid.uuid4().hex})
+    """Register one call at ``centre`` through its HTTP API; returns the reference.
+
+    A dropped connection is retried with the same idempotency key (one incident, as the
+    console does it)."""
+    body = {"lat": 50.45 + n * 1e-4, "lng": 30.52, "category": "theft",
+            "description": f"bike stolen #{n}", "idempotency_key": uuid.uuid4().hex}
+    for attempt in range(5):
+        try:
+            r = http.post(f"{centre.base}/api/incidents", headers=headers, json=body)
+            break
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     r.raise_for_status()
     return str(r.json()["reference"])
 
