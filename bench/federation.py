@@ -77,12 +77,14 @@ def main() -> int:
                 x=f"{r.code}:{ref}")), 30, 0.1)
 
         def poll() -> None:
+            # Two regions commit concurrently, so ids become visible out of order: rescan a
+            # window behind the highest id seen.
             last = 0
             with nat.engine.connect() as conn:
                 while not stop.is_set():
                     rows = conn.execute(text(
                         "SELECT id, external_ref FROM incidents WHERE source = 'eido' "
-                        "AND id > :l ORDER BY id"), {"l": last}).all()
+                        "AND id > :l ORDER BY id"), {"l": last - 2000}).all()
                     conn.commit()
                     now = time.time()
                     for i, x in rows:
