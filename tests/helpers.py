@@ -95,3 +95,32 @@ def account_check() -> object:
     from geodispatch.settings import get_settings
 
     return AccountCheck(sessionmaker(app_engine(get_settings())))
+
+
+def index_street(session: object, name: str, wkt: str,
+                 houses: tuple[tuple[str, float, float], ...] = ()) -> int:
+    """Put one street (and its houses as ``(number, lng, lat)``) in the address index, in the
+    caller's (rolled-back) transaction, as the importer would key them; returns its id."""
+    import secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from geodispatch.geocoding.text import core_key, housenumber_key, housenumber_value
+
+    assert isinstance(session, Session)
+    sid = -secrets.randbelow(2**40) - 1
+    session.execute(text(
+        "INSERT INTO geocode_streets (id, name, source, geom) "
+        "VALUES (:id, :n, 'road', ST_GeomFromText(:w, 4326))"), {"id": sid, "n": name, "w": wkt})
+    session.execute(text("INSERT INTO geocode_names (id, street_id, name, key) "
+                         "VALUES (:id, :s, :n, :k)"),
+                    {"id": sid, "s": sid, "n": name, "k": core_key(name)})
+    for n, (hn, lng, lat) in enumerate(houses):
+        session.execute(text(
+            "INSERT INTO geocode_features (id, kind, street_id, housenumber, hn_key, hn_value,"
+            " label, geom) VALUES (:id, 'house', :s, :hn, :hk, :hv, :l,"
+            " ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
+            {"id": sid - n - 1_000_000_000_000, "s": sid, "hn": hn, "hk": housenumber_key(hn),
+             "hv": housenumber_value(hn), "l": f"{name}, {hn}", "x": lng, "y": lat})
+    return sid

@@ -30,6 +30,7 @@ from geodispatch.dispatch import lifespan as dispatch_lifespan
 from geodispatch.dispatch import views as dispatch_views
 from geodispatch.federation import lifespan as federation_lifespan
 from geodispatch.federation import views as federation_views
+from geodispatch.geocoding import views as geocoding_views
 from geodispatch.incidents import views as incidents_views
 from geodispatch.notify import lifespan as notify_lifespan
 from geodispatch.notify import views as notify_views
@@ -46,8 +47,8 @@ log = logging.getLogger(__name__)
 # Every domain's routes and start-up steps, imported explicitly: a missing module is an import
 # error at start, never an app that silently runs without part of its API.
 ROUTERS: tuple[Any, ...] = (
-    auth, tracking_views, routing_views, zones_views, federation_views, incidents_views,
-    dispatch_views, notify_views, analytics_views, live, web,
+    auth, tracking_views, routing_views, geocoding_views, zones_views, federation_views,
+    incidents_views, dispatch_views, notify_views, analytics_views, live, web,
 )
 #: Routers mounted at the root, outside ``/api``, because a standard fixes their paths
 #: (NENA-STA-024's ``/IncidentData/ent`` and ``/incidents/{id}``).

@@ -236,6 +236,7 @@ class LiveHub:
 # --- incidents from the event log -------------------------------------------------------------
 _INCIDENT_COLUMNS = """
     i.id, i.reference, i.region, i.status, i.priority, i.category, i.address, i.description,
+    i.address_resolved, i.location_precision,
     ST_Y(i.location) AS lat, ST_X(i.location) AS lng, i.received_at, i.sector_id, i.district_id
 """
 
@@ -244,6 +245,7 @@ def _incident_row(m: Any) -> dict[str, Any]:
     d = {
         "id": m["id"], "reference": m["reference"], "region": m["region"], "status": m["status"],
         "priority": m["priority"], "category": m["category"], "address": m["address"],
+        "address_resolved": m["address_resolved"], "location_precision": m["location_precision"],
         "description": m["description"], "lat": m["lat"], "lng": m["lng"],
         "received_at": _epoch(m["received_at"]), "sector_id": m["sector_id"],
         "district_id": m["district_id"],

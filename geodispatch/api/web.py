@@ -9,16 +9,14 @@ endpoints for recommendations and assignments. Leaflet itself is fetched at setu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
 from geodispatch.api.deps import PrincipalDep, SessionDep, SettingsDep
-from geodispatch.api.places import map_bounds, search_places
-from geodispatch.geo import LatLng
+from geodispatch.api.places import map_bounds
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -41,19 +39,6 @@ class WebConfig(BaseModel):
     stale_after_s: float
     live_max_rate_hz: float
     vendor_ok: bool
-
-
-class PlaceOut(BaseModel):
-    """An address search hit (``lat``/``lng`` in degrees)."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"label": "North Charles Street", "lat": 39.2951, "lng": -76.6155, "kind": "street"}
-    ]})
-
-    label: str
-    lat: float
-    lng: float
-    kind: str
 
 
 def _index() -> Response:
@@ -80,20 +65,6 @@ def web_config(principal: PrincipalDep, session: SessionDep, settings: SettingsD
         stale_after_s=settings.stale_after_s, live_max_rate_hz=settings.live_max_rate_hz,
         vendor_ok=(STATIC_DIR / "vendor" / "leaflet" / "leaflet.js").exists(),
     )
-
-
-@router.get("/api/web/geocode", response_model=list[PlaceOut], summary="Find an address (offline)")
-def geocode(
-    principal: PrincipalDep,
-    session: SessionDep,
-    q: Annotated[str, Query(min_length=2, max_length=200, examples=["Charles St 10"])],
-    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
-    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
-) -> list[PlaceOut]:
-    """Typed ``lat, lng``, or a street name among our own roads (nearest ``lat``/``lng`` first)."""
-    near = LatLng(lat, lng) if lat is not None and lng is not None else None
-    return [PlaceOut(label=p.label, lat=p.point.lat, lng=p.point.lng, kind=p.kind)
-            for p in search_places(session=session, query=q, near=near)]
 
 
 def mount(app: FastAPI) -> None:

@@ -26,8 +26,12 @@ class IncidentCreate(BaseModel):
 
     lat: float | None = None
     lng: float | None = None
-    address: str | None = Field(None, max_length=500,
-                                description="Street, or 'street A & street B' (an intersection)")
+    address: str | None = Field(
+        None, max_length=500, description="As the caller says it: 'вул. Хрещатик, 22, кв. 5', "
+        "'750 East Pratt Street', or 'Хрещатик / Прорізна' (an intersection)")
+    near_lat: float | None = Field(None, description="Hint for a street-only address: the "
+                                   "caller's position, the zone or the map centre")
+    near_lng: float | None = None
     category: str | None = Field(None, max_length=48, description="Default: other")
     priority: int | None = Field(None, ge=1, le=4, description="Default: the category's")
     description: str = Field("", max_length=4000)
@@ -96,6 +100,9 @@ class IncidentOut(BaseModel):
     location_unknown: bool = False
     h3: str | None
     address: str | None
+    address_resolved: str | None = None
+    location_precision: str | None = None
+    location_method: str | None = None
     description: str
     received_at: datetime
     registered_at: datetime | None

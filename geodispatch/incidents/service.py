@@ -1,7 +1,8 @@
 """Intake: register a call as an incident, resolve addresses, reclassify, read incidents.
 
-Registration is one short transaction: resolve the place (a point, or an address against the
-road names of the loaded OSM data), index it (H3 cell, zones), insert, project the
+Registration is one short transaction: resolve the place (a point, named by reverse geocoding,
+or a typed address geocoded against the city's address index, :mod:`geodispatch.geocoding`),
+index it (H3 cell, zones), insert, project the
 ``registered`` event, and only then take the next gap-free reference number of the region (its
 counter row stays locked until the commit, so registrations in one region serialise on the last
 few writes only), write the event and queue the caller's SMS. It never routes and never talks to
@@ -14,18 +15,20 @@ import json
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import h3
 import phonenumbers
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from geodispatch.errors import Conflict, InvalidInput, NotFound
-from geodispatch.geo import LatLng, valid_latlng
+from geodispatch.geo import LatLng, haversine_m, valid_latlng
+from geodispatch.geocoding.service import Geocoder, IndexGeocoder, describe_point
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.record import (
@@ -48,7 +51,20 @@ FALLBACK_CATEGORY = "other"
 _PENDING = "~"
 _PLAIN = re.compile(r"[A-Za-z0-9-]+")
 
-_INTERSECTION = re.compile(r"\s*(?:&|/|\band\b|\bта\b|\bі\b|\bи\b|\bx\b|×)\s*", re.IGNORECASE)
+#: A geocoded point this close to the point the call-taker sent is the same place (the console
+#: sends the point of the search hit it chose, with the typed text).
+_SAME_PLACE_M = 25.0
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a call is and how that was found (every field None when it is not known)."""
+
+    point: LatLng | None
+    address: str | None  # as typed
+    resolved: str | None = None
+    precision: str | None = None
+    method: str | None = None
 
 
 def normalise_phone(phone: str, region: str | None = None) -> str:
@@ -78,56 +94,6 @@ def is_e164(phone: str | None) -> bool:
         return normalise_phone(phone) == phone
     except InvalidInput:
         return False
-
-
-def _street_point(session: Session, name: str) -> tuple[LatLng, str] | None:
-    # The middle of the longest connected stretch of the best-matching street: its edges are
-    # merged, and a street in several pieces (a multi-line) is split into them first.
-    row = session.execute(text(
-        "SELECT name, ST_Y(p), ST_X(p) FROM ("
-        " SELECT name, exact, ST_LineInterpolatePoint(piece, 0.5) AS p, ST_Length(piece) AS len"
-        " FROM (SELECT name, exact, (ST_Dump(ST_LineMerge(g))).geom AS piece FROM ("
-        "   SELECT name, ST_Collect(geom) AS g,"
-        "    CASE WHEN lower(name) = lower(:n) THEN 0 ELSE 1 END AS exact"
-        "   FROM road_edges WHERE name ILIKE :pat GROUP BY name) s) d"
-        " WHERE GeometryType(piece) = 'LINESTRING') x"
-        " ORDER BY exact, length(name), len DESC LIMIT 1"),
-        {"n": name, "pat": f"%{_like_escape(name)}%"}).first()
-    if row is None:
-        return None
-    return LatLng(float(row[1]), float(row[2])), str(row[0])
-
-
-def _like_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def geocode_address(*, session: Session, address: str) -> tuple[LatLng, str]:
-    """Resolve ``"street"`` or ``"street A & street B"`` against the road names in ``road_edges``.
-
-    An intersection is where edges of both streets meet (the nearest pair of their geometries);
-    a street alone resolves to the middle of its longest named stretch. Names match
-    case-insensitively as substrings, so Cyrillic and Latin names work alike.
-    """
-    parts = [p.strip() for p in _INTERSECTION.split(address.strip()) if p.strip()]
-    if not parts:
-        raise InvalidInput("empty address")
-    if len(parts) >= 2:
-        a, b = parts[0], parts[1]
-        row = session.execute(text(
-            "SELECT ea.name, eb.name, ST_Y(ST_ClosestPoint(ea.geom, eb.geom)),"
-            " ST_X(ST_ClosestPoint(ea.geom, eb.geom)) FROM road_edges ea JOIN road_edges eb"
-            " ON ST_DWithin(ea.geom, eb.geom, 0.0003)"
-            " WHERE ea.name ILIKE :a AND eb.name ILIKE :b"
-            " ORDER BY ST_Distance(ea.geom, eb.geom), ea.id, eb.id LIMIT 1"),
-            {"a": f"%{_like_escape(a)}%", "b": f"%{_like_escape(b)}%"}).first()
-        if row is None:
-            raise NotFound(f"no intersection of {a!r} and {b!r} in the road data")
-        return LatLng(float(row[2]), float(row[3])), f"{row[0]} & {row[1]}"
-    found = _street_point(session, parts[0])
-    if found is None:
-        raise NotFound(f"no street named like {parts[0]!r} in the road data")
-    return found
 
 
 def next_reference(*, session: Session, region: str, year: int) -> str:
@@ -213,31 +179,67 @@ def _by_key(session: Session, key: str) -> Incident | None:
     ).scalar_one_or_none()
 
 
-def _place(session: Session, data: IncidentCreate, warnings: list[str]
-           ) -> tuple[LatLng | None, str | None]:
-    """Where the call is, and the address text to keep; (None, text) when it is not known."""
+def _geocoder(session: Session, settings: Settings, geocoder: Geocoder | None) -> Geocoder:
+    return geocoder if geocoder is not None else IndexGeocoder(session, settings)
+
+
+def _place(session: Session, data: IncidentCreate, warnings: list[str], settings: Settings,
+           geocoder: Geocoder | None) -> Placed:
+    """Where the call is: the point sent, else the typed address geocoded; never raises.
+
+    A point sent with the typed text keeps the geocoder's precision when the address resolves
+    to that point (the call-taker picked a search hit), else it is a point as given, named by
+    reverse geocoding. A street-only result is placed on the street nearest the hint
+    (``near_lat``/``near_lng``: caller's position, zone or map centre) and said so in
+    ``warnings``.
+    """
     address = (data.address or "").strip() or None
+    point: LatLng | None = None
     if data.lat is not None and data.lng is not None:
         if valid_latlng(float(data.lat), float(data.lng)):
-            return LatLng(float(data.lat), float(data.lng)), address
-        warnings.append(f"impossible coordinates ({data.lat}, {data.lng}): location unknown")
+            point = LatLng(float(data.lat), float(data.lng))
+        else:
+            warnings.append(f"impossible coordinates ({data.lat}, {data.lng}): location unknown")
     elif data.lat is not None or data.lng is not None:
         warnings.append("only one of lat/lng given: location unknown")
-    if address is None:
-        return None, None
+    if point is None and address is None:
+        return Placed(None, None)
+    near = point
+    if near is None and data.near_lat is not None and data.near_lng is not None \
+            and valid_latlng(float(data.near_lat), float(data.near_lng)):
+        near = LatLng(float(data.near_lat), float(data.near_lng))
     try:
         with session.begin_nested():
-            p, resolved = geocode_address(session=session, address=address)
-    except (InvalidInput, NotFound) as exc:
-        warnings.append(f"{exc}: location unknown, address kept as typed")
-        return None, address
-    except SQLAlchemyError:
-        log.exception("address lookup failed for %r", address[:80])
+            g = _geocoder(session, settings, geocoder)
+            hits = g.forward(address, near=near, limit=1) if address else []
+            if point is not None:
+                if hits and haversine_m(hits[0].point, point) <= _SAME_PLACE_M:
+                    h = hits[0]
+                    return Placed(point, address, h.resolved, h.precision, h.method)
+                named = g.reverse(lon=point.lng, lat=point.lat)
+                return Placed(point, address, describe_point(named, point), "point",
+                              "coordinates")
+    except Exception:  # noqa: BLE001 - geocoding never fails a registration
+        log.exception("geocoding failed for %r", (address or "")[:80])
+        if point is not None:
+            return Placed(point, address, None, "point", "coordinates")
         warnings.append("the address lookup failed: location unknown, address kept as typed")
-        return None, address
-    if resolved.lower() != address.lower():
-        address = f"{address} ({resolved})"
-    return p, address
+        return Placed(None, address)
+    if not hits:
+        warnings.append(f"address {address[:80]!r} not found: location unknown, "
+                        "address kept as typed" if address else "no address")
+        return Placed(None, address)
+    h = hits[0]
+    if h.street_only:
+        where = ("nearest the caller's position or zone" if h.method == "street-near-hint"
+                 else "at its middle")
+        warnings.append(f"street only ({h.note or 'no house number'}): placed on {h.label} "
+                        f"{where}; place it on the map if the caller says more")
+    elif h.precision == "area":
+        warnings.append(f"area only: placed at {h.label}; place it on the map if you can")
+    elif h.note:
+        warnings.append(h.note)
+    return Placed(h.point, address, h.resolved, h.precision, h.method)
 
 
 def _phone(raw: str | None, settings: Settings, warnings: list[str]) -> str | None:
@@ -252,8 +254,8 @@ def _phone(raw: str | None, settings: Settings, warnings: list[str]) -> str | No
 
 def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                          zone_index: Any = None, settings: Settings | None = None,
-                         region: str | None = None, warnings: list[str] | None = None
-                         ) -> tuple[Incident, bool]:
+                         region: str | None = None, warnings: list[str] | None = None,
+                         geocoder: Geocoder | None = None) -> tuple[Incident, bool]:
     """Register a call; return the incident and whether it was created now.
 
     The call is registered whatever the request's place, category or phone number look like:
@@ -279,7 +281,8 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
         code = FALLBACK_CATEGORY
     category = cls.category(code)
     phone = _phone(data.caller_phone, settings, warnings)
-    p, address = _place(session, data, warnings)
+    placed = _place(session, data, warnings, settings, geocoder)
+    p, address = placed.point, placed.address
     if p is not None:
         region, sector_id, district_id = _zones(p, zone_index, settings)
     else:
@@ -297,7 +300,10 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                 sms_opt_out=data.sms_opt_out, location=p.to_ewkt() if p else None,
                 h3=h3.str_to_int(h3.latlng_to_cell(p.lat, p.lng, settings.h3_incident_res))
                 if p else None,
-                address=address, category=category.code, original_category=category.code,
+                address=address, address_resolved=placed.resolved,
+                location_precision=placed.precision if p else None,
+                location_method=placed.method if p else None,
+                category=category.code, original_category=category.code,
                 priority=priority, status="queued", description=data.description,
                 sector_id=sector_id, district_id=district_id, created_by=actor,
             )
@@ -315,7 +321,10 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                               "region": region, "received_at": received.isoformat(),
                               "lat": p.lat if p else None, "lng": p.lng if p else None,
                               "location_unknown": p is None, "warnings": warnings,
-                              "address": address, "description": data.description,
+                              "address": address, "address_resolved": placed.resolved,
+                              "precision": placed.precision if p else None,
+                              "method": placed.method if p else None,
+                              "description": data.description,
                               "has_phone": phone is not None,
                               "set": {"category": category.code, "priority": priority,
                                       "status": "queued"}})
@@ -332,10 +341,13 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
 
 def place_incident(*, session: Session, incident_id: int, lat: float, lng: float, actor: str,
                    address: str | None = None, reason: str = "", zone_index: Any = None,
-                   settings: Settings | None = None) -> Incident:
+                   settings: Settings | None = None, geocoder: Geocoder | None = None
+                   ) -> Incident:
     """Put an incident on the map: its place was unknown, or it was wrong.
 
-    The region (and so the reference) stays; sector and district follow the new point.
+    The region (and so the reference) stays; sector and district follow the new point. The
+    point is exact as placed (precision ``point``, method ``map``) and named by reverse
+    geocoding.
     """
     settings = settings or get_settings()
     if not valid_latlng(lat, lng):
@@ -351,8 +363,17 @@ def place_incident(*, session: Session, incident_id: int, lat: float, lng: float
     incident.sector_id, incident.district_id = sector_id, district_id
     if address is not None and address.strip():
         incident.address = address.strip()
+    incident.location_precision, incident.location_method = "point", "map"
+    try:
+        with session.begin_nested():
+            named = _geocoder(session, settings, geocoder).reverse(lon=lng, lat=lat)
+        incident.address_resolved = describe_point(named, p)
+    except Exception:  # noqa: BLE001 - naming the point never fails placing it
+        log.exception("reverse geocoding failed at %s, %s", lat, lng)
+        incident.address_resolved = None
     append_event(session=session, incident_id=incident.id, kind="located", actor=actor, data={
-        "lat": lat, "lng": lng, "address": incident.address, "reason": reason.strip(),
+        "lat": lat, "lng": lng, "address": incident.address,
+        "address_resolved": incident.address_resolved, "reason": reason.strip(),
         "was_unknown": before is None,
         "from": None if before is None else {"lat": before.lat, "lng": before.lng}})
     session.flush()

@@ -38,7 +38,7 @@ def test_problem_documents(settings: Settings, accounts: dict[str, Account]) -> 
             (httpx.get(f"{base}/api/nowhere"), 404),
             (httpx.delete(f"{base}/api/auth/me", headers=h), 405),
             (httpx.get(f"{base}/test/conflict"), 409),
-            (httpx.get(f"{base}/api/web/geocode", params={"q": ""}, headers=h), 422),
+            (httpx.get(f"{base}/api/geocode/search", params={"q": ""}, headers=h), 422),
             (httpx.get(f"{base}/test/bug"), 500),
         ]
         for r, status in cases:

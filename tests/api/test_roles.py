@@ -51,7 +51,8 @@ DEVICE = {
 DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/auth/me"): EVERY_ROLE,
     ("GET", "/api/web/config"): EVERY_ROLE,
-    ("GET", "/api/web/geocode"): EVERY_ROLE,
+    ("GET", "/api/geocode/search"): EVERY_ROLE,
+    ("GET", "/api/geocode/reverse"): EVERY_ROLE,
     ("WS", "/api/live"): frozenset({"call_taker", "dispatcher", "supervisor", "admin", "national"}),
     ("POST", "/api/units"): frozenset({"admin"}),
     ("POST", "/api/incidents"): frozenset({"call_taker", "dispatcher", "supervisor", "admin"}),

@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from geodispatch.errors import InvalidInput, NotFound
+from geodispatch.errors import InvalidInput
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.incidents.service import (
-    geocode_address,
     normalise_phone,
     reclassify,
     register_incident,
@@ -132,35 +131,82 @@ def test_reclassification_keeps_original_and_needs_reason(
     assert ev[0] == "d" and ev[1]["reason"] == "weapon seen" and ev[1]["from"] == "theft"
 
 
-def _roads(db: Session) -> None:
-    db.execute(text(
-        "INSERT INTO road_edges (id, source, target, highway, name, length_m, speed_kmh,"
-        " travel_time_s, geom) VALUES"
-        " (-901, -1, -2, 'residential', 'вулиця Хрещатик', 100, 30, 12,"
-        "  ST_GeomFromText('LINESTRING(30.5200 50.4500, 30.5220 50.4500)', 4326)),"
-        " (-902, -3, -4, 'residential', 'Test Lane', 100, 30, 12,"
-        "  ST_GeomFromText('LINESTRING(30.5210 50.4490, 30.5210 50.4510)', 4326))"))
+def _streets(db: Session) -> None:
+    from tests.helpers import index_street
+
+    index_street(db, "вулиця Хрещатик", "LINESTRING(30.5200 50.4500, 30.5220 50.4500)",
+                 houses=(("22", 30.5212, 50.4502),))
+    index_street(db, "Test Lane", "LINESTRING(30.5210 50.4490, 30.5210 50.4510)")
 
 
-def test_address_resolves_street_and_intersection(db: Session) -> None:
-    """Street names (Cyrillic too) and 'A & B' intersections resolve from road_edges."""
-    _roads(db)
-    p, name = geocode_address(session=db, address="Хрещатик")
-    assert "Хрещатик" in name and abs(p.lat - 50.45) < 1e-3
-    p, name = geocode_address(session=db, address="хрещатик & test lane")
-    assert abs(p.lat - 50.45) < 1e-6 and abs(p.lng - 30.521) < 1e-6
-    with pytest.raises(NotFound):
-        geocode_address(session=db, address="Nowhere Street Zzz")
+def test_registration_by_address_keeps_typed_resolved_precision(db: Session) -> None:
+    """A call without coordinates is placed at its house; the incident keeps the text as typed,
+    the resolved address, the precision and the method, and the record covers them."""
+    from tests.helpers import record_findings
 
-
-def test_registration_by_address(db: Session) -> None:
-    """A call without coordinates is placed at its address."""
-    _roads(db)
+    _streets(db)
     inc = register_incident(session=db, data=IncidentCreate(
-        address="Хрещатик & Test Lane", category="theft"), actor="ct")
-    lat = db.execute(text("SELECT ST_Y(location) FROM incidents WHERE id = :i"),
-                     {"i": inc.id}).scalar()
-    assert abs(lat - 50.45) < 1e-6
+        address="вул. Хрещатик, буд. 22, кв. 5", category="theft"), actor="ct")
+    lat, lng = db.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
+                               "WHERE id = :i"), {"i": inc.id}).one()
+    assert abs(lat - 50.4502) < 1e-6 and abs(lng - 30.5212) < 1e-6
+    assert inc.address == "вул. Хрещатик, буд. 22, кв. 5"
+    assert inc.address_resolved == "вулиця Хрещатик, 22, кв. 5"
+    assert (inc.location_precision, inc.location_method) == ("house", "house")
+    assert record_findings(db, inc.id) == []
+
+
+def test_registration_at_an_intersection(db: Session) -> None:
+    """'A / B' is placed where the two streets meet."""
+    _streets(db)
+    inc = register_incident(session=db, data=IncidentCreate(
+        address="Хрещатик / Test Lane", category="theft"), actor="ct")
+    lat, lng = db.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
+                               "WHERE id = :i"), {"i": inc.id}).one()
+    assert abs(lat - 50.45) < 1e-6 and abs(lng - 30.521) < 1e-6
+    assert inc.location_precision == "intersection"
+
+
+def test_street_only_is_placed_nearest_the_hint_and_said_so(db: Session) -> None:
+    """A street without a house number lands on the street nearest the hint, is marked
+    street-only, and the warning says so (never silently the middle of the street)."""
+    _streets(db)
+    warnings: list[str] = []
+    inc, _ = register_incident_ex(session=db, data=IncidentCreate(
+        address="Хрещатик 999", category="theft", near_lat=50.4495, near_lng=30.5219),
+        actor="ct", warnings=warnings)
+    lat, lng = db.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
+                               "WHERE id = :i"), {"i": inc.id}).one()
+    assert abs(lat - 50.45) < 1e-6 and abs(lng - 30.5219) < 1e-6
+    assert (inc.location_precision, inc.location_method) == ("street", "street-near-hint")
+    assert any("street only" in w and "999" in w for w in warnings), warnings
+
+
+def test_a_point_is_kept_and_named(db: Session) -> None:
+    """Coordinates are the place as given (precision point); reverse geocoding names them."""
+    _streets(db)
+    inc = register_incident(session=db, data=IncidentCreate(
+        lat=50.45021, lng=30.52121, category="theft"), actor="ct")
+    assert (inc.location_precision, inc.location_method) == ("point", "coordinates")
+    assert inc.address_resolved == "вулиця Хрещатик, 22"
+
+
+def test_geocoding_that_fails_never_fails_the_registration(db: Session) -> None:
+    """A geocoder that raises gives an incident with its place unknown and the text kept."""
+
+    class Broken:
+        def forward(self, text: str, near: object = None, limit: int = 5) -> list[object]:
+            raise RuntimeError("index unavailable")
+
+        def reverse(self, *, lon: float, lat: float) -> None:
+            raise RuntimeError("index unavailable")
+
+    warnings: list[str] = []
+    inc, created = register_incident_ex(session=db, data=IncidentCreate(
+        address="Хрещатик 22", category="theft"), actor="ct", warnings=warnings,
+        geocoder=Broken())
+    assert created and inc.location is None and inc.address == "Хрещатик 22"
+    assert any("lookup failed" in w for w in warnings)
 
 
 def test_registration_queues_sms_with_reference(db: Session,
@@ -170,21 +216,6 @@ def test_registration_queues_sms_with_reference(db: Session,
     body = db.execute(text("SELECT body FROM sms_outbox WHERE incident_id = :i"),
                       {"i": inc.id}).scalar_one()
     assert inc.reference in body
-
-
-def test_multi_part_street_resolves_instead_of_failing(db: Session) -> None:
-    """A street in two separate pieces (ST_LineMerge gives a multi-line) resolves to the middle
-    of its longest piece; it used to fail inside PostGIS (``1st arg isn't a line``)."""
-    db.execute(text(
-        "INSERT INTO road_edges (id, source, target, highway, name, length_m, speed_kmh,"
-        " travel_time_s, geom) VALUES"
-        " (-911, -11, -12, 'primary', 'East Pratt Street', 100, 30, 12,"
-        "  ST_GeomFromText('LINESTRING(-76.6100 39.2870, -76.6080 39.2870)', 4326)),"
-        " (-912, -13, -14, 'primary', 'East Pratt Street', 300, 30, 36,"
-        "  ST_GeomFromText('LINESTRING(-76.6000 39.2870, -76.5940 39.2870)', 4326))"))
-    p, name = geocode_address(session=db, address="East Pratt Street")
-    assert name == "East Pratt Street"
-    assert abs(p.lng - -76.597) < 1e-6 and abs(p.lat - 39.287) < 1e-6
 
 
 def test_unresolvable_address_registers_with_location_unknown(db: Session) -> None:

@@ -305,3 +305,49 @@ def test_a_call_without_a_place_double_clicked_is_one_incident_placed_later(
             assert kinds == ["registered", "located"]
     finally:
         ctx.close()
+
+
+def test_call_taker_finds_a_house_as_she_types_and_the_pin_lands_on_it(
+    chromium: Any, settings: Settings, accounts: dict[str, Account], engine: Engine,
+    address_index: object, artifacts: Path,
+) -> None:
+    """Typing "750 east pratt" offers 750 East Pratt Street marked "house"; arrow down + Enter
+    puts the call on the house, and the registered incident keeps typed text, resolved
+    address, precision and method; the dispatcher's panel shows the precision."""
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    ctx = chromium.new_context(viewport={"width": 1400, "height": 860})
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    page.add_init_script("localStorage.setItem('gd.lang', 'en')")
+    marker = f"as you type {uuid.uuid4().hex[:8]}"
+    try:
+        with running_server(app) as base:
+            log_in(page, base, accounts["dispatcher"])
+            page.evaluate(f"void window.gd.map.setView([{SCENE[0]}, {SCENE[1]}], 15)")
+            page.click("[data-testid=tab-newcall]")
+            page.fill("[data-testid=call-description]", marker)
+            page.click('#newcall [name="address"]')
+            page.keyboard.type("750 east pratt", delay=30)
+            hit = page.wait_for_selector("[data-testid=address-hit]")
+            assert hit is not None and "750 East Pratt Street" in hit.inner_text()
+            assert page.get_attribute("[data-testid=address-hit] [data-testid=precision]",
+                                      "data-precision") == "house"
+            page.screenshot(path=str(artifacts / "map-08-address-suggestions.png"))
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("Enter")
+            page.wait_for_function("window.gd.callPoint !== null")
+            lat, lng = page.evaluate("[window.gd.callPoint.lat, window.gd.callPoint.lng]")
+            assert abs(lat - 39.2870835) < 1e-5 and abs(lng - -76.6052454) < 1e-5
+            page.click("[data-testid=call-submit]")
+            page.wait_for_function(
+                "document.querySelector('[data-testid=call-result]').dataset.id !== undefined")
+            with engine.connect() as conn:
+                row = conn.execute(text(
+                    "SELECT address, address_resolved, location_precision, location_method "
+                    "FROM incidents WHERE description = :d"), {"d": marker}).one()
+            assert row == ("750 east pratt", "750 East Pratt Street", "house", "house")
+            # The dispatcher's panel opens on the new incident and shows the precision.
+            page.wait_for_selector("[data-testid=incident-panel] [data-precision=house]")
+            page.screenshot(path=str(artifacts / "map-09-incident-precision.png"))
+    finally:
+        ctx.close()

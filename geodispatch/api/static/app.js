@@ -260,7 +260,8 @@
   function incidentLi(i) {
     return '<li data-testid="queue-item" data-id="' + i.id + '">' + prioBadge(i.priority) + ' <span class="title">' +
       esc(i.reference || "#" + i.id) + "</span> " + stBadge(i.status) + '<div class="sub">' + esc(categoryLabel(i.category)) + " · " +
-      esc(i.address || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) + " · " + fmtTime(i.received_at) +
+      esc(i.address || i.address_resolved || (i.lat ? i.lat.toFixed(5) + ", " + i.lng.toFixed(5) : "")) +
+      (i.location_precision === "street" || i.location_precision === "area" ? precBadge(i.location_precision) : "") + " · " + fmtTime(i.received_at) +
       (i.lat === null || i.lat === undefined ? ' <span class="badge warn" data-testid="location-unknown">' + esc(t("inc.unknown")) + "</span>" : "") + "</div></li>";
   }
   function renderQueue() {
@@ -457,6 +458,8 @@
       '<dl class="kv"><dt>' + t("inc.status") + '</dt><dd data-testid="incident-status">' + stBadge(i.status) + "</dd>" +
       "<dt>" + t("inc.category") + "</dt><dd>" + esc(categoryLabel(i.category)) + "</dd>" +
       "<dt>" + t("inc.address") + "</dt><dd>" + esc(i.address || "—") +
+      (i.address_resolved && i.address_resolved !== i.address ? '<div class="sub" data-testid="incident-resolved">' + esc(t("inc.resolved")) + ": " + esc(i.address_resolved) + "</div>" : "") +
+      (i.lat !== null && i.lat !== undefined ? precBadge(i.location_precision) : "") +
       (i.lat === null || i.lat === undefined ? ' <span class="badge warn">' + esc(t("inc.unknown")) + "</span>" : "") +
       (OPEN.includes(i.status) && gd.user.role !== "analyst" && gd.user.role !== "national"
         ? ' <button type="button" data-testid="place-on-map" id="place-btn">' + esc(t("inc.place")) + "</button>" : "") + "</dd>" +
@@ -612,23 +615,57 @@
     crypto.getRandomValues(b);  // (crypto.randomUUID needs a secure context; this does not)
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
-  async function searchAddress() {
+  // Address search: suggestions as the call-taker types (debounced), arrow keys and Enter to
+  // pick one, each with its precision ("street only" in orange: not a house).
+  function precBadge(p) {
+    if (!p) return "";
+    const cls = (p === "house" || p === "point") ? "ok" : (p === "interpolated" || p === "intersection") ? "" : "warn";
+    return ' <span class="badge ' + cls + '" data-testid="precision" data-precision="' + esc(p) + '">' + esc(t("prec." + p)) + "</span>";
+  }
+  function pickHit(h) {
+    setCallPoint(h.lat, h.lng);
+    gd.callHit = h;
+    $("#call-where").innerHTML = esc(t("call.at", { p: h.resolved || h.label })) + precBadge(h.precision) +
+      (h.note ? '<div class="sub">' + esc(h.note) + "</div>" : "");
+    gd.map.setView([h.lat, h.lng], Math.max(gd.map.getZoom(), 17));
+    $("#address-hits").innerHTML = "";
+    gd.hits = [];
+  }
+  function moveHit(step) {
+    const items = $$("li[data-k]", $("#address-hits"));
+    if (!items.length) return false;
+    gd.hitIndex = ((gd.hitIndex === undefined ? -1 : gd.hitIndex) + step + items.length) % items.length;
+    items.forEach((li, k) => li.classList.toggle("active", k === gd.hitIndex));
+    return true;
+  }
+  async function searchAddress(asYouType) {
     const q = $('#newcall [name="address"]').value.trim();
     const ul = $("#address-hits");
-    if (q.length < 2) return;
+    if (q.length < 2) { ul.innerHTML = ""; gd.hits = []; return; }
     const c = gd.map.getCenter();
+    const seq = (gd.searchSeq = (gd.searchSeq || 0) + 1);
     try {
-      const hits = await api("GET", "/api/web/geocode?" + new URLSearchParams({ q, lat: c.lat, lng: c.lng }));
-      ul.innerHTML = hits.length ? hits.map((h, k) => '<li data-testid="address-hit" data-k="' + k + '">' + esc(h.label) + "</li>").join("")
+      const hits = await api("GET", "/api/geocode/search?" + new URLSearchParams({ q, lat: c.lat, lng: c.lng, limit: 6 }));
+      if (seq !== gd.searchSeq) return;  // a newer keystroke's answer wins
+      gd.hits = hits; gd.hitIndex = undefined;
+      ul.innerHTML = hits.length ? hits.map((h, k) => '<li data-testid="address-hit" data-k="' + k + '">' + esc(h.resolved || h.label) +
+        precBadge(h.precision) + (h.note ? '<div class="sub">' + esc(h.note) + "</div>" : "") + "</li>").join("")
         : '<li class="muted">' + t("call.nohits") + "</li>";
-      $$("li[data-k]", ul).forEach((li) => li.onclick = () => {
-        const h = hits[Number(li.dataset.k)];
-        setCallPoint(h.lat, h.lng, h.kind === "street" ? h.label : null);
-        gd.map.setView([h.lat, h.lng], Math.max(gd.map.getZoom(), 16));
-        ul.innerHTML = "";
-      });
-      if (hits.length === 1) $$("li[data-k]", ul)[0].click();
-    } catch (e) { ul.innerHTML = '<li class="error">' + esc(e.message) + "</li>"; }
+      $$("li[data-k]", ul).forEach((li) => li.onmousedown = (e) => { e.preventDefault(); pickHit(hits[Number(li.dataset.k)]); });
+      if (!asYouType && hits.length === 1) pickHit(hits[0]);
+    } catch (e) { if (seq === gd.searchSeq) ul.innerHTML = '<li class="error">' + esc(e.message) + "</li>"; }
+  }
+  function addressKey(e) {
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") { if (moveHit(e.key === "ArrowDown" ? 1 : -1)) e.preventDefault(); }
+    else if (e.key === "Enter") {
+      e.preventDefault();
+      if (gd.hits && gd.hits.length && gd.hitIndex !== undefined) pickHit(gd.hits[gd.hitIndex]);
+      else searchAddress(false);
+    } else if (e.key === "Escape") { $("#address-hits").innerHTML = ""; gd.hits = []; }
+  }
+  function addressTyped() {
+    clearTimeout(gd.typeTimer);
+    gd.typeTimer = setTimeout(() => searchAddress(true), 250);
   }
   async function submitCall(ev) {
     ev.preventDefault();
@@ -649,6 +686,7 @@
       caller_phone: f.caller_phone.value.trim() || null, address: f.address.value.trim() || null,
       description: f.description.value.trim(), caller_lang: f.caller_lang.value,
     };
+    if (!gd.callPoint && gd.map) { const c = gd.map.getCenter(); body.near_lat = c.lat; body.near_lng = c.lng; }
     if (f.priority.value) body.priority = Number(f.priority.value);
     if (!gd.callPoint) { delete body.lat; delete body.lng; }
     submit.disabled = true;
@@ -661,7 +699,7 @@
       if (inc.warnings && inc.warnings.length) out.className = "warn";
       out.dataset.id = inc.id;
       f.reset();
-      gd.callPoint = null;
+      gd.callPoint = null; gd.callHit = null;
       if (gd.callMarker) { gd.map.removeLayer(gd.callMarker); gd.callMarker = null; }
       $("#call-where").textContent = t("call.clickmap");
       if (inc.id !== undefined) {
@@ -708,8 +746,9 @@
       if (a && a.incident_id) showIncident(a.incident_id); else if (a && a.unit_id) showCrew(a.unit_id);
     };
     $("#crews").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) { const u = gd.units[li.dataset.id]; showCrew(Number(li.dataset.id)); if (u && u.lat !== null) gd.map.panTo([u.lat, u.lng]); } };
-    $("#address-search").onclick = searchAddress;
-    $('#newcall [name="address"]').addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); searchAddress(); } });
+    $("#address-search").onclick = () => searchAddress(false);
+    $('#newcall [name="address"]').addEventListener("keydown", addressKey);
+    $('#newcall [name="address"]').addEventListener("input", addressTyped);
     $("#newcall").addEventListener("submit", submitCall);
     if (gd.token) start().catch(() => logout());
   });
