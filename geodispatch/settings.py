@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     graph_path: Path | None = Field(None, description="Compiled road graph (.npz); default var/graph.npz.")
     speed_table_file: Path | None = Field(None, description="JSON {highway class: km/h} overriding defaults.")
     snap_max_m: float = Field(200.0, description="Points further from any road are flagged off-road.")
+    walk_speed_kmh: float = Field(
+        5.0, gt=0, description="Off-road legs (crew or incident beyond snap_max_m) at this speed.")
     rush_hour_factors: bool = Field(False, description="Apply the time-of-day speed factor table.")
     speed_factors_file: Path | None = Field(
         None, description="JSON time-of-day speed factor table (default: routing.speeds table)."

@@ -32,6 +32,10 @@ os.environ["GEODISPATCH_DATABASE_URL"] = _test_url(_base.database_url, _base.tes
 os.environ["GEODISPATCH_ADMIN_DATABASE_URL"] = _test_url(
     _base.admin_database_url, _base.test_database_suffix
 )
+# No road graph unless a test builds one: the developer's var/graph.npz (whatever city was last
+# imported) must not decide what a test sees. Tests that route build or load their own.
+os.environ["GEODISPATCH_GRAPH_PATH"] = str(
+    Path(__file__).resolve().parent.parent / "test-artifacts" / "no-graph-by-default.npz")
 get_settings.cache_clear()
 
 

@@ -47,6 +47,8 @@ class RankedCrew:
     lat: float
     lng: float
     route: dict[str, Any] | None = None
+    #: Metres between the crew and the road when it is off-road (walked, in the ETA).
+    off_road_m: float = 0.0
 
 
 @dataclass
@@ -70,6 +72,11 @@ class Recommendation:
     zone_rule: bool = False
     computed_ms: float = 0.0
     at: str = ""
+    #: Metres between the incident and the nearest road when it is off-road (walked, in every
+    #: ETA); None when it is on a road or there is no road graph.
+    target_off_road_m: float | None = None
+    #: What the dispatcher must know about these figures (off-road incident, no road graph).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,12 +164,21 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
             cands.append((u.unit_id, u.position))
     out.eligible = len(cands)
     limit = settings.recommend_max_eta_s
+    off_road: dict[int, float] = {}
     if router is None:
         out.straight_line_fallback = True
+        out.warnings.append("no road graph: straight-line distance x 1.3 at 40 km/h")
         etas = _straight_line(target, cands, limit)
     else:
-        etas = [(c.unit_id, float(c.eta_s), float(c.distance_m))
-                for c in router.rank(target, cands, limit_s=limit)]
+        tsnap = router.snap(target)
+        if not tsnap.on_road:
+            out.target_off_road_m = round(tsnap.distance_m, 1)
+            out.warnings.append(
+                f"the incident is {tsnap.distance_m:,.0f} m from the nearest road: every ETA "
+                f"includes that distance on foot; check the location")
+        ranked_etas = router.rank(target, cands, limit_s=limit)
+        etas = [(c.unit_id, float(c.eta_s), float(c.distance_m)) for c in ranked_etas]
+        off_road = {c.unit_id: c.off_road_m for c in ranked_etas if not c.on_road}
     reached = {uid for uid, _e, _d in etas}
     for uid, _p in cands:
         if uid not in reached:
@@ -196,8 +212,9 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
         out.ranked.append(RankedCrew(
             rank=i, unit_id=uid, call_sign=u.call_sign, kind=u.kind, status=u.status,
             eta_s=round(eta, 1), distance_m=round(dist[uid], 1), in_zone=inz,
-            reason=why + (" (straight line)" if out.straight_line_fallback else ""),
-            lat=u.position.lat, lng=u.position.lng))
+            reason=why + (" (straight line)" if out.straight_line_fallback else "")
+            + (f" (off-road {off_road[uid]:,.0f} m)" if uid in off_road else ""),
+            lat=u.position.lat, lng=u.position.lng, off_road_m=round(off_road.get(uid, 0.0), 1)))
     if with_routes and out.ranked:
         if router is not None:
             try:

@@ -46,6 +46,14 @@ def _import(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = graph.summary()
     print(f"graph saved to {out}: {summary['nodes']:,} nodes, {summary['edges']:,} edges "
           f"({time.perf_counter() - t0:.1f} s)")
+    dropped = int(graph.meta.get("dropped_nodes", 0))
+    if dropped:
+        share = float(graph.meta.get("dropped_share", 0.0))
+        print(f"kept the largest network that can be driven both ways: {dropped:,} of "
+              f"{int(graph.meta['drivable_nodes']):,} drivable junctions ({share:.1%}) are on "
+              "roads cut off from it (one-way dead ends, islands, private estates) and left out"
+              + ("; that is a lot: check the extract's boundary or import with --all-components"
+                 if share > 0.05 else ""))
     if not args.no_db:
         from geodispatch.db import app_engine, check_database, session_factory, transaction
         from geodispatch.routing.service import write_edges

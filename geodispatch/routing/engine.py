@@ -86,6 +86,8 @@ class CrewEta:
     eta_s: float
     distance_m: float
     on_road: bool = True
+    #: Metres from the crew to the road when it is off-road (counted at walking speed).
+    off_road_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,14 @@ class Router:
     """
 
     def __init__(self, graph: RoadGraph, *, snap_max_m: float = 200.0,
-                 time_factors: TimeFactors | None = None) -> None:
+                 time_factors: TimeFactors | None = None, walk_speed_kmh: float = 5.0) -> None:
+        if not (math.isfinite(snap_max_m) and snap_max_m >= 0):
+            raise ValueError(f"snap_max_m must be a finite distance >= 0, not {snap_max_m!r}")
+        if not (math.isfinite(walk_speed_kmh) and walk_speed_kmh > 0):
+            raise ValueError(f"walk_speed_kmh must be a finite speed > 0, not {walk_speed_kmh!r}")
         self.graph = graph
         self.snap_max_m = float(snap_max_m)
+        self.walk_mps = float(walk_speed_kmh) / 3.6
         self.time_factors = time_factors
         g = graph
         self._n = g.n_nodes
@@ -387,6 +394,15 @@ class Router:
         return Snap(node=node, distance_m=dist, on_road=dist <= self.snap_max_m, segment=seg,
                     fraction=frac, point=LatLng(lat, lng))
 
+    def _walk_s(self, dist_m: FloatArray) -> FloatArray:
+        """Seconds on foot between off-road points (beyond ``snap_max_m``) and the road."""
+        out: FloatArray = np.where(dist_m > self.snap_max_m, dist_m / self.walk_mps, 0.0)
+        return out
+
+    def off_road_m(self, snap: Snap) -> float:
+        """Metres on foot between a snapped point and the road (0 when it is on the road)."""
+        return 0.0 if snap.on_road else float(snap.distance_m)
+
     def _point_on_segment(self, seg: int, frac: float) -> tuple[float, float]:
         lat, lng = self.graph.segment_coords(seg)
         la, ln = _cut(lat, lng, frac, frac)
@@ -395,8 +411,16 @@ class Router:
     # --- search --------------------------------------------------------------------------------
     def _target_seeds(self, w: _Weights, seg: int, frac: float
                       ) -> list[tuple[int, float, float, int, float]]:
-        """(node, time, metres, edge, edge fraction) entering the target's segment."""
+        """(node, time, metres, edge, edge fraction) entering the target's segment.
+
+        A target exactly on a junction is reached by any road into that node: one seed at the
+        node with nothing left to drive (edge -1).
+        """
         g = self.graph
+        if frac == 0.0:
+            return [(int(self._seg_u[seg]), 0.0, 0.0, -1, 0.0)]
+        if frac == 1.0:
+            return [(int(self._seg_v[seg]), 0.0, 0.0, -1, 0.0)]
         seeds = []
         ef, eb = int(g.seg_fwd[seg]), int(g.seg_bwd[seg])
         if ef >= 0:  # drive along the segment: enter at u, cover frac of the edge
@@ -432,10 +456,17 @@ class Router:
             hf, hb = ef >= 0, eb >= 0
             eff, ebb = np.maximum(ef, 0), np.maximum(eb, 0)
             # A missing direction exits at the virtual node (time 0) with an infinite offset.
-            static = (np.where(hf, g.edge_dst[eff], n),
-                      np.where(hf, (1.0 - pts.frac) * w.time[eff], np.inf),
-                      np.where(hb, g.edge_dst[ebb], n),
-                      np.where(hb, pts.frac * w.time[ebb], np.inf))
+            # A crew exactly on a junction leaves by any road there: it "exits" at that node
+            # with nothing left to drive, whichever segment the snap picked (a one-way segment
+            # pointing away from where it must go would otherwise have to be driven first).
+            at_u, at_v = pts.frac == 0.0, pts.frac == 1.0
+            # A crew off-road walks to the road first (every way out starts with that).
+            walk = self._walk_s(pts.dist_m)
+            static = (np.where(at_v, self._seg_v[pts.seg], np.where(hf, g.edge_dst[eff], n)),
+                      walk + np.where(at_v, 0.0,
+                                      np.where(hf, (1.0 - pts.frac) * w.time[eff], np.inf)),
+                      np.where(at_u, self._seg_u[pts.seg], np.where(hb, g.edge_dst[ebb], n)),
+                      walk + np.where(at_u, 0.0, np.where(hb, pts.frac * w.time[ebb], np.inf)))
             pts.exits[id(w)] = static
         xf, of, xb, ob = static
         direct = np.full(pts.seg.shape[0], np.inf)
@@ -447,7 +478,7 @@ class Router:
                              np.inf)
             back = np.where((fr >= tfrac) & (tb_ >= 0), (fr - tfrac) * w.time[max(tb_, 0)],
                             np.inf)
-            direct[same] = np.minimum(along, back)
+            direct[same] = np.minimum(along, back) + self._walk_s(pts.dist_m[same])
         return _Exits(xf=xf, of=of, xb=xb, ob=ob, direct=direct)
 
     def _crew_etas(self, w: _Weights, pts: _Points, dist: FloatArray, tseg: int, tfrac: float
@@ -540,9 +571,15 @@ class Router:
         list of CrewEta
             Sorted by (eta, unit_id); unreachable crews and crews beyond ``limit_s`` omitted.
         """
+        _check_limit(limit_s)
         if not candidates or (k is not None and k <= 0):
             return []
         w, tsnap, seeds = self._prepare_query(target, at)
+        # An off-road incident: the last metres are on foot, the same for every crew.
+        t_walk = self.off_road_m(tsnap) / self.walk_mps
+        limit_s -= t_walk
+        if limit_s < 0:
+            return []
         ids = np.fromiter(map(itemgetter(0), candidates), dtype=np.int64, count=len(candidates))
         pts = self._snap_points(list(map(itemgetter(1), candidates)))
         ex = self._exits(w, pts, tsnap.segment, tsnap.fraction)
@@ -552,7 +589,7 @@ class Router:
             dist, pred = self._search(w, seeds, limit)
             t_f, t_b = dist[ex.xf] + ex.of, dist[ex.xb] + ex.ob
             eta = np.minimum(np.minimum(t_f, t_b), ex.direct)
-            inside = np.flatnonzero(eta <= limit)
+            inside = np.flatnonzero(np.isfinite(eta) & (eta <= limit))
             if inside.shape[0] >= want or limit >= limit_s:
                 break
             limit = min(limit_s, limit * GROW)
@@ -575,10 +612,12 @@ class Router:
                            frac * g.edge_length_m[eb])
         direct_m = np.abs(frac - tsnap.fraction) * g.edge_length_m[
             np.where(frac <= tsnap.fraction, ef, eb)]
-        metres = np.where(td <= np.minimum(tf, tb), direct_m, partial + tree)
         on_road = pts.dist_m[order] <= self.snap_max_m
-        return list(map(CrewEta, ids[order].tolist(), eta[order].tolist(), metres.tolist(),
-                        on_road.tolist()))
+        off_m = np.where(on_road, 0.0, pts.dist_m[order])
+        metres = np.where(td <= np.minimum(tf, tb), direct_m, partial + tree) + off_m \
+            + self.off_road_m(tsnap)
+        return list(map(CrewEta, ids[order].tolist(), (eta[order] + t_walk).tolist(),
+                        metres.tolist(), on_road.tolist(), off_m.tolist()))
 
     # --- routes ---------------------------------------------------------------------------------
     def routes(self, target: LatLng, sources: Sequence[tuple[int, LatLng]], *,
@@ -601,11 +640,13 @@ class Router:
         dict
             unit_id -> Route; unreachable sources are missing.
         """
+        _check_limit(limit_s)
         if not sources:
             return {}
         w, tsnap, seeds = self._prepare_query(target, at)
         pts = self._snap_points([s[1] for s in sources])
         dist, pred = self._search(w, seeds, limit_s)
+        t_walk = self.off_road_m(tsnap) / self.walk_mps
         eta, how = self._crew_etas(w, pts, dist, tsnap.segment, tsnap.fraction)
         out: dict[int, Route] = {}
         g, n = self.graph, self._n
@@ -624,10 +665,14 @@ class Router:
             else:
                 e = int(g.seg_fwd[seg] if how[j] == 0 else g.seg_bwd[seg])
                 fe = frac if how[j] == 0 else 1.0 - frac
-                elat, elng = g.edge_coords(e)
-                pieces.append(_cut(elat, elng, fe, 1.0))
-                metres += (1.0 - fe) * float(g.edge_length_m[e])
-                x = int(g.edge_dst[e])
+                if fe == 1.0 or e < 0:  # on the exit junction already (see _exits)
+                    x = int(self._seg_v[seg] if how[j] == 0 else self._seg_u[seg])
+                    pieces.append((np.array([g.node_lat[x]]), np.array([g.node_lng[x]])))
+                else:
+                    elat, elng = g.edge_coords(e)
+                    pieces.append(_cut(elat, elng, fe, 1.0))
+                    metres += (1.0 - fe) * float(g.edge_length_m[e])
+                    x = int(g.edge_dst[e])
                 while int(pred[x]) != n:
                     p = int(pred[x])
                     k = int(np.searchsorted(w.keys, x * n + p))
@@ -636,15 +681,21 @@ class Router:
                     metres += float(g.edge_length_m[edge])
                     x = p
                 seed = min((s for s in seeds if s[0] == x), key=lambda s: s[1])
-                elat, elng = g.edge_coords(seed[3])
-                pieces.append(_cut(elat, elng, 0.0, seed[4]))
-                metres += seed[2]
+                if seed[3] >= 0:  # (a target on a junction has no piece of edge left)
+                    elat, elng = g.edge_coords(seed[3])
+                    pieces.append(_cut(elat, elng, 0.0, seed[4]))
+                    metres += seed[2]
             coords: list[LatLng] = []
             for la, ln in pieces:
                 for a, b in zip(la.tolist(), ln.tolist(), strict=True):
                     if not coords or coords[-1] != (a, b):
                         coords.append(LatLng(a, b))
-            out[int(unit_id)] = Route(coords=coords, eta_s=float(eta[j]), distance_m=metres)
+            # Off-road ends are walked: counted in time and distance, drawn as straight legs.
+            metres += self.off_road_m(tsnap)
+            if pts.dist_m[j] > self.snap_max_m:
+                metres += float(pts.dist_m[j])
+            out[int(unit_id)] = Route(coords=coords, eta_s=float(eta[j]) + t_walk,
+                                      distance_m=metres)
         return out
 
     def route(self, source: LatLng, target: LatLng, *, at: datetime | None = None) -> Route:
@@ -663,6 +714,11 @@ class Router:
     # --- coverage -------------------------------------------------------------------------------
     def multi_source_times(self, sources: Sequence[LatLng], limit_s: float,
                            *, at: datetime | None = None) -> FloatArray:
+        _check_limit(limit_s)
+        return self._multi_source_times(sources, limit_s, at=at)
+
+    def _multi_source_times(self, sources: Sequence[LatLng], limit_s: float,
+                            *, at: datetime | None = None) -> FloatArray:
         """Drive time from the nearest source to every node (inf beyond ``limit_s``).
 
         Parameters
@@ -686,10 +742,15 @@ class Router:
         g = self.graph
         pts = self._snap_points(list(sources))
         ef, eb = g.seg_fwd[pts.seg], g.seg_bwd[pts.seg]
+        at_u, at_v = pts.frac == 0.0, pts.frac == 1.0  # on a junction: from there, any road
         nodes = np.concatenate([g.edge_dst[np.maximum(ef, 0)][ef >= 0],
-                                g.edge_dst[np.maximum(eb, 0)][eb >= 0]]).astype(np.int32)
-        cost = np.concatenate([((1.0 - pts.frac) * w.time[np.maximum(ef, 0)])[ef >= 0],
-                               (pts.frac * w.time[np.maximum(eb, 0)])[eb >= 0]])
+                                g.edge_dst[np.maximum(eb, 0)][eb >= 0],
+                                self._seg_u[pts.seg][at_u], self._seg_v[pts.seg][at_v]]
+                               ).astype(np.int32)
+        walk = self._walk_s(pts.dist_m)
+        cost = np.concatenate([(walk + (1.0 - pts.frac) * w.time[np.maximum(ef, 0)])[ef >= 0],
+                               (walk + pts.frac * w.time[np.maximum(eb, 0)])[eb >= 0],
+                               walk[at_u], walk[at_v]])
         f = w.fwd
         indptr = np.concatenate([f.indptr, [f.indptr[-1] + nodes.shape[0]]]).astype(np.int64)
         m = sp.csr_matrix((np.concatenate([f.data, cost]), np.concatenate([f.indices, nodes]),
@@ -697,6 +758,12 @@ class Router:
         dist = dijkstra(m, directed=True, indices=n, limit=limit_s)
         out: FloatArray = dist[:n]
         return out
+
+
+def _check_limit(limit_s: float) -> None:
+    """A search bound is a number of seconds >= 0, or inf for none; NaN would never finish."""
+    if not isinstance(limit_s, (int, float)) or math.isnan(limit_s) or limit_s < 0:
+        raise ValueError(f"the search limit must be >= 0 seconds (or inf), not {limit_s!r}")
 
 
 def _cut(lat: FloatArray, lng: FloatArray, f0: float, f1: float) -> tuple[FloatArray, FloatArray]:
@@ -741,7 +808,8 @@ def load_router(settings: Settings) -> Router | None:
             graph = RoadGraph.load(path)
             factors = (TimeFactors.load(settings.speed_factors_file, settings.routing_timezone)
                        if settings.rush_hour_factors else None)
-            router = Router(graph, snap_max_m=settings.snap_max_m, time_factors=factors)
+            router = Router(graph, snap_max_m=settings.snap_max_m, time_factors=factors,
+                            walk_speed_kmh=settings.walk_speed_kmh)
             for old in [k for k in _ROUTERS if k[0] == key[0]]:
                 del _ROUTERS[old]
             _ROUTERS[key] = router

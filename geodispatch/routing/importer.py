@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
+from geodispatch.errors import InvalidInput
 from geodispatch.routing.graph import FloatArray, IntArray, RoadGraph, haversine_arrays
 from geodispatch.routing.speeds import (
     CLASS_INDEX,
@@ -209,7 +210,8 @@ def build_graph(batch: WayBatch, *, largest_component: bool = True,
     RoadGraph
     """
     if batch.n_runs == 0:
-        raise ValueError("no drivable roads found")
+        raise InvalidInput("no drivable roads found in the extract; "
+                           "the existing graph is left as it was")
     s = _split_ways(batch)
     run = s["run"]
     direction = np.asarray(batch.run_dir, dtype=np.int8)[run]
@@ -255,12 +257,29 @@ def assemble(*, node_ids_at: IntArray, coord_lat: FloatArray, coord_lng: FloatAr
     dst = np.where(edge_rev, seg_u[edge_seg], seg_v[edge_seg])
     n = osm_nodes.shape[0]
 
-    keep_edge = np.ones(edge_seg.shape[0], dtype=bool)
-    if largest_component and edge_seg.shape[0]:
-        m = sp.csr_matrix((np.ones(src.shape[0]), (src, dst)), shape=(n, n))
+    # Roads nobody can drive on (speed 0: closed, construction) carry no edge at all.
+    usable = edge_speed_kmh > 0
+    if not usable.any():
+        raise InvalidInput("the extract has no road a car can drive on (no drivable highway "
+                           "with a speed above 0); the existing graph is left as it was")
+    keep_edge = usable.copy()
+    drivable_nodes = np.unique(np.concatenate([src[usable], dst[usable]])).shape[0]
+    if largest_component:
+        m = sp.csr_matrix((np.ones(int(usable.sum())), (src[usable], dst[usable])), shape=(n, n))
         _, labels = connected_components(m, directed=True, connection="strong")
-        big = np.bincount(labels).argmax()
-        keep_edge = (labels[src] == big) & (labels[dst] == big)
+        touched = np.zeros(n, dtype=bool)
+        touched[src[usable]] = True
+        touched[dst[usable]] = True
+        big = np.bincount(labels[touched]).argmax()
+        keep_edge &= (labels[src] == big) & (labels[dst] == big)
+    if not keep_edge.any():
+        raise InvalidInput("no connected road network left after filtering; the existing graph "
+                           "is left as it was")
+    kept_nodes = np.unique(np.concatenate([src[keep_edge], dst[keep_edge]])).shape[0]
+    meta = dict(meta or {}, drivable_nodes=int(drivable_nodes), kept_nodes=int(kept_nodes),
+                dropped_nodes=int(drivable_nodes - kept_nodes),
+                dropped_share=round((drivable_nodes - kept_nodes) / drivable_nodes, 4),
+                drivable_edges=int(usable.sum()), kept_edges=int(keep_edge.sum()))
     edge_seg, edge_rev = edge_seg[keep_edge], edge_rev[keep_edge]
     src, dst, edge_speed_kmh = src[keep_edge], dst[keep_edge], edge_speed_kmh[keep_edge]
 
@@ -472,7 +491,8 @@ def graph_from_osmnx(G: Any, *, speed_table: Mapping[str, float] | None = None,
         e_speed.append(speed)
         pending[key] = (seg, int(u), int(v))
     if not e_seg:
-        raise ValueError("no drivable roads found in the osmnx graph")
+        raise InvalidInput("no drivable roads found in the osmnx graph; "
+                           "the existing graph is left as it was")
     return assemble(
         node_ids_at=np.asarray(ids_l, dtype=np.int64),
         coord_lat=np.asarray(lat_l, dtype=np.float64),

@@ -69,6 +69,38 @@ def test_ranked_by_road_time_with_reasons(db: Session, router: Router, settings:
     assert any(r["unit_id"] == u_near for r in ev["ranked"])
 
 
+def test_off_road_incident_and_crew_are_told_to_the_dispatcher(
+        db: Session, router: Router, settings: Settings, crew: Callable[..., int],
+        incident: Callable[..., Incident], fleet: Callable[[], LiveFleet]) -> None:
+    """An incident 1 km from every road and a crew 600 m off it: both are in the figures (on
+    foot) and said in words; an incident on another continent gets no crew, and says why."""
+    g = router.graph
+    north = int(g.node_lat.argmax())
+    edge = LatLng(float(g.node_lat[north]), float(g.node_lng[north]))
+    target = LatLng(edge.lat + 1000 / 111_195.0, edge.lng)
+    u_road = crew(_node(router, g.n_nodes // 2))
+    u_off = crew(LatLng(edge.lat + 600 / 111_195.0, edge.lng))
+    inc = incident(p=target)
+    reco = recommend(session=db, incident_id=inc.id, fleet=fleet(), router=router,
+                     zone_index=None, settings=settings.model_copy(
+                         update={"recommend_max_eta_s": 7200.0}), top_n=1000)
+    assert reco.target_off_road_m is not None and reco.target_off_road_m > 900
+    assert any("from the nearest road" in w for w in reco.warnings)
+    ranked = {r.unit_id: r for r in reco.ranked}
+    assert u_road in ranked and u_off in ranked
+    assert ranked[u_road].off_road_m == 0 and ranked[u_off].off_road_m > 500
+    assert "off-road" in ranked[u_off].reason
+    walk = reco.target_off_road_m / (settings.walk_speed_kmh / 3.6)
+    assert ranked[u_road].eta_s > walk
+    far = incident(p=LatLng(-33.8688, 151.2093))  # Sydney, on the Baltimore graph
+    reco = recommend(session=db, incident_id=far.id, fleet=fleet(), router=router,
+                     zone_index=None, settings=settings, top_n=1000)
+    assert reco.ranked == [] and reco.target_off_road_m is not None
+    assert reco.target_off_road_m > 1e7
+    why = {x.unit_id: x.reason for x in reco.excluded}
+    assert "not reachable" in why[u_road]
+
+
 def test_straight_line_fallback_is_flagged(db: Session, settings: Settings,
                                            crew: Callable[..., int],
                                            incident: Callable[..., Incident],

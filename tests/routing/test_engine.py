@@ -207,3 +207,108 @@ def test_load_router_once_per_path(baltimore: RoadGraph, tmp_path: Path,
     first = load_router(s)
     assert first is not None and load_router(s) is first
     assert first.graph.n_edges == baltimore.n_edges
+
+
+def _node_times(g: RoadGraph, targets: list[int]) -> np.ndarray:
+    """Node-to-node fastest times to each target node (scipy Dijkstra on the reversed graph)."""
+    import scipy.sparse as sp
+
+    # Parallel edges between one pair: csr sums duplicates, so keep the fastest of each pair.
+    order = np.lexsort((g.edge_time_s, g.edge_src, g.edge_dst))
+    keep = np.ones(order.shape[0], dtype=bool)
+    pair = g.edge_dst[order].astype(np.int64) * g.n_nodes + g.edge_src[order]
+    keep[1:] = pair[1:] != pair[:-1]
+    o = order[keep]
+    m = sp.csr_matrix((g.edge_time_s[o], (g.edge_dst[o], g.edge_src[o])),
+                      shape=(g.n_nodes, g.n_nodes))
+    out: np.ndarray = dijkstra(m, directed=True, indices=targets)
+    return out
+
+
+@pytest.mark.parametrize("name", EXTRACTS)
+def test_points_on_junctions_leave_and_arrive_by_any_road(
+        load_graph: Callable[[str], RoadGraph], name: str) -> None:
+    """A crew or an incident exactly on a junction may leave or arrive by any road there: its
+    ETA is the node-to-node fastest time, whichever segment the point was snapped onto."""
+    g = load_graph(name)
+    router = Router(g)
+    rng = np.random.default_rng(5)
+    nodes = rng.choice(g.n_nodes, size=min(80, g.n_nodes), replace=False)
+    crews = [(int(v), LatLng(float(g.node_lat[v]), float(g.node_lng[v]))) for v in nodes]
+    targets = [int(v) for v in rng.choice(g.n_nodes, size=5, replace=False)]
+    ref = _node_times(g, targets)
+    for row, t in enumerate(targets):
+        target = LatLng(float(g.node_lat[t]), float(g.node_lng[t]))
+        ranked = {c.unit_id: c for c in router.rank(target, crews, limit_s=math.inf)}
+        for v, _ in crews:
+            want = float(ref[row, v])
+            if math.isfinite(want):
+                assert v in ranked, (v, t)
+                assert abs(ranked[v].eta_s - want) < 0.1, (v, t, ranked[v].eta_s, want)
+        # Routes agree with the ranking, and start and end at the junctions.
+        drawn = router.routes(target, crews[:10])
+        for v, p in crews[:10]:
+            if v in drawn:
+                assert abs(drawn[v].eta_s - ranked[v].eta_s) < 1e-6
+                assert haversine_m(drawn[v].coords[0], p) < 1.0
+                assert haversine_m(drawn[v].coords[-1], target) < 1.0
+
+
+def test_search_limits_must_be_numbers(baltimore: RoadGraph, baltimore_router: Router) -> None:
+    """NaN or a negative bound is refused (NaN never finished); inf means no bound and lists
+    only crews that can actually get there."""
+    target = random_points(baltimore, 1, seed=11)[0]
+    crews = list(enumerate(random_points(baltimore, 30, seed=12)))
+    for bad in (math.nan, -1.0, -math.inf):
+        with pytest.raises(ValueError, match="search limit"):
+            baltimore_router.rank(target, crews, limit_s=bad)
+        with pytest.raises(ValueError, match="search limit"):
+            baltimore_router.routes(target, crews, limit_s=bad)
+        with pytest.raises(ValueError, match="search limit"):
+            baltimore_router.multi_source_times([target], bad)
+    ranked = baltimore_router.rank(target, crews, limit_s=math.inf)
+    assert ranked and all(math.isfinite(c.eta_s) and math.isfinite(c.distance_m) for c in ranked)
+
+
+def _away(p: LatLng, metres: float) -> LatLng:
+    """A point ``metres`` due north of ``p``."""
+    return LatLng(p.lat + metres / 111_195.0, p.lng)
+
+
+def test_off_road_legs_are_walked_and_flagged(baltimore: RoadGraph) -> None:
+    """An incident or a crew farther than snap_max_m from every road: the leg to the road is
+    counted at walking speed in the ETA and the distance, and the crew is flagged."""
+    router = Router(baltimore, snap_max_m=200.0, walk_speed_kmh=5.0)
+    north = int(np.argmax(baltimore.node_lat))
+    edge = LatLng(float(baltimore.node_lat[north]), float(baltimore.node_lng[north]))
+    crews = list(enumerate(random_points(baltimore, 20, seed=3)))
+    # The incident 900 m north of the northernmost junction: off every road.
+    target = _away(edge, 900.0)
+    tsnap = router.snap(target)
+    assert not tsnap.on_road and tsnap.distance_m > 800
+    assert tsnap.point is not None
+    walk_s = tsnap.distance_m / (5.0 / 3.6)
+    on_road = {c.unit_id: c for c in router.rank(tsnap.point, crews, limit_s=math.inf)}
+    off = router.rank(target, crews, limit_s=math.inf)
+    assert {c.unit_id for c in off} == set(on_road)
+    for c in off:
+        assert c.eta_s == pytest.approx(on_road[c.unit_id].eta_s + walk_s, abs=0.05)
+        assert c.distance_m == pytest.approx(on_road[c.unit_id].distance_m + tsnap.distance_m,
+                                             abs=0.5)
+    # ... and beyond the search bound once the walk alone exceeds it.
+    assert router.rank(target, crews, limit_s=walk_s - 1) == []
+    # A crew 600 m off the road walks to it first, and says so.
+    crew_far = _away(edge, 600.0)
+    csnap = router.snap(crew_far)
+    assert csnap.point is not None and not csnap.on_road
+    road_target = random_points(baltimore, 1, seed=4)[0]
+    [near] = router.rank(road_target, [(1, csnap.point)], limit_s=math.inf)
+    [far] = router.rank(road_target, [(1, crew_far)], limit_s=math.inf)
+    assert not far.on_road and far.off_road_m == pytest.approx(csnap.distance_m)
+    assert far.eta_s == pytest.approx(near.eta_s + csnap.distance_m / (5.0 / 3.6), abs=0.05)
+    drawn = router.routes(road_target, [(1, crew_far)])
+    assert drawn[1].eta_s == pytest.approx(far.eta_s, abs=1e-6)
+    # A target on the other side of the world: nobody within half an hour, and flagged.
+    sydney = LatLng(-33.8688, 151.2093)
+    assert not router.snap(sydney).on_road
+    assert router.rank(sydney, crews, limit_s=1800.0) == []

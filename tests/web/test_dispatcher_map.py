@@ -24,8 +24,9 @@ from tests.helpers import running_server
 
 pytestmark = pytest.mark.browser
 
-# Downtown Baltimore: inside the demo road graph (var/graph.npz) when one is built, so routes
-# and ETAs are real; the map is offline either way.
+# Downtown Baltimore. The suite runs without a road graph unless a test builds one (see
+# tests/conftest.py), so recommendations here are the flagged straight-line fallback; road
+# routing itself is tested in tests/routing and end to end in tests/test_demo_e2e.py.
 SCENE = (39.2904, -76.6122)
 
 

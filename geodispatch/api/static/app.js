@@ -503,12 +503,16 @@
     if (!gd.reco) return '<button type="button" class="primary" data-testid="recommend" id="recommend-btn">' + t("inc.recommend") + "</button>";
     if (gd.reco.error) return '<p class="error">' + esc(t("err.generic", { d: gd.reco.error })) + "</p>";
     const rows = recoRows();
-    if (!rows.length) return '<p class="muted" data-testid="reco-empty">' + t("inc.noreco") + "</p>";
+    const off = gd.reco.target_off_road_m;
+    const offHint = (off !== null && off !== undefined)
+      ? '<p class="error" data-testid="reco-offroad">' + esc(t("inc.offroad", { m: Math.round(off) })) + "</p>" : "";
+    if (!rows.length) return offHint + '<p class="muted" data-testid="reco-empty">' + t("inc.noreco") + "</p>";
     const sel = gd.reco.selectedIdx || 0;
-    let html = (gd.reco.straight_line_fallback ? '<p class="hint">' + t("inc.straight") + "</p>" : "") +
+    let html = offHint + (gd.reco.straight_line_fallback ? '<p class="hint">' + t("inc.straight") + "</p>" : "") +
       "<table><tr><th>" + t("col.crew") + "</th><th>" + t("col.eta") + "</th><th>" + t("col.dist") + "</th><th>" + t("col.status") + "</th></tr>" +
       rows.map((r, k) => '<tr class="reco' + (k === sel ? " sel" : "") + '" data-testid="reco-row" data-idx="' + k + '" data-unit="' + r.unit_id + '" title="' + esc(r.reason || "") + '"><td>' +
-        esc(crewName(r)) + "</td><td>" + fmtEta(r.eta_s) + "</td><td>" + fmtKm(r.distance_m) + "</td><td>" +
+        esc(crewName(r)) + (r.off_road_m > 0 ? ' <span class="hint" data-testid="crew-offroad">' + esc(t("inc.crewoffroad", { m: Math.round(r.off_road_m) })) + "</span>" : "") +
+        "</td><td>" + fmtEta(r.eta_s) + "</td><td>" + fmtKm(r.distance_m) + "</td><td>" +
         stBadge(r.status || (gd.units[r.unit_id] || {}).status) + "</td></tr>").join("") + "</table>";
     const top = rows[sel];
     html += '<div class="actions"><button type="button" class="primary" data-testid="accept" id="accept-btn">' +
