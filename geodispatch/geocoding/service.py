@@ -161,7 +161,8 @@ class IndexGeocoder:
 
     def _streets(self, street: str, near: LatLng | None, n: int = 8) -> list[_StreetHit]:
         key = core_key(street)
-        if not key or not any(c.isalpha() for c in key) and len(key) < 2:
+        letters = [c for c in key if c.isalpha()]
+        if len(letters) < 2:
             return []
         kind = street_type(street)
         s = self.session
@@ -175,9 +176,10 @@ class IndexGeocoder:
             WHERE n.key = :k OR n.key % :k OR :k <% n.key
             GROUP BY n.street_id ORDER BY sim DESC LIMIT 60
         """), {"k": key}).all()
-        if not rows:
+        sims = {int(r[0]): float(r[1]) for r in rows
+                if float(r[1]) >= self.settings.geocode_min_similarity}
+        if not sims:
             return []
-        sims = {int(r[0]): float(r[1]) for r in rows}
         params: dict[str, object] = {"ids": list(sims)}
         dist = "NULL"
         if near is not None:

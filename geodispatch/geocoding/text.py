@@ -97,8 +97,10 @@ def _latin(word: str) -> str:
     s = "".join(c for c in s if not unicodedata.combining(c))
     s = _DIGRAPH.sub(lambda m: "zg" if m.group(0) == "zgh" else
                      ("g" if m.group(0) == "h" else m.group(0)), s)
+    s = s.replace("yo", "e")  # ё in Russian-style spellings (Korolyova = Королёва)
     s = _Y.sub(lambda m: "i" + (m.group(1) or ""), s)
     s = re.sub(r"ii+", "i", s)
+    s = s.replace("ie", "e")  # є and е after a vowel or ь: ye / ie / e in the various schemes
     return re.sub(r"([a-z])\1+", r"\1", s)
 
 
@@ -110,6 +112,7 @@ def fold_words(text: str) -> list[str]:
         if not token:
             continue
         token = _ABBREVIATIONS.get(token, token)
+        token = "".join(c for c in token if c not in _APOSTROPHES)  # Пов'язана, Vorob'yovy
         for part in re.split(r"[^\w]+", token):
             folded = _latin(part)
             folded = re.sub(r"[^a-z0-9]", "", folded)

@@ -2,8 +2,9 @@
 
 ``geodispatch graph import [PATH] [--out FILE] [--no-db]``
     Stream a local extract (``.osm``, ``.osm.gz``, ``.osm.bz2``, ``.osm.pbf``; default: the demo
-    extract of ``GEODISPATCH_OSM_FILE``), save the compact graph (default ``var/graph.npz``) and
-    replace the ``road_edges`` table.
+    extract of ``GEODISPATCH_OSM_FILE``), save the compact graph (default ``var/graph.npz``),
+    replace the ``road_edges`` table and import the extract's addresses (``geocode import``;
+    ``--no-addresses`` or ``GEODISPATCH_GEOCODE_ON_GRAPH_IMPORT=false`` to skip).
 ``geodispatch graph import --place NAME``
     The same from an osmnx download by place name (needs the internet).
 ``geodispatch graph info [--path FILE]``
@@ -66,7 +67,26 @@ def _import(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
         print(f"road_edges: {n:,} rows written")
+        if not args.place and not args.no_addresses and settings.geocode_on_graph_import:
+            _import_addresses(settings, path)
     return 0
+
+
+def _import_addresses(settings: Any, path: Path) -> None:
+    """The same extract's addresses (``geocode import``); the graph stands if this fails."""
+    import sys
+
+    from geodispatch.errors import ConfigurationError
+    from geodispatch.geocoding.cli import run_import
+
+    try:
+        s = run_import(settings, [path])
+    except ConfigurationError as exc:
+        print(f"geodispatch: addresses not imported: {exc} (the road graph is in place; "
+              "run `geodispatch geocode import` once that is fixed)", file=sys.stderr)
+        return
+    print(f"addresses: {s['houses']:,} houses, {s['streets']:,} streets, "
+          f"{s['interpolations']:,} interpolation lines, {s['landmarks']:,} landmarks")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -95,6 +115,8 @@ def register(sub: Any) -> None:
     src.add_argument("--place", help="download by place name with osmnx (needs the internet)")
     imp.add_argument("--out", help="graph file (default: GEODISPATCH_GRAPH_PATH or var/graph.npz)")
     imp.add_argument("--no-db", action="store_true", help="do not write the road_edges table")
+    imp.add_argument("--no-addresses", action="store_true",
+                     help="do not import the extract's addresses (geocode import)")
     imp.add_argument("--all-components", action="store_true",
                      help="keep roads not connected both ways to the main network")
     imp.set_defaults(func=_import)

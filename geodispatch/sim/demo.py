@@ -95,6 +95,8 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
         if same:
             log.info("demo: road graph %s is up to date with %s", graph_path, place or src_file)
             _ensure_road_edges(settings, graph_path)
+            if src_file is not None:
+                _ensure_addresses(settings, src_file)
             return graph_path
     print(f"[demo] building the road graph from {place or src_file} ...", flush=True)
     t0 = time.monotonic()
@@ -125,6 +127,30 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
     stamp_path.write_text(json.dumps(source_key))
     print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
     return graph_path
+
+
+def _ensure_addresses(settings: Settings, src_file: Path) -> None:
+    """Import the extract's addresses if this database has none (house-number search)."""
+    if not _has_module("geodispatch.geocoding.cli"):
+        return
+    from sqlalchemy import text
+
+    from geodispatch.db import app_engine
+    from geodispatch.geocoding.cli import run_import
+
+    engine = app_engine(settings)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM geocode_streets)")).scalar():
+                return
+    finally:
+        engine.dispose()
+    print(f"[demo] importing the addresses of {src_file} (Nominatim) ...", flush=True)
+    try:
+        run_import(settings, [src_file])
+    except ConfigurationError as exc:
+        print(f"[demo] addresses not imported ({exc}): address search finds nothing "
+              "until `geodispatch geocode import`", flush=True)
 
 
 def _ensure_road_edges(settings: Settings, graph_path: Path) -> None:
