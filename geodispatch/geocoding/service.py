@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -166,20 +166,34 @@ class IndexGeocoder:
             return []
         kind = street_type(street)
         s = self.session
+        # A name typed in full (in any of its spellings) is an index lookup; only what is not
+        # takes the trigram search.
+        rows = s.execute(text("SELECT DISTINCT street_id, 1.0 FROM geocode_names WHERE key = :k"),
+                         {"k": key}).all()
+        if not rows:
+            rows = self._similar_names(key)
+        sims = {int(r[0]): float(r[1]) for r in rows
+                if float(r[1]) >= self.settings.geocode_min_similarity}
+        if not sims:
+            return []
+        return self._rank_streets(sims, kind, near, n)
+
+    def _similar_names(self, key: str) -> list[Any]:
+        s = self.session
         s.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true),"
                        " set_config('pg_trgm.similarity_threshold', :t, true)"),
                   {"t": str(self.settings.geocode_min_similarity)})
-        rows = s.execute(text("""
+        return list(s.execute(text("""
             SELECT n.street_id, max(CASE WHEN n.key = :k THEN 1.0 ELSE
                        (similarity(n.key, :k) + word_similarity(:k, n.key)) / 2 END) AS sim
             FROM geocode_names n
             WHERE n.key = :k OR n.key % :k OR :k <% n.key
             GROUP BY n.street_id ORDER BY sim DESC LIMIT 60
-        """), {"k": key}).all()
-        sims = {int(r[0]): float(r[1]) for r in rows
-                if float(r[1]) >= self.settings.geocode_min_similarity}
-        if not sims:
-            return []
+        """), {"k": key}).all())
+
+    def _rank_streets(self, sims: dict[int, float], kind: str | None, near: LatLng | None,
+                      n: int) -> list[_StreetHit]:
+        s = self.session
         params: dict[str, object] = {"ids": list(sims)}
         dist = "NULL"
         if near is not None:
