@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         "mqtt://geodispatch-server:geodispatch-server@127.0.0.1:18830",
         description="Broker URL with the server's own credentials.",
     )
+    mqtt_broker_user: str = Field(
+        "mosquitto", description="Account the project's Mosquitto drops to when started as root "
+        "(empty: stay root, not recommended).")
+    mqtt_tls_port: int | None = Field(
+        None, description="Also listen for MQTT over TLS on this port (needs cert and key).")
+    mqtt_tls_host: str = Field("0.0.0.0", description="Address of the TLS listener.")
+    mqtt_tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain) of the TLS listener.")
+    mqtt_tls_keyfile: Path | None = Field(
+        None, description="PEM private key of the TLS listener (readable by the broker user).")
     mqtt_client_id: str = Field("geodispatch-ingest", description="Client id prefix (persistent session).")
     mqtt_shared_group: str = Field("ingest", description="MQTT 5 shared-subscription group of ingest workers.")
     mqtt_max_payload: int = Field(65536, description="Largest accepted MQTT payload in bytes.")

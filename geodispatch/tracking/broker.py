@@ -5,12 +5,19 @@ Mosquitto. Devices authenticate with their unit's ``device_id`` and token; the A
 publish only under its own topics and read only its own assignments. The server account may do
 everything. After changing credentials, :func:`reload_broker` sends SIGHUP so Mosquitto rereads
 both files without dropping connections.
+
+Started as root (as ``make services`` does), Mosquitto drops to ``mqtt_broker_user``
+(``mosquitto``, the Debian package's account) once its listeners are open, so a broker bug is not
+a root shell; the broker's folder and files belong to that user. ``mqtt_tls_port`` adds a TLS
+listener (certificate and key from ``mqtt_tls_certfile`` / ``mqtt_tls_keyfile``) with the same
+accounts and ACL, for trackers outside the machine.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 import signal
@@ -18,7 +25,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from geodispatch.errors import ConfigurationError
 from geodispatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.x writes for the $7$ format
 
@@ -57,11 +67,97 @@ pattern readwrite owntracks/%u/#
 """
 
 
+_OWNERS: dict[tuple[str, str], tuple[int, int] | None] = {}
+
+
+def _broker_owner(settings: Settings) -> tuple[int, int] | None:
+    """(uid, gid) the broker runs as when started by root; None when no drop applies."""
+    name = settings.mqtt_broker_user
+    if not name or os.geteuid() != 0:
+        return None
+    key = (name, str(broker_dir(settings)))
+    if key not in _OWNERS:
+        _OWNERS[key] = _resolve_owner(settings, name)
+    return _OWNERS[key]
+
+
+def _resolve_owner(settings: Settings, name: str) -> tuple[int, int] | None:
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigurationError(
+            f"the broker user {name!r} does not exist: install the mosquitto package (it "
+            "creates it), create the user, or set GEODISPATCH_MQTT_BROKER_USER") from None
+    uid, gid = entry.pw_uid, entry.pw_gid
+    blocked = _unreachable(broker_dir(settings), uid, gid)
+    if blocked is not None:
+        # (e.g. a checkout inside a mktemp -d folder, mode 0700) The broker could not open its
+        # files after dropping to the user, so it stays root here; said once per setup.
+        log.warning("the broker stays root: %s is not reachable by the user %r (mode %o); "
+                    "move the checkout or set GEODISPATCH_VAR_DIR to a folder it can reach",
+                    blocked, name, blocked.stat().st_mode & 0o777)
+        return None
+    return uid, gid
+
+
+def _unreachable(path: Path, uid: int, gid: int) -> Path | None:
+    """The first folder above ``path`` that ``uid``/``gid`` may not enter, if any."""
+    for folder in list(path.resolve().parents)[::-1]:
+        st = folder.stat()
+        bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == gid else 0o001
+        if not st.st_mode & bit:
+            return folder
+    return None
+
+
+def _give_to_broker(settings: Settings, *paths: Path) -> None:
+    owner = _broker_owner(settings)
+    if owner is None:
+        return
+    for path in paths:
+        if path.exists():
+            os.chown(path, *owner)
+
+
+def _tls_listener(settings: Settings) -> list[str]:
+    if settings.mqtt_tls_port is None:
+        return []
+    cert, key = settings.mqtt_tls_certfile, settings.mqtt_tls_keyfile
+    if cert is None or key is None:
+        raise ConfigurationError("GEODISPATCH_MQTT_TLS_PORT is set: also set "
+                                 "GEODISPATCH_MQTT_TLS_CERTFILE and GEODISPATCH_MQTT_TLS_KEYFILE")
+    for what, path in (("certificate", cert), ("key", key)):
+        if not Path(path).is_file():
+            raise ConfigurationError(f"the broker's TLS {what} {path} is not a file")
+    # Mosquitto opens them after dropping to its user: install copies it alone can read (run
+    # `geodispatch broker setup` again, and restart the broker, after renewing them).
+    folder = broker_dir(settings) / "tls"
+    folder.mkdir(parents=True, exist_ok=True)
+    owner = _broker_owner(settings)
+    installed = []
+    for src, name in ((Path(cert), "broker.crt"), (Path(key), "broker.key")):
+        dst = folder / name
+        tmp = dst.with_suffix(".tmp")
+        tmp.write_bytes(src.read_bytes())
+        os.chmod(tmp, 0o600)
+        if owner is not None:
+            os.chown(tmp, *owner)
+        tmp.replace(dst)
+        installed.append(dst)
+    if owner is not None:
+        os.chown(folder, *owner)
+    return [f"listener {settings.mqtt_tls_port} {settings.mqtt_tls_host}",
+            f"certfile {installed[0]}", f"keyfile {installed[1]}", "tls_version tlsv1.2"]
+
+
 def write_config(settings: Settings) -> Path:
     """Write mosquitto.conf and the ACL; make sure the server account is in the password file."""
     d = broker_dir(settings)
     (d / "data").mkdir(parents=True, exist_ok=True)
     user, password, _host, port = server_credentials(settings)
+    owner = _broker_owner(settings)
     conf = d / "mosquitto.conf"
     conf.write_text(
         "\n".join(
@@ -69,6 +165,7 @@ def write_config(settings: Settings) -> Path:
                 "# Generated by geodispatch (geodispatch broker setup); edits are overwritten.",
                 "per_listener_settings false",
                 f"listener {port} 127.0.0.1",
+                *_tls_listener(settings),
                 "allow_anonymous false",
                 f"password_file {d / 'passwd'}",
                 f"acl_file {d / 'acl'}",
@@ -88,13 +185,18 @@ def write_config(settings: Settings) -> Path:
                 "log_type warning",
                 "log_type notice",
                 f"pid_file {d / 'mosquitto.pid'}",
-                "user root",
+                # Root only to open the listeners; then the broker's own account.
+                f"user {settings.mqtt_broker_user if owner is not None else 'root'}",
                 "",
             ]
         )
     )
     (d / "acl").write_text(ACL_TEMPLATE.format(server=user))
     add_devices(settings, [(user, password)], reload=False)
+    log_file = d / "mosquitto.log"
+    log_file.touch()
+    _give_to_broker(settings, d, d / "data", *(d / "data").iterdir(), d / "acl", d / "passwd",
+                    log_file, d / "mosquitto.pid")
     return conf
 
 
@@ -109,10 +211,14 @@ def read_passwd(path: Path) -> dict[str, str]:
     return out
 
 
-def write_passwd(path: Path, entries: dict[str, str]) -> None:
+def write_passwd(path: Path, entries: dict[str, str], *,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Replace the password file atomically (readable by its ``owner``, the broker, alone)."""
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text("".join(f"{u}:{h}\n" for u, h in sorted(entries.items())))
     os.chmod(tmp, 0o600)
+    if owner is not None:
+        os.chown(tmp, *owner)
     tmp.replace(path)
 
 
@@ -158,7 +264,7 @@ def change_passwd(settings: Settings, *, add: Iterable[tuple[str, str]] = (),
             entries = {k: v for k, v in entries.items() if k in keep_only or k == server}
         removed = before - len(entries)
         entries.update(add)
-        write_passwd(passwd, entries)
+        write_passwd(passwd, entries, owner=_broker_owner(settings))
     if reload:
         reload_broker(settings)
     return removed
