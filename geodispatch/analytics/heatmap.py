@@ -15,14 +15,13 @@ density uses quantile bins of the counts shown.
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import folium
 from branca.element import MacroElement
@@ -34,6 +33,9 @@ from geodispatch.analytics.aggregates import CellStats, cell_stats
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from geodispatch.zones.coverage import TimesRouter
 
 log = logging.getLogger(__name__)
 
@@ -207,17 +209,17 @@ def _inline_leaflet(m: folium.Map) -> None:
 
 
 def _coverage_overlay(
-    m: folium.Map, *, session: Session, router: object, settings: Settings, res: int,
+    m: folium.Map, *, session: Session, router: TimesRouter | None, settings: Settings, res: int,
     target_s: float, cells: list[int], region: str | None,
 ) -> bool:
     """Current road coverage by available crews (zones domain), when it and a router exist."""
-    if router is None or importlib.util.find_spec("geodispatch.zones.coverage") is None:
+    if router is None:
         return False
-    from geodispatch.zones import coverage  # optional producer: zones
+    from geodispatch.zones import coverage
 
     sources = coverage.database_sources(session=session, stale_after_s=settings.stale_after_s,
                                         region=region)
-    result = coverage.compute_coverage(router=router, sources=sources,  # type: ignore[arg-type]
+    result = coverage.compute_coverage(router=router, sources=sources,
                                        target_s=target_s, res=res, cells=cells)
     layer = coverage.coverage_geojson(result, merge=True)
     folium.GeoJson(
@@ -242,7 +244,7 @@ def build_heatmap(
     region: str | None = None,
     target_s: float | None = None,
     settings: Settings | None = None,
-    router: object | None = None,
+    router: TimesRouter | None = None,
 ) -> folium.Map:
     """The folium map of one metric per H3 cell (see :func:`render_heatmap`)."""
     if metric not in METRICS:
@@ -318,7 +320,7 @@ def render_heatmap(
     out: Path,
     region: str | None = None,
     target_s: float | None = None,
-    router: object | None = None,
+    router: TimesRouter | None = None,
 ) -> Path:
     """Write a self-contained HTML heatmap of ``metric`` per H3 cell of resolution ``res``.
 

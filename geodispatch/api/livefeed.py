@@ -29,10 +29,13 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from geodispatch.tracking.fleet import LiveFleet
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +181,7 @@ class LiveHub:
         client.wake.set()
         self.clients.discard(client)
 
-    def unit_snapshot(self, fleet: Any, region: str | None) -> list[dict[str, Any]]:
+    def unit_snapshot(self, fleet: LiveFleet | None, region: str | None) -> list[dict[str, Any]]:
         if fleet is None:
             return []
         out = [unit_to_dict(s) for s in fleet.snapshot()]

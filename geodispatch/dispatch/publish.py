@@ -7,17 +7,23 @@ Both must only happen once the transaction committed, so they are attached to th
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.workflow import take_pending_publishes, take_unit_statuses
 
+if TYPE_CHECKING:  # types only: tracking imports dispatch at run time
+    import paho.mqtt.client as paho
+
+    from geodispatch.tracking.fleet import LiveFleet
+
 log = logging.getLogger(__name__)
 
 
-def publish_after_commit(session: Session, *, mqtt: Any, fleet: Any) -> None:
+def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
+                         fleet: LiveFleet | None) -> None:
     """Send this unit of work's assignment messages and unit statuses when it commits."""
 
     def after_commit(sess: Session) -> None:

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,11 @@ from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.record import append_event
 from geodispatch.incidents.service import get_incident, incident_point
 from geodispatch.settings import Settings
+
+if TYPE_CHECKING:  # the seams, as types only: tracking imports dispatch at run time
+    from geodispatch.routing.engine import Router
+    from geodispatch.tracking.fleet import LiveFleet
+    from geodispatch.zones.index import ZoneIndex
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,8 @@ def _straight_line(target: LatLng, cands: list[tuple[int, LatLng]], limit_s: flo
     return out
 
 
-def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zone_index: Any,
+def recommend(*, session: Session, incident_id: int, fleet: LiveFleet | None,
+              router: Router | None, zone_index: ZoneIndex | None,
               settings: Settings, top_n: int = 5, record: bool = True, actor: str = "system",
               with_routes: bool = True) -> Recommendation:
     """Rank the crews for an incident.
@@ -158,8 +164,8 @@ def recommend(*, session: Session, incident_id: int, fleet: Any, router: Any, zo
             if key not in fit:
                 fit[key] = category.accepts(u.kind, u.capabilities)
             reason = fit[key]
-        if reason is not None:
-            out.excluded.append(ExcludedCrew(u.unit_id, u.call_sign, reason))
+        if reason is not None or u.position is None:
+            out.excluded.append(ExcludedCrew(u.unit_id, u.call_sign, reason or "no position"))
         else:
             cands.append((u.unit_id, u.position))
     out.eligible = len(cands)

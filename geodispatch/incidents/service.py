@@ -17,7 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import h3
 import phonenumbers
@@ -43,6 +43,23 @@ from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+class ZonePlace(Protocol):
+    """The zones a point is in, as :class:`geodispatch.zones.index.ZoneRef` gives them."""
+
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def sector_id(self) -> int | None: ...
+    @property
+    def district_id(self) -> int | None: ...
+
+
+class ZoneLookup(Protocol):
+    """What intake needs of the zone model (:class:`geodispatch.zones.index.ZoneIndex`)."""
+
+    def lookup(self, p: LatLng) -> ZonePlace: ...
+
 
 #: The category of a call registered without one (or with one the table does not know).
 FALLBACK_CATEGORY = "other"
@@ -166,7 +183,7 @@ def _number(*, session: Session, incident: Incident, event: PendingEvent, year: 
     note_written(session, event)
 
 
-def _zones(p: LatLng, zone_index: Any, settings: Settings) -> tuple[str, int | None, int | None]:
+def _zones(p: LatLng, zone_index: ZoneLookup | None, settings: Settings) -> tuple[str, int | None, int | None]:
     if zone_index is not None:
         ref = zone_index.lookup(p)
         return ref.region or settings.default_region, ref.sector_id, ref.district_id
@@ -253,7 +270,8 @@ def _phone(raw: str | None, settings: Settings, warnings: list[str]) -> str | No
 
 
 def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
-                         zone_index: Any = None, settings: Settings | None = None,
+                         zone_index: ZoneLookup | None = None,
+                         settings: Settings | None = None,
                          region: str | None = None, warnings: list[str] | None = None,
                          geocoder: Geocoder | None = None) -> tuple[Incident, bool]:
     """Register a call; return the incident and whether it was created now.
@@ -340,7 +358,7 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
 
 
 def place_incident(*, session: Session, incident_id: int, lat: float, lng: float, actor: str,
-                   address: str | None = None, reason: str = "", zone_index: Any = None,
+                   address: str | None = None, reason: str = "", zone_index: ZoneLookup | None = None,
                    settings: Settings | None = None, geocoder: Geocoder | None = None
                    ) -> Incident:
     """Put an incident on the map: its place was unknown, or it was wrong.
@@ -381,7 +399,8 @@ def place_incident(*, session: Session, incident_id: int, lat: float, lng: float
 
 
 def register_incident(*, session: Session, data: IncidentCreate, actor: str,
-                      zone_index: Any = None, settings: Settings | None = None) -> Incident:
+                      zone_index: ZoneLookup | None = None,
+                      settings: Settings | None = None) -> Incident:
     """Register a call as an incident (idempotent on ``data.idempotency_key``)."""
     incident, _created = register_incident_ex(session=session, data=data, actor=actor,
                                               zone_index=zone_index, settings=settings)

@@ -100,29 +100,12 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
             return graph_path
     print(f"[demo] building the road graph from {place or src_file} ...", flush=True)
     t0 = time.monotonic()
-    if _has_module("geodispatch.routing.cli"):
-        cmd = _cli("graph", "import", "--out", str(graph_path),
-                   *(["--place", place] if place else [str(src_file)]))
-        r = subprocess.run(cmd, check=False)
-        if r.returncode != 0:
-            raise ConfigurationError(f"`geodispatch {' '.join(cmd[3:])}` failed "
-                                     f"(status {r.returncode})")
-    else:  # routing CLI not available: build the graph file directly
-        from geodispatch.routing.importer import graph_from_osmnx, import_osm_file
-
-        graph_path.parent.mkdir(parents=True, exist_ok=True)
-        if place:
-            import osmnx
-
-            try:
-                G = osmnx.graph_from_place(place, network_type="drive")
-            except Exception as exc:  # noqa: BLE001 - offline, unknown place, Overpass errors
-                raise ConfigurationError(f"could not download {place!r} with osmnx: {exc}; "
-                                         "use --osm-file with a local extract") from None
-            graph_from_osmnx(G, source=f"osmnx:{place}").save(graph_path)
-        else:
-            assert src_file is not None
-            import_osm_file(src_file, speed_table_file=table).save(graph_path)
+    cmd = _cli("graph", "import", "--out", str(graph_path),
+               *(["--place", place] if place else [str(src_file)]))
+    r = subprocess.run(cmd, check=False)
+    if r.returncode != 0:
+        raise ConfigurationError(f"`geodispatch {' '.join(cmd[3:])}` failed "
+                                 f"(status {r.returncode})")
     stamp_path.parent.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(source_key))
     print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
@@ -131,8 +114,6 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
 
 def _ensure_addresses(settings: Settings, src_file: Path) -> None:
     """Import the extract's addresses if this database has none (house-number search)."""
-    if not _has_module("geodispatch.geocoding.cli"):
-        return
     from sqlalchemy import text
 
     from geodispatch.db import app_engine
@@ -155,8 +136,6 @@ def _ensure_addresses(settings: Settings, src_file: Path) -> None:
 
 def _ensure_road_edges(settings: Settings, graph_path: Path) -> None:
     """Fill ``road_edges`` (the offline map's roads) from the graph if this database has none."""
-    if not _has_module("geodispatch.routing.service"):
-        return
     from sqlalchemy import text
 
     from geodispatch.db import app_engine, session_factory, transaction
@@ -172,12 +151,6 @@ def _ensure_road_edges(settings: Settings, graph_path: Path) -> None:
             log.info("demo: %d road edges written to the database", n)
     finally:
         engine.dispose()
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 @dataclass
@@ -206,8 +179,7 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
     try:
         check_database(engine)
         with transaction(session_factory(engine)) as session:
-            if _has_module("geodispatch.zones.service") and not load_sectors(session=session,
-                                                                            region=region):
+            if not load_sectors(session=session, region=region):
                 from geodispatch.zones.service import generate_zones
 
                 gz = generate_zones(session=session, bbox=roads.bbox(), country_code=country,
@@ -220,8 +192,7 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
             specs = ensure_fleet(session=session, settings=settings, n=units, roads=roads,
                                  region=region, fleet_path=fleet_path,
                                  owntracks_share=owntracks_share, prefix=prefix)
-            if _has_module("geodispatch.dispatch.models"):
-                clear_stale_assignments(session=session, settings=settings, specs=specs)
+            clear_stale_assignments(session=session, settings=settings, specs=specs)
     finally:
         engine.dispose()
     return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors)
@@ -378,8 +349,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _final_heatmap(settings: Settings, out: Path) -> None:
     """Refresh the response intervals and render the run's median-response heatmap."""
-    if not _has_module("geodispatch.analytics.heatmap"):
-        return
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import text

@@ -12,12 +12,15 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from geodispatch.geo import LatLng, haversine_m
 from geodispatch.sim.motion import offset_m
+
+if TYPE_CHECKING:
+    from geodispatch.routing.engine import Router
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Roads(Protocol):
 class RouterRoads:
     """Routes and random road nodes from the routing domain's ``Router`` over a ``RoadGraph``."""
 
-    def __init__(self, router: Any) -> None:
+    def __init__(self, router: Router) -> None:
         self.router = router
         graph = router.graph
         self.lat = np.asarray(graph.node_lat, dtype=np.float64)

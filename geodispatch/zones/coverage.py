@@ -11,13 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from h3.api import basic_int as h3i
 
 from geodispatch.geo import LatLng
+from geodispatch.routing.graph import RoadGraph
+
+if TYPE_CHECKING:
+    from geodispatch.tracking.fleet import LiveFleet
 from geodispatch.zones.cells import cells_to_multipolygon
 
 FloatArray = npt.NDArray[np.float64]
@@ -25,6 +29,9 @@ FloatArray = npt.NDArray[np.float64]
 
 class TimesRouter(Protocol):
     """What coverage needs from ``geodispatch.routing.engine.Router``."""
+
+    @property
+    def graph(self) -> RoadGraph: ...
 
     def multi_source_times(self, sources: Sequence[LatLng], limit_s: float) -> FloatArray: ...
 
@@ -64,14 +71,14 @@ class NodeCells:
 _NODE_CELLS: dict[tuple[int, int], tuple[object, NodeCells]] = {}
 
 
-def node_cells_for(router: object, res: int) -> NodeCells:
+def node_cells_for(router: TimesRouter | RoadGraph, res: int) -> NodeCells:
     """Node -> cell grouping of the router's graph, computed once per graph and resolution."""
-    graph = getattr(router, "graph", router)
+    graph = router if isinstance(router, RoadGraph) else router.graph
     key = (id(graph), res)
     hit = _NODE_CELLS.get(key)
     if hit is not None and hit[0] is graph:
         return hit[1]
-    nc = NodeCells.build(graph.node_lat, graph.node_lng, res)  # type: ignore[attr-defined]
+    nc = NodeCells.build(graph.node_lat, graph.node_lng, res)
     _NODE_CELLS.clear()  # one graph per process; do not keep old ones alive
     _NODE_CELLS[key] = (graph, nc)
     return nc
@@ -181,10 +188,10 @@ def compute_coverage(
     return result
 
 
-def fleet_sources(fleet: object, *, region: str | None = None) -> list[LatLng]:
+def fleet_sources(fleet: LiveFleet, *, region: str | None = None) -> list[LatLng]:
     """Positions of available, non-stale crews of the live fleet (optionally of one region)."""
     out: list[LatLng] = []
-    for u in fleet.snapshot():  # type: ignore[attr-defined]
+    for u in fleet.snapshot():
         if getattr(u, "status", None) != "available" or getattr(u, "stale", False):
             continue
         if u.position is None or (region is not None and u.region != region):

@@ -53,6 +53,7 @@ class _FakeRouter:
         pts = [h3.cell_to_latlng(c) for c in cells]
         self.node_lat = np.array([p[0] for p in pts])
         self.node_lng = np.array([p[1] for p in pts])
+        self.graph = self  # its own "graph": the node arrays coverage groups by cell
 
     def multi_source_times(self, sources: object, limit_s: float) -> object:
         import numpy as np
