@@ -125,6 +125,7 @@ def witnessed_head(*, session: Session, code: str) -> TreeHead | None:
 
 def _lock_centre(session: Session, *, kid: str | None = None, issuer: str | None = None
                  ) -> Centre | None:
+    value: str | None
     if kid is not None:
         where, value = "log_id = :v", kid
     else:
@@ -181,7 +182,7 @@ def _project(session: Session, centre: Centre, log_: VerifiedLog) -> tuple[int, 
     ref = str(row["reference"])
     external_ref = f"{centre.code}:{ref}"
     seqs = [e.seq for e in log_.events]
-    known = dict(session.execute(
+    known: dict[int, bytes] = dict(session.execute(
         text("SELECT seq, leaf_hash FROM federation_events WHERE centre_code = :c "
              "AND seq = ANY(:s)"), {"c": centre.code, "s": seqs}).all())
     for e in log_.events:

@@ -125,12 +125,12 @@ def sealed_documents(*, session: Session, incident_ids: Sequence[int], head: Tre
             if row.get("merged_into_id"):
                 merged_ids.add(int(row["merged_into_id"]))
         unit_ids.update(int(a["unit_id"]) for a in st.get("assignments") or [])
-    zones = dict(session.execute(text("SELECT id, code FROM zones WHERE id = ANY(:i)"),
+    zones: dict[int, str] = dict(session.execute(text("SELECT id, code FROM zones WHERE id = ANY(:i)"),
                                  {"i": sorted(zone_ids)}).all()) if zone_ids else {}
     units = {int(r[0]): r for r in session.execute(
         text("SELECT id, call_sign, kind, capabilities FROM units WHERE id = ANY(:i)"),
         {"i": sorted(unit_ids)}).all()} if unit_ids else {}
-    merged = dict(session.execute(text("SELECT id, reference FROM incidents WHERE id = ANY(:i)"),
+    merged: dict[int, str] = dict(session.execute(text("SELECT id, reference FROM incidents WHERE id = ANY(:i)"),
                                   {"i": sorted(merged_ids)}).all()) if merged_ids else {}
     out = []
     for iid in incident_ids:
