@@ -310,7 +310,7 @@ class IndexGeocoder:
         wanted = next((x.housenumber for x in readings if x.housenumber), None)
         note = (f"house {wanted} not found on this street: street only" if wanted
                 else "street only")
-        out = []
+        out: list[GeocodeResult] = []
         seen: set[str] = set()
         for h in streets:
             # Pieces of one street apart in the extract: the best (nearest the hint) only.
