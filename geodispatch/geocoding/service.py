@@ -180,16 +180,20 @@ class IndexGeocoder:
 
     def _similar_names(self, key: str) -> list[Any]:
         s = self.session
-        s.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true),"
-                       " set_config('pg_trgm.similarity_threshold', :t, true)"),
-                  {"t": str(self.settings.geocode_min_similarity)})
-        return list(s.execute(text("""
+        self._thresholds()
+        return list(s.execute(text(f"""
             SELECT n.street_id, max(CASE WHEN n.key = :k THEN 1.0 ELSE
                        (similarity(n.key, :k) + word_similarity(:k, n.key)) / 2 END) AS sim
             FROM geocode_names n
-            WHERE n.key = :k OR n.key % :k OR :k <% n.key
+            WHERE n.key = :k OR n.key % :k {_part_of(key, "n.key")}
             GROUP BY n.street_id ORDER BY sim DESC LIMIT 60
         """), {"k": key}).all())
+
+    def _thresholds(self) -> None:
+        self.session.execute(text(
+            "SELECT set_config('pg_trgm.word_similarity_threshold', :t, true),"
+            " set_config('pg_trgm.similarity_threshold', :t, true)"),
+            {"t": str(self.settings.geocode_min_similarity)})
 
     def _rank_streets(self, sims: dict[int, float], kind: str | None, near: LatLng | None,
                       n: int) -> list[_StreetHit]:
@@ -365,11 +369,12 @@ class IndexGeocoder:
     def _places(self, key: str, near: LatLng | None, n: int) -> list[GeocodeResult]:
         if n <= 0 or not key or len(key) < 3:
             return []
-        rows = self.session.execute(text("""
+        self._thresholds()
+        rows = self.session.execute(text(f"""
             SELECT kind, label, ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)),
                    (similarity(key, :k) + word_similarity(:k, key)) / 2 AS sim
             FROM geocode_features
-            WHERE kind IN ('area', 'poi') AND (key % :k OR :k <% key)
+            WHERE kind IN ('area', 'poi') AND (key % :k {_part_of(key, "key")})
             ORDER BY sim DESC LIMIT :n
         """), {"k": key, "n": n}).all()
         rows = [r for r in rows if float(r[4]) >= 0.6]
@@ -418,6 +423,13 @@ class IndexGeocoder:
             return GeocodeResult(LatLng(float(area[1]), float(area[2])), str(area[0]), "area",
                                  "reverse-area", distance_m=round(float(area[3]), 1))
         return None
+
+
+def _part_of(key: str, column: str) -> str:
+    """Also match names that merely contain the typed words ("Charles" in "North Charles
+    Street") when the typed text is short; a long text is matched by similarity alone (word
+    similarity of many trigrams makes the trigram index scan nearly everything)."""
+    return f"OR :k <% {column}" if len(key.split()) <= 2 and len(key) <= 24 else ""
 
 
 def _leading_int(hn: str) -> int | None:

@@ -64,7 +64,10 @@ _STRUCTURE_WORDS = {"стр", "строение", "с", "будова"}
 _FLAT_WORDS = {"кв", "квартира", "apt", "apartment", "flat", "unit", "офіс", "оф", "офис",
                "suite", "ste"}
 _NUMBER = re.compile(
-    r"^\d{1,5}(?:-?[a-zа-яіїєґ]{1,2})?(?:/\d{1,4}(?:-?[a-zа-яіїєґ])?)?$", re.IGNORECASE)
+    r"^\d{1,5}(?:-?[a-zа-яіїєґ]{1,2})?(?:/\d{1,4}(?:-?[a-zа-яіїєґ])?)?$"
+    r"|^\d{1,5}[-–]\d{1,5}$", re.IGNORECASE)  # ... or a range of numbers ("273-282")
+#: "no number" (Portuguese sem número, Russian/Ukrainian без номера): said, not a number.
+_NO_NUMBER = re.compile(r"(?<!\w)(?:s/n|s\.n\.|б/н)(?!\w)", re.IGNORECASE)
 # "22к2", "30к1": house and building glued together (as Moscow's data and callers write them)
 _GLUED_BUILDING = re.compile(r"^(\d{1,5}[a-zа-яіїєґ]?)(?:к|корп\.?|k)(\d{1,3})$", re.IGNORECASE)
 _GLUED_PREFIX = re.compile(r"^(буд|д|кв|корп|к|стр|с|apt|№)\.?(\d.*)$", re.IGNORECASE)
@@ -270,7 +273,7 @@ def parse(text: str) -> Query:
     the number where it belongs; ``"Хрещатик / Прорізна"`` is an intersection; ``"50.45, 30.52"``
     a point. A number at both ends gives two readings, and the street alone is always the last.
     """
-    text = clean(text)
+    text = clean(_NO_NUMBER.sub(" ", text))
     if not text:
         return Query(text="")
     m = _COORDS.match(text)

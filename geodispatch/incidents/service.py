@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import secrets
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -68,6 +69,8 @@ FALLBACK_CATEGORY = "other"
 _PENDING = "~"
 _PLAIN = re.compile(r"[A-Za-z0-9-]+")
 
+#: Centre of each region's zones, per zone index (a reloaded index computes them again).
+_CENTRES: weakref.WeakKeyDictionary[Any, dict[str, LatLng | None]] = weakref.WeakKeyDictionary()
 #: A geocoded point this close to the point the call-taker sent is the same place (the console
 #: sends the point of the search hit it chose, with the typed text).
 _SAME_PLACE_M = 25.0
@@ -200,8 +203,32 @@ def _geocoder(session: Session, settings: Settings, geocoder: Geocoder | None) -
     return geocoder if geocoder is not None else IndexGeocoder(session, settings)
 
 
+def region_centre(zone_index: Any, region: str) -> LatLng | None:
+    """The centre of a region's zones: the hint for a street-only address of a call that
+    brings no other clue (no caller position, no map centre)."""
+    if zone_index is None:
+        return None
+    try:
+        known = _CENTRES.setdefault(zone_index, {})
+    except TypeError:  # not weak-referenceable: computed every time
+        known = {}
+    if region in known:
+        return known[region]
+    try:
+        cells = zone_index.cells(region=region)
+    except Exception:  # noqa: BLE001 - an index without cells gives no hint, nothing worse
+        cells = []
+    centre = None
+    if cells:
+        pts = [h3.cell_to_latlng(h3.int_to_str(int(c)))
+               for c in cells[:: max(1, len(cells) // 200)]]
+        centre = LatLng(sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts))
+    known[region] = centre
+    return centre
+
+
 def _place(session: Session, data: IncidentCreate, warnings: list[str], settings: Settings,
-           geocoder: Geocoder | None) -> Placed:
+           geocoder: Geocoder | None, hint: LatLng | None = None) -> Placed:
     """Where the call is: the point sent, else the typed address geocoded; never raises.
 
     A point sent with the typed text keeps the geocoder's precision when the address resolves
@@ -225,6 +252,7 @@ def _place(session: Session, data: IncidentCreate, warnings: list[str], settings
     if near is None and data.near_lat is not None and data.near_lng is not None \
             and valid_latlng(float(data.near_lat), float(data.near_lng)):
         near = LatLng(float(data.near_lat), float(data.near_lng))
+    near = near or hint
     try:
         with session.begin_nested():
             g = _geocoder(session, settings, geocoder)
@@ -299,7 +327,9 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
         code = FALLBACK_CATEGORY
     category = cls.category(code)
     phone = _phone(data.caller_phone, settings, warnings)
-    placed = _place(session, data, warnings, settings, geocoder)
+    hint = (region_centre(zone_index, region or settings.default_region)
+            if data.lat is None and data.near_lat is None else None)
+    placed = _place(session, data, warnings, settings, geocoder, hint)
     p, address = placed.point, placed.address
     if p is not None:
         region, sector_id, district_id = _zones(p, zone_index, settings)

@@ -72,3 +72,11 @@ def test_hostile_text_parses_to_something_harmless(hostile: str) -> None:
     """Nothing the parser reads can blow up: no NUL, bounded length."""
     q = parse(hostile)
     assert "\x00" not in q.text and len(clean(hostile)) <= 300
+
+
+def test_ranges_and_no_number() -> None:
+    """'273-282' is one house number; 'S/N' (sem número) and 'б/н' say there is none."""
+    assert parse("Rua de Miguel Bombarda 273-282").readings[0].housenumber == "273-282"
+    q = parse("Praça Almeida Garrett S/N")
+    assert q.cross is None and q.readings[0].housenumber is None
+    assert parse("вул. Хрещатик, б/н").readings[0].street == "вул. Хрещатик"

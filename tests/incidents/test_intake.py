@@ -288,3 +288,29 @@ def test_a_number_that_is_not_a_phone_gets_no_sms(db: Session) -> None:
     n = db.execute(text("SELECT count(*) FROM sms_outbox WHERE incident_id = :i"),
                    {"i": inc.id}).scalar()
     assert n == 0
+
+
+def test_street_only_without_clues_is_placed_nearest_the_zone_centre(db: Session) -> None:
+    """With no caller position and no map centre, the region's zones are the hint."""
+    import h3
+
+    from tests.helpers import index_street
+
+    index_street(db, "Test Boulevard", "LINESTRING(30.50 50.40, 30.60 50.40)")
+    centre_cell = h3.latlng_to_cell(50.41, 30.58, 8)
+
+    class Zones:
+        def cells(self, *, region: str | None = None) -> list[int]:
+            return [h3.str_to_int(centre_cell)]
+
+        def lookup(self, p: object) -> object:
+            from geodispatch.zones.index import ZoneRef
+
+            return ZoneRef(sector_id=None, district_id=None, region="KV")
+
+    inc = register_incident(session=db, data=IncidentCreate(address="Test Boulevard"),
+                            actor="ct", zone_index=Zones())
+    lng = db.execute(text("SELECT ST_X(location) FROM incidents WHERE id = :i"),
+                     {"i": inc.id}).scalar_one()
+    assert abs(lng - h3.cell_to_latlng(centre_cell)[1]) < 1e-6
+    assert inc.location_method == "street-near-hint"

@@ -367,6 +367,18 @@
     gd.routeLayer.bringToBack();
   }
 
+  // Reverse geocoding of the points the console shows (crews, map clicks), cached per ~10 m.
+  const placeNames = {};
+  function placeName(lat, lng, then) {
+    if (lat === null || lat === undefined) return "";
+    const k = Number(lat).toFixed(4) + "," + Number(lng).toFixed(4);
+    if (k in placeNames) return placeNames[k];
+    placeNames[k] = null;
+    api("GET", "/api/geocode/reverse?" + new URLSearchParams({ lat, lng }))
+      .then((r) => { placeNames[k] = r.distance_m > 15 ? t("place.near", { p: r.label }) : r.label; if (then) then(); })
+      .catch(() => { placeNames[k] = ""; });
+    return null;
+  }
   function showCrew(id) {
     gd.selected = { kind: "crew", id };
     gd.trackFixes = 0;
@@ -398,6 +410,7 @@
       "<dt>" + t("crew.kind") + "</dt><dd>" + esc(u.kind) + "</dd>" +
       "<dt>" + t("crew.caps") + "</dt><dd>" + esc((u.capabilities || []).join(", ") || "—") + "</dd>" +
       "<dt>" + t("crew.region") + "</dt><dd>" + esc(u.region) + "</dd>" +
+      "<dt>" + t("crew.where") + '</dt><dd data-testid="crew-where">' + esc(placeName(u.lat, u.lng, () => renderCrewPanel(id)) || "…") + "</dd>" +
       "<dt>" + t("crew.fix") + "</dt><dd>" + fmtTime(u.fix_time) + (u.stale ? " (" + esc(t("crew.stale")) + ")" : "") + "</dd>" +
       "<dt>" + t("crew.speed") + "</dt><dd>" + (u.speed_mps !== null && u.speed_mps !== undefined ? (u.speed_mps * 3.6).toFixed(0) + " km/h" : "—") + "</dd></dl>" +
       (gd.trackFixes ? '<p class="hint">' + esc(t("crew.track", { n: gd.trackFixes })) + "</p>" : "") +
@@ -604,8 +617,15 @@
       gd.callMarker = L.marker([lat, lng], { draggable: true, title: t("map.newcall") }).addTo(gd.map);
       gd.callMarker.on("dragend", () => { const p = gd.callMarker.getLatLng(); setCallPoint(p.lat, p.lng); });
     }
+    const show = () => {
+      if (gd.callHit || !gd.callPoint || gd.callPoint.lat !== lat || gd.callPoint.lng !== lng) return;
+      const name = placeName(lat, lng);
+      $("#call-where").textContent = t("call.at", { p: (name ? name + " · " : "") + lat.toFixed(5) + ", " + lng.toFixed(5) });
+    };
     $("#call-where").textContent = t("call.at", { p: lat.toFixed(5) + ", " + lng.toFixed(5) });
     $("#call-where").dataset.lat = lat; $("#call-where").dataset.lng = lng;
+    gd.callHit = null;
+    placeName(lat, lng, show); show();
     if (label) $('#newcall [name="address"]').value = label;
   }
   function onMapClick(ev) {
