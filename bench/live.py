@@ -1,13 +1,21 @@
-"""Benchmark of the live map feed: 5,000 units at 1 Hz fanned out to 20 WebSocket clients.
+"""Benchmark of the live map feed: 5,000 units at 1 Hz, end to end to 20 WebSocket clients.
 
-What is measured: the latency from a position being applied to the live fleet (the moment ingest
-publishes it; ``fix_time`` is stamped then) to a browser-like WebSocket client receiving it, and
-the CPU the server process spends (the synthetic feeder runs inside the server, as in-process
-ingest would). The server is a real uvicorn process running ``create_app`` with the real
-lifespans; the units are real rows (region ``LIVEBENCH``, removed afterwards); clients are 20
-``websockets`` connections that parse every message like a browser would.
+By default (``via_mqtt``) the fixes travel the whole way a tracker's do: a publisher process
+sends each unit's fix over MQTT (QoS 1, to the project's Mosquitto, fix time = the moment it is
+published), the server's in-process ingest worker decodes, validates, stores (COPY) and applies
+them to the live fleet, and the live feed fans them out to browser-like WebSocket clients. The
+latency is from publishing to a client receiving the update. ``--in-process`` feeds the fleet
+inside the server instead (the fix time is stamped when it is applied), which isolates the
+fan-out. The table gives the CPU each stage spent per fix: publisher, broker, server (ingest +
+live feed), clients.
 
-Usage: ``python bench/live.py [--units 5000] [--clients 20] [--hz 1] [--seconds 20]``.
+The server is a real uvicorn process running ``create_app`` with the real lifespans (its ingest
+worker on a private shared-subscription group, dropped afterwards); the units are real rows
+(region ``LIVEBENCH``, removed afterwards); clients are 20 ``websockets`` connections that parse
+every message like a browser would.
+
+Usage: ``python bench/live.py [--units 5000] [--clients 20] [--hz 1] [--seconds 20]
+[--in-process]``.
 Prints a table, then one JSON line (the last line of output). ``load_avg_1m`` is reported because
 on a shared machine the latency tail follows the CPU the server actually gets, not its own cost.
 """
@@ -74,17 +82,79 @@ def _feeder(app: Any, hz: float) -> None:
                 time.sleep(delay)
 
 
-def serve(port: int, hz: float, deflate: bool) -> None:
+def serve(port: int, hz: float, deflate: bool, via_mqtt: bool) -> None:
     import uvicorn
 
     from geodispatch.api.app import create_app
     from geodispatch.settings import get_settings
 
-    settings = get_settings().model_copy(update={"serve_ingest": False})
+    settings = get_settings().model_copy(update={"serve_ingest": via_mqtt})
     app = create_app(settings)
-    threading.Thread(target=_feeder, args=(app, hz), daemon=True).start()
+    if not via_mqtt:
+        threading.Thread(target=_feeder, args=(app, hz), daemon=True).start()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 24,
                 ws_per_message_deflate=deflate)
+
+
+def publish(hz: float, seconds: float) -> None:
+    """Every benchmark unit's fix over MQTT ``hz`` times a second, in 20 slices a period."""
+    import orjson
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from sqlalchemy import text
+
+    from geodispatch.db import app_engine
+    from geodispatch.settings import get_settings
+    from geodispatch.tracking.broker import server_credentials
+
+    settings = get_settings()
+    engine = app_engine(settings)
+    with engine.connect() as conn:
+        devices = [r[0] for r in conn.execute(text(
+            "SELECT device_id FROM units WHERE region = :r ORDER BY id"), {"r": REGION})]
+    engine.dispose()
+    user, pw, host, port = server_credentials(settings)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"livebench-pub-{os.getpid()}",
+                         protocol=paho.MQTTv5)
+    client.username_pw_set(user, pw)
+    client.max_inflight_messages_set(5000)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    while not client.is_connected():
+        time.sleep(0.02)
+    rng = random.Random(7)
+    pos = {d: [CENTRE[0] + rng.uniform(-0.05, 0.05), CENTRE[1] + rng.uniform(-0.08, 0.08)]
+           for d in devices}
+    slices = 20
+    period = 1.0 / hz
+    chunk = max(1, len(devices) // slices)
+    end = time.monotonic() + seconds
+    next_at = time.monotonic()
+    while time.monotonic() < end:
+        for k in range(0, len(devices), chunk):
+            for d in devices[k:k + chunk]:
+                p = pos[d]
+                p[0] += rng.uniform(-1e-5, 1e-5)
+                p[1] += rng.uniform(-1e-5, 1e-5)
+                body = orjson.dumps({"lat": p[0], "lon": p[1], "t": int(time.time() * 1000),
+                                     "speed": 8.0})
+                client.publish(f"geodispatch/units/{d}/position", body, qos=1)
+            next_at += period / slices
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _broker_pid() -> int | None:
+    from geodispatch.settings import get_settings
+
+    try:
+        return int((get_settings().var_dir / "mosquitto" / "mosquitto.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 # --- bench side ----------------------------------------------------------------------------------
@@ -205,11 +275,20 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--deflate", action="store_true",
                     help="negotiate permessage-deflate (off in `geodispatch serve` too)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="feed the fleet inside the server instead of over MQTT")
     ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    via_mqtt = not args.in_process
     if args.serve:
-        serve(args.serve, args.hz, args.deflate)
+        serve(args.serve, args.hz, args.deflate, via_mqtt)
         return 0
+    if args.publish:
+        publish(args.hz, args.seconds)
+        return 0
+
+    import uuid
 
     import httpx
 
@@ -217,9 +296,15 @@ def main() -> int:
 
     _setup_units(args.units)
     port = free_port()
+    tag = uuid.uuid4().hex[:8]
+    env = {**os.environ, "GEODISPATCH_MQTT_SHARED_GROUP": f"livebench{tag}",
+           "GEODISPATCH_MQTT_CLIENT_ID": f"livebench-{tag}"}
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--hz", str(args.hz)]
-                              + (["--deflate"] if args.deflate else []),
-                              cwd=ROOT)
+                              + (["--deflate"] if args.deflate else [])
+                              + (["--in-process"] if not via_mqtt else []),
+                              cwd=ROOT, env=env)
+    publisher: subprocess.Popen[bytes] | None = None
+    broker = _broker_pid() if via_mqtt else None
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -231,18 +316,38 @@ def main() -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("server did not start") from None
                 time.sleep(0.3)
+        time.sleep(3.0)  # the ingest worker subscribes and the fleet loads
+        if via_mqtt:
+            publisher = subprocess.Popen(
+                [sys.executable, __file__, "--publish", "--hz", str(args.hz), "--seconds",
+                 str(args.warmup + args.seconds + 2)], cwd=ROOT, env=env)
         cpu0 = _cpu_seconds(server.pid)
         client_cpu0 = _cpu_seconds(os.getpid())
+        pub_cpu0 = 0.0
+        broker_cpu0 = _cpu_seconds(broker) if broker else 0.0
         wall0 = time.monotonic()
         results = asyncio.run(_run_clients(base.replace("http", "ws", 1), args.clients,
                                            args.seconds, args.warmup))
         elapsed = time.monotonic() - wall0
         cpu = (_cpu_seconds(server.pid) - cpu0) / elapsed * 100
         client_cpu = (_cpu_seconds(os.getpid()) - client_cpu0) / elapsed * 100
+        pub_cpu = ((_cpu_seconds(publisher.pid) - pub_cpu0) / elapsed * 100
+                   if publisher is not None and publisher.poll() is None else None)
+        broker_cpu = ((_cpu_seconds(broker) - broker_cpu0) / elapsed * 100) if broker else None
     finally:
+        if publisher is not None:
+            publisher.terminate()
+            publisher.wait(15)
         server.terminate()
         server.wait(15)
         _cleanup()
+        if via_mqtt:
+            from geodispatch.settings import get_settings
+            from geodispatch.tracking.mqtt import drop_session
+
+            drop_session(get_settings().model_copy(update={
+                "mqtt_shared_group": f"livebench{tag}", "mqtt_client_id": f"livebench-{tag}"}),
+                f"livebench-{tag}-serve")
 
     all_lat = [x for r in results for x in r.get("lat", [])]
     per_client_units = statistics.mean(r.get("units", 0) for r in results) / args.seconds
@@ -260,7 +365,17 @@ def main() -> int:
         "samples": len(all_lat),
         "server_oldest_fix_age_p99_ms": round(_pct(
             [x for r in results for x in r.get("server_side", [])], 99) * 1000, 1),
+        "via_mqtt": via_mqtt,
         "server_cpu_pct": round(cpu, 1), "client_cpu_pct": round(client_cpu, 1),
+        "publisher_cpu_pct": None if pub_cpu is None else round(pub_cpu, 1),
+        "broker_cpu_pct": None if broker_cpu is None else round(broker_cpu, 1),
+        # CPU per fix at each stage (microseconds of one core per fix sent).
+        "publisher_us_per_fix": None if pub_cpu is None
+        else round(pub_cpu / 100 / (args.units * args.hz) * 1e6, 1),
+        "broker_us_per_fix": None if broker_cpu is None
+        else round(broker_cpu / 100 / (args.units * args.hz) * 1e6, 1),
+        "server_us_per_fix": round(cpu / 100 / (args.units * args.hz) * 1e6, 1),
+        "clients_us_per_fix": round(client_cpu / 100 / (args.units * args.hz) * 1e6, 1),
         "cpu_cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     row["p99_ok"] = bool(all_lat) and row["latency_p99_ms"] <= 1000
