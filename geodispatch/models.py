@@ -1,6 +1,7 @@
 """Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from geodispatch.analytics.models import ResponseInterval
+from geodispatch.calls.models import Call, CallCallback, CallLocation, CallLocationReject
 from geodispatch.db import Base
 from geodispatch.dispatch.models import Assignment
 from geodispatch.federation.models import (
@@ -22,6 +23,10 @@ from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
 __all__ = [
     "Assignment",
     "Base",
+    "Call",
+    "CallCallback",
+    "CallLocation",
+    "CallLocationReject",
     "FederationCentre",
     "FederationEvent",
     "FederationHead",

@@ -191,6 +191,19 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(8, description="Delivery attempts before an SMS is marked failed.")
     sms_default_lang: str = Field("uk", description="Template language when the call has none.")
 
+    # --- calls and caller location ------------------------------------------------------------
+    calls_webhook_token: str = Field(
+        "", description="Shared secret phone systems send (X-Phone-System-Token or Bearer) to the "
+        "call webhook, AML and ARI endpoints; empty = only clients on this machine (loopback).")
+    calls_answer_target_s: float = Field(
+        15.0, description="Answering target of the supervisor's 'answered within' share (NENA 15 s).")
+    calls_location_window_s: float = Field(
+        300.0, description="An AML or PIDF-LO location is matched to the call from the same number "
+        "that rang within this many seconds before or after it arrived.")
+    calls_aml_max_age_s: float = Field(
+        86400.0, description="AML whose fix time is older than this (or this far ahead) is refused.")
+    calls_default_line: str = Field("102", description="Line name of a call reported without one.")
+
     # --- the signed log ----------------------------------------------------------------------
     log_signing_key: Path | None = Field(
         None, description="Ed25519 private key of the centre's log (PEM, 0600, read by the "

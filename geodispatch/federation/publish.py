@@ -68,7 +68,7 @@ def changed_incidents(*, session: Session, from_size: int, to_size: int) -> list
     return [int(i) for i in session.execute(
         text("SELECT DISTINCT e.incident_id FROM log_leaves l "
              "JOIN incident_events e ON e.id = l.event_id WHERE l.seq >= :a AND l.seq < :b "
-             "ORDER BY 1"), {"a": from_size, "b": to_size}).scalars()]
+             "AND e.incident_id IS NOT NULL ORDER BY 1"), {"a": from_size, "b": to_size}).scalars()]
 
 
 def active_incidents(*, session: Session) -> list[int]:

@@ -107,16 +107,26 @@ class IncidentEvent(Base):
     incident's events 1, 2, 3 ... with no gaps. The database refuses UPDATE, DELETE and TRUNCATE
     here to the application role (grants plus a trigger); what protects the record from the
     owner or a superuser is the signed log, not the trigger.
+
+    A call (:mod:`geodispatch.calls`) is a subject of the record of its own: its events have
+    ``call_id`` set and no ``incident_id``, and are numbered 1..N per call in ``incident_seq``.
     """
 
     __tablename__ = "incident_events"
     __table_args__ = (
         UniqueConstraint("incident_id", "incident_seq", name="uq_incident_events_incident_seq"),
         CheckConstraint("incident_seq > 0", name="ck_incident_events_seq_positive"),
+        UniqueConstraint("call_id", "incident_seq", name="uq_incident_events_call_seq"),
+        CheckConstraint("(incident_id IS NULL) <> (call_id IS NULL)",
+                        name="ck_incident_events_one_subject"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    #: The incident the event belongs to, or None for a call's event (``call_id`` set).
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    #: The call whose record this event is (:mod:`geodispatch.calls`); its number among the
+    #: call's events is ``incident_seq`` (``call_seq`` in the body).
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
     incident_seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))

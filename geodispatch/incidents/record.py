@@ -50,7 +50,13 @@ PROJECTED_TABLES: dict[str, str] = {"incidents": "id", "assignments": "incident_
 #: Personal data the record commits to without disclosing it (the log travels to auditors and
 #: the national centre): the state holds ``hmac-sha256:<hex>`` of the value under the centre's
 #: record pepper, so a changed value is still detected and the number itself never leaves.
-SEALED_COLUMNS = frozenset({("incidents", "caller_phone")})
+SEALED_COLUMNS = frozenset({("incidents", "caller_phone"), ("calls", "caller_phone"),
+                            ("call_callbacks", "phone"), ("call_locations", "phone"),
+                            ("call_locations", "raw")})
+#: Tables projected from a call's events (a call is a subject of the record of its own, from its
+#: first ring: most calls never become an incident), and the column that names the call.
+CALL_PROJECTED_TABLES: dict[str, str] = {"calls": "id", "call_callbacks": "call_id",
+                                         "call_locations": "call_id"}
 _SAFE_INT = 2**53 - 1
 _INFO_STATE = "geodispatch.record.state"
 _INFO_TOUCHED = "geodispatch.record.touched"
@@ -137,11 +143,20 @@ def _table(name: str) -> Table:
 
 def project(session: Session, incident_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The projected state of each incident as it is in the database now."""
-    out: dict[int, dict[str, Any]] = {int(i): {t: [] for t in PROJECTED_TABLES}
-                                      for i in incident_ids}
+    return _project(session, PROJECTED_TABLES, incident_ids)
+
+
+def project_calls(session: Session, call_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The projected state of each call (its row, callbacks, matched locations) now."""
+    return _project(session, CALL_PROJECTED_TABLES, call_ids)
+
+
+def _project(session: Session, tables: Mapping[str, str], ids: Sequence[int]
+             ) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {int(i): {t: [] for t in tables} for i in ids}
     if not out:
         return out
-    for name, key in PROJECTED_TABLES.items():
+    for name, key in tables.items():
         table = _table(name)
         cols = list(table.columns)
         order = [c for c in table.primary_key.columns]
@@ -313,6 +328,54 @@ def append_many(*, session: Session, kind: str, actor: str,
             touched.discard(iid)
         count += len(chunk)
     return count
+
+
+def call_event_body(*, call_id: int, call_seq: int, kind: str, actor: str, at: datetime,
+                    data: Mapping[str, Any], state: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of one event of a call's record (the Merkle leaf)."""
+    return rfc8785.dumps({"v": BODY_VERSION, "call_id": call_id, "call_seq": call_seq,
+                          "kind": kind, "actor": actor, "at": iso_utc(at), "data": data,
+                          "state": state})
+
+
+def append_call_event(*, session: Session, call_id: int, kind: str, actor: str,
+                      data: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+    """Append one event to a call's record (flushes; the caller commits).
+
+    The body is ``{"v": 1, "call_id", "call_seq" (1..N per call), "kind", "actor", "at",
+    "data", "state": {"calls": [row], "call_callbacks": [rows], "call_locations": [rows]}}``,
+    sealed into the same signed log as the incidents' events. The only lock is the call's own
+    row (its ``event_count``). Callers change the call's rows first.
+    """
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    payload = normalise(dict(data or {}))
+    session.flush()
+    seq = session.execute(
+        text("UPDATE calls SET event_count = event_count + 1 WHERE id = :i "
+             "RETURNING event_count"), {"i": call_id}).scalar()
+    if seq is None:
+        raise LookupError(f"call {call_id} does not exist")
+    # (the ORM class lives in the calls domain, which depends on this one)
+    for obj in list(session.identity_map.values()):
+        if getattr(obj, "__tablename__", None) == "calls" and getattr(obj, "id", None) == call_id:
+            set_committed_value(obj, "event_count", int(seq))
+    state = project_calls(session, [call_id])[call_id]
+    body = call_event_body(call_id=call_id, call_seq=int(seq), kind=kind, actor=actor, at=when,
+                           data=payload, state=state)
+    event_id = session.execute(
+        insert(IncidentEvent).values(incident_id=None, call_id=call_id, incident_seq=int(seq),
+                                     kind=kind, actor=actor, at=when, data=payload, body=body)
+        .returning(IncidentEvent.id)
+    ).scalar_one()
+    return int(event_id)
+
+
+def call_events(*, session: Session, call_id: int) -> Sequence[IncidentEvent]:
+    """One call's events in order."""
+    return session.execute(
+        select(IncidentEvent).where(IncidentEvent.call_id == call_id)
+        .order_by(IncidentEvent.incident_seq)
+    ).scalars().all()
 
 
 def incident_events(*, session: Session, incident_id: int) -> Sequence[IncidentEvent]:

@@ -60,7 +60,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from geodispatch.incidents.record import PROJECTED_TABLES, SEALED_COLUMNS, project, sealed_value
+from geodispatch.incidents.record import (
+    CALL_PROJECTED_TABLES,
+    PROJECTED_TABLES,
+    SEALED_COLUMNS,
+    project,
+    project_calls,
+    sealed_value,
+)
 from geodispatch.ledger.merkle import MerkleTree
 from geodispatch.ledger.signing import TreeHead, log_id
 from geodispatch.ledger.witness import Witness
@@ -268,7 +275,7 @@ def _fast_projection(session: Session, incident_id: int | None) -> _FastProjecti
     if next(iter(PROJECTED_TABLES.items()), None) != ("incidents", "id") \
             or not all(t.isascii() and t.replace("_", "").isalnum() for t in PROJECTED_TABLES):
         return None
-    if any(t != "incidents" for t, _c in SEALED_COLUMNS) \
+    if any(t != "incidents" for t, _c in SEALED_COLUMNS if t in PROJECTED_TABLES) \
             or "reference" not in _table("incidents").columns:
         return None
     efd = session.execute(text("SELECT current_setting('extra_float_digits')::int")).scalar()
@@ -346,7 +353,8 @@ def _events(session: Session, incident_id: int | None) -> Iterator[tuple[Any, ..
     (Packing many events into one value per query was tried: the database's packing and the
     transfer cost more than the stream's per-row overhead.)
     """
-    where = "" if incident_id is None else " WHERE incident_id = {i}"
+    where = " WHERE incident_id IS NOT NULL" if incident_id is None \
+        else " WHERE incident_id = {i}"
     return _stream(session, (
         "SELECT id::int8, incident_id::int8, incident_seq::int8, convert_to(kind, 'UTF8'), "
         "convert_to(actor, 'UTF8'), convert_to(" + _ISO_UTC_SQL.format("at") + ", 'UTF8'), "
@@ -498,6 +506,12 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
             newest[biid] = (bseq, state)
 
     if incident_id is None:
+        c_events, c_pending, c_oldest = _verify_calls(session, f, position, leaf_hashes,
+                                                      leaf_seqs, queued, seen)
+        events += c_events
+        pending += c_pending
+        if c_oldest is not None:
+            oldest = max(oldest or 0.0, c_oldest)
         for pos in range(len(leaf_events)):
             if not seen[pos]:
                 f.add(f"sealed leaf {leaf_seqs[pos]}: its event {leaf_events[pos]} was deleted")
@@ -631,6 +645,105 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                         oldest_pending_s=oldest, tree_size=tree.size, heads_checked=len(heads),
                         findings=items, warnings=warnings, seconds=time.perf_counter() - t0,
                         phases=phases)
+
+
+def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
+                  leaf_hashes: list[bytes], leaf_seqs: list[int], queued: dict[int, float],
+                  seen: bytearray) -> tuple[int, int, float | None]:
+    """Steps 2 and 3 for the calls' records (events with ``call_id``), the exact way.
+
+    Each call event's body must hash to its leaf and say what its columns say; each call's
+    events are numbered 1..N (N = ``calls.event_count``); the rows of each call (the call,
+    its callbacks, its matched locations) must equal its newest event's state. Returns the
+    number of call events, how many wait to be sealed and the oldest wait.
+    """
+    events = pending = 0
+    oldest: float | None = None
+    numbers: dict[int, list[int]] = {}
+    newest: dict[int, tuple[int, Any]] = {}
+    rows = session.execute(text(
+        "SELECT id, call_id, incident_seq, kind, actor, " + _ISO_UTC_SQL.format("at")
+        + ", data, body FROM incident_events WHERE call_id IS NOT NULL ORDER BY id"))
+    for eid, cid, cseq, kind, actor, at, data, body in rows:
+        events += 1
+        body = bytes(body)
+        lpos = position.get(int(eid))
+        if lpos is not None:
+            seen[lpos] = 1
+            if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
+                f.add(f"event {eid} (call {cid} #{cseq}): its body was changed after it was "
+                      f"sealed as leaf {leaf_seqs[lpos]}")
+                continue
+        else:
+            age = queued.get(int(eid))
+            if age is None:
+                f.add(f"event {eid} (call {cid} #{cseq}) is neither sealed nor queued for "
+                      "sealing: it was inserted with the log's trigger disabled")
+            else:
+                pending += 1
+                oldest = max(oldest or 0.0, age)
+        b = _json_or_none(body)
+        if not isinstance(b, dict):
+            f.add(f"event {eid} (call {cid}): its sealed body is not a JSON object")
+            continue
+        have = {"call_id": cid, "call_seq": cseq, "kind": kind, "actor": actor, "at": at,
+                "data": data}
+        for col, value in have.items():
+            if b.get(col) != value:
+                f.add(f"event {eid} (call {b.get('call_id')} #{b.get('call_seq')}): column "
+                      f"{'incident_seq' if col == 'call_seq' else col} is {value!r} but its "
+                      f"sealed body says {b.get(col)!r}")
+        bcid = b.get("call_id") if type(b.get("call_id")) is int else cid
+        bseq = b.get("call_seq") if type(b.get("call_seq")) is int else cseq
+        numbers.setdefault(int(bcid), []).append(int(bseq))
+        prev = newest.get(int(bcid))
+        if prev is None or prev[0] < bseq:
+            newest[int(bcid)] = (int(bseq), b.get("state"))
+    counts: dict[int, int] = {int(i): int(n) for i, n in session.execute(
+        text("SELECT id, event_count FROM calls")).all()}
+    for cid in sorted(set(numbers) | set(counts)):
+        got = numbers.get(cid, [])
+        n = max([counts.get(cid, 0), *got])
+        missing = sorted(set(range(1, n + 1)) - set(got))
+        if cid not in counts:
+            f.add(f"call {cid}: its row was deleted (its record has {len(got)} events)")
+        elif not got:
+            f.add(f"call {cid} has no events: it was inserted outside the record")
+            continue
+        if missing:
+            shown = ", ".join(f"#{m}" for m in missing[:10])
+            f.add(f"call {cid}: event {shown} of {n} is missing (removed)")
+        if len(got) != len(set(got)):
+            f.add(f"call {cid}: an event number appears twice")
+    ids = sorted(set(counts) & set(newest))
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        now = project_calls(session, chunk)
+        for cid in chunk:
+            kept = newest[cid][1]
+            if not isinstance(kept, dict):
+                f.add(f"call {cid}: its newest event carries no state")
+                continue
+            _diff_rows(f, f"call {cid}", None, CALL_PROJECTED_TABLES, kept, now[cid])
+    return events, pending, oldest
+
+
+def _diff_rows(f: _Findings, who: str, iid: int | None, tables: Any, want: dict[str, Any],
+               have: dict[str, Any]) -> None:
+    """Name every row and column of ``have`` that differs from the recorded ``want``."""
+    for table in tables:
+        w = {str(r.get("id")): r for r in want.get(table) or [] if isinstance(r, dict)}
+        h = {str(r.get("id")): r for r in have.get(table) or []}
+        for rid in sorted(set(w) | set(h)):
+            if rid not in h:
+                f.add(f"{who}: {table} row {rid} is recorded but was removed", iid)
+            elif rid not in w:
+                f.add(f"{who}: {table} row {rid} exists but no event records it", iid)
+            else:
+                for col in sorted(set(w[rid]) | set(h[rid])):
+                    if w[rid].get(col) != h[rid].get(col):
+                        f.add(f"{who}: {table}.{col} (row {rid}) is {h[rid].get(col)!r} but "
+                              f"the record says {w[rid].get(col)!r}", iid)
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -252,7 +252,8 @@ class _Piece:
     problems: list[tuple[int, str]] = field(default_factory=list)
     ns: list[int] = field(default_factory=list)  # line numbers of the events read
     seqs: list[Any] = field(default_factory=list)
-    incidents: list[Any] = field(default_factory=list)  # (incident_id, incident_seq) or None
+    #: (incident_id, incident_seq), ("call <id>", call_seq) or None
+    incidents: list[Any] = field(default_factory=list)
     hashes: bytes = b""
 
 
@@ -281,8 +282,11 @@ def _read_piece(path: str, start: int, end: int, first_n: int) -> _Piece:
                 ids = None
                 if isinstance(event, dict):
                     iid, iseq = event.get("incident_id"), event.get("incident_seq")
+                    cid, cseq = event.get("call_id"), event.get("call_seq")
                     if isinstance(iid, int) and isinstance(iseq, int):
                         ids = (iid, iseq)
+                    elif isinstance(cid, int) and isinstance(cseq, int):
+                        ids = (f"call {cid}", cseq)  # a call's own record
                 out.incidents.append(ids)
             n += 1
     out.lines = n - first_n
@@ -360,7 +364,7 @@ def _verify_lines(fh: Any, path: Path, pub: Ed25519PublicKey, rep: ExportReport,
     # In file order: leaf numbers, each incident's event numbers, the tree.
     problems: list[tuple[int, str]] = []
     leaves: list[bytes] = []
-    expected_seq: dict[int, int] = {}
+    expected_seq: dict[Any, int] = {}
     for piece in pieces:
         problems.extend(piece.problems)
         rep.events += len(piece.ns)
@@ -376,7 +380,8 @@ def _verify_lines(fh: Any, path: Path, pub: Ed25519PublicKey, rep: ExportReport,
                 iid, iseq = ids
                 want = expected_seq.get(iid, 0) + 1
                 if iseq != want:
-                    problems.append((n, f"incident {iid}: event #{iseq} follows #{want - 1}"))
+                    who = iid if isinstance(iid, str) else f"incident {iid}"
+                    problems.append((n, f"{who}: event #{iseq} follows #{want - 1}"))
                 expected_seq[iid] = iseq
     problems.sort(key=lambda p: p[0])
     rep.problems.extend(msg for _n, msg in problems)

@@ -77,6 +77,29 @@ def enqueue_sms(*, session: Session, incident: Incident, template: str,
     return msg
 
 
+def enqueue_sms_to(*, session: Session, phone: str | None, template: str,
+                   lang: str | None = None, **fields: object) -> tuple[SmsMessage | None, str]:
+    """Queue a message to a number that is not (yet) an incident's caller (a missed call).
+
+    Returns the message and ``"queued"``, or None and why not: ``no_number``, ``not_e164``,
+    ``opted_out``.
+    """
+    from geodispatch.incidents.service import is_e164
+
+    if not phone:
+        return None, "no_number"
+    if not is_e164(phone):
+        return None, "not_e164"
+    if opted_out(session, phone):
+        return None, "opted_out"
+    body, used = render(template, lang or get_settings().sms_default_lang, **fields)
+    msg = SmsMessage(incident_id=None, phone=phone, lang=used, template=template, body=body,
+                     status="pending", attempts=0, next_attempt_at=datetime.now(UTC))
+    session.add(msg)
+    session.flush()
+    return msg, "queued"
+
+
 @dataclass(frozen=True)
 class Claim:
     """A message taken for one delivery attempt (held by its lease, not by a transaction)."""

@@ -13,6 +13,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
                     "орієнтовно {eta_min} хв.",
         "arrived": "Поліція 102 ({reference}): екіпаж {call_sign} прибув на місце.",
         "closed": "Поліція 102: виклик {reference} закрито. Дякуємо.",
+        "missed_call": "Поліція 102: ми пропустили ваш дзвінок; ми вам передзвонимо.",
     },
     "en": {
         "registered": "Police 102: your call is registered, reference {reference}.",
@@ -20,6 +21,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
                     "about {eta_min} min.",
         "arrived": "Police 102 ({reference}): crew {call_sign} has arrived.",
         "closed": "Police 102: call {reference} is closed. Thank you.",
+        "missed_call": "Police 102: we missed your call; we will call you back.",
     },
 }
 
