@@ -693,12 +693,13 @@ def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
                 f.add(f"event {eid} (call {b.get('call_id')} #{b.get('call_seq')}): column "
                       f"{'incident_seq' if col == 'call_seq' else col} is {value!r} but its "
                       f"sealed body says {b.get(col)!r}")
-        bcid = b.get("call_id") if type(b.get("call_id")) is int else cid
-        bseq = b.get("call_seq") if type(b.get("call_seq")) is int else cseq
-        numbers.setdefault(int(bcid), []).append(int(bseq))
-        prev = newest.get(int(bcid))
+        b_cid, b_seq = b.get("call_id"), b.get("call_seq")
+        bcid: int = b_cid if type(b_cid) is int else int(cid)
+        bseq: int = b_seq if type(b_seq) is int else int(cseq)
+        numbers.setdefault(bcid, []).append(bseq)
+        prev = newest.get(bcid)
         if prev is None or prev[0] < bseq:
-            newest[int(bcid)] = (int(bseq), b.get("state"))
+            newest[bcid] = (bseq, b.get("state"))
     counts: dict[int, int] = {int(i): int(n) for i, n in session.execute(
         text("SELECT id, event_count FROM calls")).all()}
     for cid in sorted(set(numbers) | set(counts)):

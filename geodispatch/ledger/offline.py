@@ -279,7 +279,7 @@ def _read_piece(path: str, start: int, end: int, first_n: int) -> _Piece:
                 hashes.append(h.digest())
                 out.ns.append(n)
                 out.seqs.append(seq)
-                ids = None
+                ids: tuple[Any, int] | None = None
                 if isinstance(event, dict):
                     iid, iseq = event.get("incident_id"), event.get("incident_seq")
                     cid, cseq = event.get("call_id"), event.get("call_seq")
