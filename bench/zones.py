@@ -62,8 +62,8 @@ def bench_lookup(n_points: int, sql_points: int) -> dict[str, Any]:
 
     from geodispatch.db import app_engine, check_database, session_factory
     from geodispatch.settings import get_settings
+    from geodispatch.zones.generation import generate_zones
     from geodispatch.zones.index import ZoneIndex
-    from geodispatch.zones.service import generate_zones
 
     settings = get_settings()
     engine = app_engine(settings)

@@ -51,8 +51,8 @@ from sqlalchemy.orm import Session
 from geodispatch.analytics.intervals import rowcount
 from geodispatch.errors import InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
-from geodispatch.settings import get_settings
 from geodispatch.incidents.record import append_many
+from geodispatch.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], 
 
 
 async def start(app: FastAPI) -> None:
-    from geodispatch.dispatch.publish import publish_after_commit
     from geodispatch.dispatch.arrivals import detect_arrivals
+    from geodispatch.dispatch.publish import publish_after_commit
 
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None

@@ -7,7 +7,7 @@ Both must only happen once the transaction committed, so they are attached to th
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session

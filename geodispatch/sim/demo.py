@@ -180,7 +180,7 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
         check_database(engine)
         with transaction(session_factory(engine)) as session:
             if not load_sectors(session=session, region=region):
-                from geodispatch.zones.service import generate_zones
+                from geodispatch.zones.generation import generate_zones
 
                 gz = generate_zones(session=session, bbox=roads.bbox(), country_code=country,
                                     region_code=region, region_name=f"Demo region {region}")

@@ -91,7 +91,7 @@ def _read_geojson(path: Path) -> dict[str, Any]:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from geodispatch.zones.service import import_geojson
+    from geodispatch.zones.geojson import import_geojson
 
     dry = bool(getattr(args, "dry_run", False))
     with _session(commit=not dry) as session:
@@ -109,7 +109,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from geodispatch.zones.service import plan_import, validate_hierarchy
+    from geodispatch.zones.geojson import plan_import
+    from geodispatch.zones.service import validate_hierarchy
 
     with _session(commit=False) as session:
         if args.file is None:
@@ -134,7 +135,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from geodispatch.settings import get_settings
     from geodispatch.zones.extent import osm_road_extent
-    from geodispatch.zones.service import generate_zones
+    from geodispatch.zones.generation import generate_zones
 
     if args.bbox:
         parts = [float(v) for v in args.bbox.split(",")]

@@ -1,4 +1,7 @@
-"""Zone services: generate, import and version zones; re-derive membership when boundaries move.
+"""Zone versioning: apply a level's new boundaries, re-derive membership when they move.
+
+Generation for places without official boundaries is :mod:`.generation`; GeoJSON import and
+export is :mod:`.geojson`.
 
 A zone is a set of H3 cells at ``settings.h3_zone_res``. Each version is one ``zones`` row holding
 the compacted cells and the outline polygon; ``zone_cells`` holds the expanded cells of the
@@ -12,7 +15,6 @@ All functions are keyword-only, take the session, ``flush()`` and never commit.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from geoalchemy2.shape import from_shape
-from shapely.geometry import Polygon, mapping, shape
-from shapely.ops import unary_union
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -105,14 +105,6 @@ class ImportReport:
                 moved_units=c.moved_units,
             )
         return out
-
-
-@dataclass
-class GeneratedZones:
-    country: Zone
-    region: Zone
-    districts: list[Zone]
-    sectors: list[Zone]
 
 
 def _now() -> datetime:
@@ -415,270 +407,6 @@ def membership_history(
     )
 
 
-# --- generation --------------------------------------------------------------------------------
-
-
-def _reading_order(cells: Iterable[int]) -> list[int]:
-    """North to south, then west to east: stable, human-friendly numbering."""
-
-    def key(c: int) -> tuple[float, float]:
-        p = hc.cell_center(c)
-        return (-round(p.lat, 3), p.lng)
-
-    return sorted(cells, key=key)
-
-
-def generate_zones(
-    *,
-    session: Session,
-    bbox: tuple[float, float, float, float],
-    country_code: str,
-    region_code: str,
-    settings: Settings | None = None,
-    district_res: int | None = None,
-    sector_res: int | None = None,
-    country_name: str | None = None,
-    region_name: str | None = None,
-) -> GeneratedZones:
-    """Generate a region with districts and sectors from an extent (no official boundaries).
-
-    Parameters
-    ----------
-    bbox : (min_lat, min_lng, max_lat, max_lng)
-        Extent to cover, e.g. the road graph's bounding box; every zone-resolution cell touching it
-        is included.
-    country_code, region_code : str
-        The country zone is created or grown; the region zone is created (or replaced).
-    district_res, sector_res : int, optional
-        H3 resolutions of the parent cells that become districts and sectors; default
-        ``zone_res - 2`` (about 36 km2 at res 6) and ``zone_res - 1`` (about 5 km2 at res 7).
-
-    Returns
-    -------
-    GeneratedZones
-
-    Notes
-    -----
-    Districts are the zone cells grouped by their parent at ``district_res``; sectors by their
-    parent at ``sector_res`` (which nests in the district parent, because H3 parents nest). Cells
-    already held by another region are left to it, so generated regions never overlap. Codes are
-    ``{region}-D01`` and ``{region}-D01-S01``, numbered north to south, west to east.
-    """
-    settings = settings or get_settings()
-    res = settings.h3_zone_res
-    district_res = res - 2 if district_res is None else district_res
-    sector_res = res - 1 if sector_res is None else sector_res
-    if not (0 <= district_res <= sector_res <= res):
-        raise InvalidInput(f"need district_res <= sector_res <= {res}")
-    cells = hc.bbox_cells(bbox, res)
-    region_ids = {
-        z.id for z in current_zones(session=session, level="region") if z.code != region_code
-    }
-    taken = {c for c, z in _level_cells(session=session, level="region").items() if z in region_ids}
-    cells -= taken
-    if not cells:
-        raise InvalidInput("the extent holds no free cells")
-    at = _now()
-
-    country = next(
-        (z for z in current_zones(session=session, level="country") if z.code == country_code), None
-    )
-    country_cells = (hc.uncompact(country.cells, country.res) if country else set()) | cells
-    apply_level(
-        session=session,
-        level="country",
-        specs=[ZoneSpec(country_code, country_name or (country.name if country else country_code),
-                        "country", country_code, country_cells)],
-        settings=settings,
-        at=at,
-    )
-    apply_level(
-        session=session,
-        level="region",
-        specs=[ZoneSpec(region_code, region_name or region_code, "region", region_code, cells)],
-        settings=settings,
-        at=at,
-    )
-    by_district: dict[int, set[int]] = {}
-    for c in cells:
-        by_district.setdefault(hc.parent(c, district_res), set()).add(c)
-    district_specs: list[ZoneSpec] = []
-    sector_specs: list[ZoneSpec] = []
-    for di, dparent in enumerate(_reading_order(by_district), start=1):
-        dcode = f"{region_code}-D{di:02d}"
-        dcells = by_district[dparent]
-        district_specs.append(ZoneSpec(dcode, dcode, "district", region_code, dcells))
-        by_sector: dict[int, set[int]] = {}
-        for c in dcells:
-            by_sector.setdefault(hc.parent(c, sector_res), set()).add(c)
-        for si, sparent in enumerate(_reading_order(by_sector), start=1):
-            scode = f"{dcode}-S{si:02d}"
-            sector_specs.append(ZoneSpec(scode, scode, "sector", region_code, by_sector[sparent]))
-    apply_level(session=session, level="district", specs=district_specs, settings=settings, at=at)
-    apply_level(session=session, level="sector", specs=sector_specs, settings=settings, at=at)
-    zones = {z.code: z for z in current_zones(session=session)}
-    return GeneratedZones(
-        country=zones[country_code],
-        region=zones[region_code],
-        districts=[zones[s.code] for s in district_specs],
-        sectors=[zones[s.code] for s in sector_specs],
-    )
-
-
-# --- import from polygons ----------------------------------------------------------------------
-
-
-def _features(geojson: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    kind = geojson.get("type")
-    if kind == "FeatureCollection":
-        return list(geojson.get("features") or [])
-    if kind == "Feature":
-        return [geojson]
-    raise InvalidInput("expected a GeoJSON FeatureCollection or Feature")
-
-
-def plan_import(
-    *,
-    session: Session,
-    geojson: Mapping[str, Any],
-    level: str,
-    region: str | None = None,
-    code_property: str = "code",
-    name_property: str = "name",
-    settings: Settings | None = None,
-) -> tuple[list[ZoneSpec], ImportReport]:
-    """Turn polygons into zone specs and validate them, without writing anything.
-
-    Parameters
-    ----------
-    geojson : mapping
-        FeatureCollection of Polygon/MultiPolygon features in WGS 84 (``lng, lat``).
-    level : str
-        Level of every feature.
-    region : str, optional
-        Region code for every feature; otherwise the feature's ``region`` property, the parent
-        zone's region, the feature's own code for ``level="region"``, or the default region.
-    code_property, name_property : str
-        Feature properties holding the zone code and name (code falls back to the feature id).
-
-    Returns
-    -------
-    (list of ZoneSpec, ImportReport)
-        Specs have disjoint cells (a cell claimed by several features goes to the first, and is
-        reported as an overlap).
-
-    Notes
-    -----
-    *Uncovered* cells are those of the parent level's current zones that no feature covers; when
-    there is no parent level data, the holes inside the features' outer outline (gaps between
-    neighbouring polygons large enough to hold a cell centre).
-    """
-    _check_level(level)
-    settings = settings or get_settings()
-    res = settings.h3_zone_res
-    feats = _features(geojson)
-    parent_level = _parent_level(level)
-    parent_map = _level_cells(session=session, level=parent_level) if parent_level else {}
-    owner: dict[int, str] = {}
-    pair_counts: Counter[tuple[str, str]] = Counter()
-    overlap_cells: set[int] = set()
-    specs: list[ZoneSpec] = []
-    empty: list[str] = []
-    geoms = []
-    for i, f in enumerate(feats):
-        props = dict(f.get("properties") or {})
-        code = str(props.get(code_property) or f.get("id") or f"{level}-{i + 1}")
-        name = str(props.get(name_property) or code)
-        geom_json = f.get("geometry")
-        if not geom_json or geom_json.get("type") not in ("Polygon", "MultiPolygon"):
-            raise InvalidInput(f"feature {code}: geometry must be a Polygon or MultiPolygon")
-        g = shape(geom_json)
-        if not g.is_valid:
-            g = g.buffer(0)
-        geoms.append(g)
-        cells = hc.geometry_to_cells(g, res)
-        mine: set[int] = set()
-        for c in cells:
-            other = owner.get(c)
-            if other is not None and other != code:
-                pair_counts[(other, code)] += 1
-                overlap_cells.add(c)
-                continue
-            owner[c] = code
-            mine.add(c)
-        if not mine:
-            empty.append(code)
-            continue
-        parent_id = _majority_parent(mine, parent_map) if parent_map else None
-        zone_region = region or props.get("region")
-        if not zone_region and parent_id is not None:
-            parent = session.get(Zone, parent_id)
-            zone_region = parent.region if parent else None
-        if not zone_region:
-            zone_region = code if level == "region" else settings.default_region
-        if level == "country":
-            zone_region = code
-        specs.append(ZoneSpec(code, name, level, str(zone_region), mine, parent_id))
-    covered = set(owner)
-    if parent_map:
-        if region:
-            scope = {
-                c for c, z in parent_map.items()
-                if (zz := session.get(Zone, z)) is not None and zz.region == region
-            }
-        else:
-            scope = set(parent_map)
-        uncovered = scope - covered
-    elif geoms:
-        outline = unary_union(geoms)
-        parts = getattr(outline, "geoms", [outline])
-        filled = unary_union([Polygon(p.exterior) for p in parts])
-        uncovered = hc.geometry_to_cells(mapping(filled), res) - covered
-    else:
-        uncovered = set()
-    report = ImportReport(
-        level=level,
-        features=len(feats),
-        cells=len(covered),
-        overlaps=[Overlap(a, b, n) for (a, b), n in sorted(pair_counts.items())],
-        overlap_cells=sorted(overlap_cells),
-        uncovered_cells=sorted(uncovered),
-        empty_features=empty,
-    )
-    return specs, report
-
-
-def import_geojson(
-    *,
-    session: Session,
-    geojson: Mapping[str, Any],
-    level: str,
-    region: str | None = None,
-    code_property: str = "code",
-    name_property: str = "name",
-    settings: Settings | None = None,
-    dry_run: bool = False,
-) -> ImportReport:
-    """Import polygons as zones of ``level`` (validate, then version what changed).
-
-    See :func:`plan_import` for validation and :func:`apply_level` for versioning.
-    """
-    specs, report = plan_import(
-        session=session,
-        geojson=geojson,
-        level=level,
-        region=region,
-        code_property=code_property,
-        name_property=name_property,
-        settings=settings,
-    )
-    if dry_run or not specs:
-        return report
-    report.change = apply_level(session=session, level=level, specs=specs, settings=settings)
-    report.applied = True
-    return report
-
-
 # --- validation of what is stored --------------------------------------------------------------
 
 
@@ -696,41 +424,6 @@ def validate_hierarchy(*, session: Session) -> dict[str, dict[str, int]]:
             "orphans": len(mine - above) if above else 0,
         }
     return out
-
-
-def zones_feature_collection(
-    *, session: Session, level: str, region: str | None = None
-) -> dict[str, Any]:
-    """Current zones of one level as a GeoJSON FeatureCollection (``lng, lat``)."""
-    _check_level(level)
-    q = (
-        select(Zone, Zone.geom.ST_AsGeoJSON())
-        .where(Zone.valid_to.is_(None), Zone.level == level)
-        .order_by(Zone.code)
-    )
-    if region is not None:
-        q = q.where(Zone.region == region)
-
-    features = []
-    for zone, geom in session.execute(q).all():
-        features.append(
-            {
-                "type": "Feature",
-                "id": zone.id,
-                "geometry": json.loads(geom) if geom else None,
-                "properties": {
-                    "id": zone.id,
-                    "code": zone.code,
-                    "name": zone.name,
-                    "level": zone.level,
-                    "region": zone.region,
-                    "parent_id": zone.parent_id,
-                    "cells": len(hc.uncompact(zone.cells, zone.res)),
-                    "valid_from": zone.valid_from.isoformat() if zone.valid_from else None,
-                },
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
 
 
 def sql_lookup(*, session: Session, cell: int, settings: Settings | None = None) -> ZoneRef:
@@ -775,20 +468,15 @@ def set_home_zone(*, session: Session, unit_id: int, zone_id: int | None) -> Non
 
 
 __all__ = [
-    "GeneratedZones",
     "ImportReport",
     "LevelChange",
     "ZoneSpec",
     "apply_level",
     "current_zones",
-    "generate_zones",
-    "import_geojson",
     "membership_history",
-    "plan_import",
     "rederive_membership",
     "set_home_zone",
     "sql_lookup",
     "validate_hierarchy",
     "zone_cells",
-    "zones_feature_collection",
 ]

@@ -29,9 +29,10 @@ from geodispatch.api.security import (
 )
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
+from geodispatch.zones.geojson import import_geojson, zones_feature_collection
 from geodispatch.zones.index import ZoneIndex, ZoneRef
 from geodispatch.zones.models import LEVELS
-from geodispatch.zones.service import import_geojson, validate_hierarchy, zones_feature_collection
+from geodispatch.zones.service import validate_hierarchy
 
 router = APIRouter(prefix="/api/zones", tags=["zones"])
 

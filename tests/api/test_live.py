@@ -200,8 +200,8 @@ def test_websocket_streams_incident_changes_of_own_region(
 ) -> None:
     """An event appended to an incident of our region reaches the dispatcher's stream; one of
     another region does not; caller phones never travel on the stream."""
-    from geodispatch.incidents.record import append_event
     from geodispatch.incidents.models import Incident
+    from geodispatch.incidents.record import append_event
 
     app = create_app(settings.model_copy(update={"serve_ingest": False,
                                                  "live_incident_poll_s": 0.2}))

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.settings import Settings
 from geodispatch.zones.extent import osm_road_extent
-from geodispatch.zones.service import GeneratedZones, generate_zones
+from geodispatch.zones.generation import GeneratedZones, generate_zones
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from geodispatch.geo import LatLng
 from geodispatch.routing import engine
 from geodispatch.settings import Settings
 from geodispatch.zones.coverage import compute_coverage, coverage_geojson
+from geodispatch.zones.generation import GeneratedZones
 from geodispatch.zones.index import ZoneIndex
-from geodispatch.zones.service import GeneratedZones
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from geodispatch.settings import Settings
 from geodispatch.zones import cells as hc
+from geodispatch.zones.generation import GeneratedZones
 from geodispatch.zones.models import Zone, ZoneCell
-from geodispatch.zones.service import GeneratedZones, validate_hierarchy
+from geodispatch.zones.service import validate_hierarchy
 
 
 def test_generated_levels_nest(andorra: GeneratedZones, db: Session, settings: Settings) -> None:
@@ -74,7 +75,7 @@ def test_second_region_does_not_overlap(
     andorra_bbox: tuple[float, float, float, float],
 ) -> None:
     """A second generated region overlapping the first takes only free cells; the country grows."""
-    from geodispatch.zones.service import generate_zones
+    from geodispatch.zones.generation import generate_zones
 
     lat0, lng0, lat1, lng1 = andorra_bbox
     second = generate_zones(

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from geodispatch.errors import InvalidInput
 from geodispatch.settings import Settings
 from geodispatch.zones import cells as hc
+from geodispatch.zones.geojson import import_geojson, plan_import
 from geodispatch.zones.index import ZoneIndex
-from geodispatch.zones.service import current_zones, import_geojson, plan_import
+from geodispatch.zones.service import current_zones
 
 # Central Andorra, in (lng, lat).
 X0, X1, X2, X3 = 1.45, 1.52, 1.59, 1.66

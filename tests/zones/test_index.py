@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
+from geodispatch.zones.generation import GeneratedZones
 from geodispatch.zones.index import ZoneIndex, ZoneRef
-from geodispatch.zones.service import GeneratedZones, sql_lookup
+from geodispatch.zones.service import sql_lookup
 
 
 def _sql_lookup(db: Session, p: LatLng, res: int) -> tuple[int | None, int | None]:

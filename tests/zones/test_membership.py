@@ -11,14 +11,10 @@ from sqlalchemy.orm import Session
 
 from geodispatch.settings import Settings
 from geodispatch.zones import cells as hc
+from geodispatch.zones.generation import GeneratedZones
+from geodispatch.zones.geojson import import_geojson
 from geodispatch.zones.models import Zone
-from geodispatch.zones.service import (
-    GeneratedZones,
-    import_geojson,
-    membership_history,
-    rederive_membership,
-    set_home_zone,
-)
+from geodispatch.zones.service import membership_history, rederive_membership, set_home_zone
 
 
 def _incident(db: Session, cell: int, status: str, sector: int | None, district: int | None,

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
+from geodispatch.zones.generation import GeneratedZones
+from geodispatch.zones.geojson import import_geojson, plan_import
 from geodispatch.zones.index import ZoneIndex
 from geodispatch.zones.osm_boundaries import admin_boundaries
-from geodispatch.zones.service import GeneratedZones, import_geojson, plan_import
 
 ANDORRA_LA_VELLA = LatLng(42.5078, 1.5211)
 CANILLO = LatLng(42.5676, 1.5976)

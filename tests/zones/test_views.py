@@ -20,8 +20,8 @@ from geodispatch.api.deps import get_session
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
 from geodispatch.zones import cells as hc
+from geodispatch.zones.generation import GeneratedZones
 from geodispatch.zones.index import ZoneIndex
-from geodispatch.zones.service import GeneratedZones
 from geodispatch.zones.views import router
 from tests.helpers import account_check, bearer, running_server
 from tests.zones.test_coverage import GridRouter
