@@ -108,7 +108,7 @@ def snapped(router: Router, target: LatLng, crews: Sequence[tuple[int, LatLng]])
     w = router._base
     ts = router.snap(target)
     seeds = [(s[0], s[1]) for s in router._target_seeds(w, ts.segment, ts.fraction)]
-    pts = router._snap_points([c[1] for c in crews])
+    pts = router._snaps.snap_points([c[1] for c in crews])
     ex = router._exits(w, pts, ts.segment, ts.fraction)
     n = g.n_nodes
     return Snapped(seeds=seeds, xf=np.where(ex.xf < n, ex.xf, -1), of=ex.of,
