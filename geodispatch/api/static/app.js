@@ -379,6 +379,13 @@
       .catch(() => { placeNames[k] = ""; });
     return null;
   }
+  // A place name that fills itself in when the reverse lookup answers ("near East Pratt Street").
+  function placeSpan(lat, lng) {
+    if (lat === null || lat === undefined) return "";
+    const k = Number(lat).toFixed(4) + "," + Number(lng).toFixed(4);
+    const name = placeName(lat, lng, () => $$('[data-place="' + k + '"]').forEach((el) => { el.textContent = placeNames[k] || ""; }));
+    return '<span class="place" data-testid="place-name" data-place="' + k + '">' + esc(name || "") + "</span>";
+  }
   function showCrew(id) {
     gd.selected = { kind: "crew", id };
     gd.trackFixes = 0;
@@ -410,7 +417,7 @@
       "<dt>" + t("crew.kind") + "</dt><dd>" + esc(u.kind) + "</dd>" +
       "<dt>" + t("crew.caps") + "</dt><dd>" + esc((u.capabilities || []).join(", ") || "—") + "</dd>" +
       "<dt>" + t("crew.region") + "</dt><dd>" + esc(u.region) + "</dd>" +
-      "<dt>" + t("crew.where") + '</dt><dd data-testid="crew-where">' + esc(placeName(u.lat, u.lng, () => renderCrewPanel(id)) || "…") + "</dd>" +
+      "<dt>" + t("crew.where") + '</dt><dd data-testid="crew-where">' + placeSpan(u.lat, u.lng) + "</dd>" +
       "<dt>" + t("crew.fix") + "</dt><dd>" + fmtTime(u.fix_time) + (u.stale ? " (" + esc(t("crew.stale")) + ")" : "") + "</dd>" +
       "<dt>" + t("crew.speed") + "</dt><dd>" + (u.speed_mps !== null && u.speed_mps !== undefined ? (u.speed_mps * 3.6).toFixed(0) + " km/h" : "—") + "</dd></dl>" +
       (gd.trackFixes ? '<p class="hint">' + esc(t("crew.track", { n: gd.trackFixes })) + "</p>" : "") +
@@ -524,7 +531,7 @@
     let html = offHint + (gd.reco.straight_line_fallback ? '<p class="hint">' + t("inc.straight") + "</p>" : "") +
       "<table><tr><th>" + t("col.crew") + "</th><th>" + t("col.eta") + "</th><th>" + t("col.dist") + "</th><th>" + t("col.status") + "</th></tr>" +
       rows.map((r, k) => '<tr class="reco' + (k === sel ? " sel" : "") + '" data-testid="reco-row" data-idx="' + k + '" data-unit="' + r.unit_id + '" title="' + esc(r.reason || "") + '"><td>' +
-        esc(crewName(r)) + (r.off_road_m > 0 ? ' <span class="hint" data-testid="crew-offroad">' + esc(t("inc.crewoffroad", { m: Math.round(r.off_road_m) })) + "</span>" : "") +
+        esc(crewName(r)) + ((gd.units[r.unit_id] || {}).lat != null ? '<div class="sub">' + placeSpan(gd.units[r.unit_id].lat, gd.units[r.unit_id].lng) + "</div>" : "") + (r.off_road_m > 0 ? ' <span class="hint" data-testid="crew-offroad">' + esc(t("inc.crewoffroad", { m: Math.round(r.off_road_m) })) + "</span>" : "") +
         "</td><td>" + fmtEta(r.eta_s) + "</td><td>" + fmtKm(r.distance_m) + "</td><td>" +
         stBadge(r.status || (gd.units[r.unit_id] || {}).status) + "</td></tr>").join("") + "</table>";
     const top = rows[sel];
