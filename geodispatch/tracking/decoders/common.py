@@ -137,3 +137,14 @@ def _members(items: Sequence[Any], decode: Callable[[Any], Sequence[R]]) -> list
             r.msg = i
             out.append(r)
     return out
+
+
+def strict(items: Sequence[R | Rejected]) -> list[R]:
+    """The members of a decoded batch, raising the first ``Rejected`` among them (for callers
+    that take one message whole or not at all)."""
+    out: list[R] = []
+    for item in items:
+        if isinstance(item, Rejected):
+            raise item
+        out.append(item)
+    return out

@@ -17,6 +17,7 @@ from geodispatch.tracking.decoders.common import (
     make_point,
     parse_json,
     parse_time,
+    strict,
 )
 from geodispatch.tracking.reports import (
     BAD_VALUE,
@@ -105,13 +106,7 @@ def decode_native(payload: bytes | str, *, device: str, received_at: datetime) -
     in place (so the rest of the buffer is kept) by :func:`decode_native_items`; this function
     raises on the first bad item and is meant for single-object callers.
     """
-    items = decode_native_items(payload, device=device, received_at=received_at)
-    out: list[Report] = []
-    for item in items:
-        if isinstance(item, Rejected):
-            raise item
-        out.append(item)
-    return out
+    return list(strict(decode_native_items(payload, device=device, received_at=received_at)))
 
 
 def decode_native_items(

@@ -16,6 +16,7 @@ from geodispatch.tracking.decoders.common import (
     _optional,
     make_point,
     parse_time,
+    strict,
 )
 from geodispatch.tracking.reports import (
     BAD_TYPE,
@@ -135,12 +136,7 @@ def osmand_json_device(data: Any) -> str:
 def decode_osmand_json(data: Any, *, received_at: datetime) -> list[PositionReport]:
     """An already parsed OsmAnd JSON body (one location or a list of them); raises on the first
     bad location (see :func:`decode_osmand_json_items` to keep the others)."""
-    out: list[PositionReport] = []
-    for item in decode_osmand_json_items(data, received_at=received_at):
-        if isinstance(item, Rejected):
-            raise item
-        out.append(item)
-    return out
+    return strict(decode_osmand_json_items(data, received_at=received_at))
 
 
 def decode_osmand_json_items(

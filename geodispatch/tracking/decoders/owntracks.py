@@ -15,6 +15,7 @@ from geodispatch.tracking.decoders.common import (
     make_point,
     parse_json,
     parse_time,
+    strict,
 )
 from geodispatch.tracking.reports import (
     MISSING_FIELD,
@@ -32,12 +33,7 @@ def decode_owntracks(payload: bytes | str, *, device: str, received_at: datetime
     (``transition``, ``waypoint``, ``card``, ``status``...) are ignored: an empty list. Raises on
     the first bad member of an array (see :func:`decode_owntracks_items` to keep the others).
     """
-    out: list[Report] = []
-    for item in decode_owntracks_items(payload, device=device, received_at=received_at):
-        if isinstance(item, Rejected):
-            raise item
-        out.append(item)
-    return out
+    return strict(decode_owntracks_items(payload, device=device, received_at=received_at))
 
 
 def decode_owntracks_items(
