@@ -186,7 +186,8 @@ def _number(*, session: Session, incident: Incident, event: PendingEvent, year: 
     note_written(session, event)
 
 
-def _zones(p: LatLng, zone_index: ZoneLookup | None, settings: Settings) -> tuple[str, int | None, int | None]:
+def _zones(p: LatLng, zone_index: ZoneLookup | None, settings: Settings
+           ) -> tuple[str, int | None, int | None]:
     if zone_index is not None:
         ref = zone_index.lookup(p)
         return ref.region or settings.default_region, ref.sector_id, ref.district_id
@@ -388,9 +389,9 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
 
 
 def place_incident(*, session: Session, incident_id: int, lat: float, lng: float, actor: str,
-                   address: str | None = None, reason: str = "", zone_index: ZoneLookup | None = None,
-                   settings: Settings | None = None, geocoder: Geocoder | None = None
-                   ) -> Incident:
+                   address: str | None = None, reason: str = "",
+                   zone_index: ZoneLookup | None = None, settings: Settings | None = None,
+                   geocoder: Geocoder | None = None) -> Incident:
     """Put an incident on the map: its place was unknown, or it was wrong.
 
     The region (and so the reference) stays; sector and district follow the new point. The
