@@ -173,6 +173,47 @@ async def webhook(request: Request, who: PhoneSystem, session: SessionDep,
     return out
 
 
+SIP_EVENTS = ("invite", "answered", "cancel", "bye", "failure")
+
+
+@router.post("/api/calls/sip", summary="The SIP edge (Kamailio) reports a call's signalling")
+async def sip_report(request: Request, who: PhoneSystem, session: SessionDep,
+                     settings: SettingsDep) -> Any:
+    """Query ``event`` (invite | answered | cancel | bye | failure), ``call_id`` (SIP Call-ID),
+    ``from``, ``line`` (R-URI user), ``operator``, ``code``, ``geolocation``; the body is the
+    INVITE's body as it is (a PIDF-LO location in it is read) or ``-``."""
+    q = request.query_params
+    event = q.get("event", "")
+    if event not in SIP_EVENTS:
+        raise InvalidInput(f"event must be one of {', '.join(SIP_EVENTS)}")
+    ext = q.get("call_id", "")
+    if not ext or len(ext) > 255:
+        raise InvalidInput("call_id (the SIP Call-ID) is required, at most 255 characters")
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
+    call, created = service.ring(session=session, source="sip", external_id=ext,
+                                 caller=q.get("from") or None,
+                                 line=(q.get("line") or None), actor="sip", settings=settings)
+    out: dict[str, Any] = {"created": created}
+    body = raw.decode("utf-8", "replace")
+    if event == "invite" and "presence" in body:
+        try:
+            receive_pidf(session=session, body=body, phone=call.caller_phone, call=call,
+                         settings=settings)
+        except Refused as exc:
+            out["location_refused"] = exc.reason
+    elif event == "answered":
+        service.answer(session=session, call=call, operator=(q.get("operator") or "sip")[:64],
+                       actor="sip")
+    elif event in ("cancel", "bye", "failure"):
+        service.hang_up(session=session, call=call, actor="sip",
+                        reason=f"SIP {q.get('code', '')[:3]}" if event == "failure"
+                        else event.upper())
+    out["call"] = call_json(session, call)
+    return out
+
+
 @router.post("/api/calls/aml/sms", summary="AML SMS (ETSI TS 103 625) from the SMS centre")
 async def aml_sms(request: Request, who: PhoneSystem, session: SessionDep,
                   settings: SettingsDep) -> Any:
