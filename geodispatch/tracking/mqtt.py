@@ -58,6 +58,10 @@ def connect_properties(settings: Settings, *, session_expiry_s: int | None = Non
     return props
 
 
+#: The server's clients reconnect after this long, doubling up to the maximum (seconds).
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
+
 def make_client(
     settings: Settings,
     client_id: str,
@@ -80,6 +84,10 @@ def make_client(
     client.username_pw_set(user, password)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
+    # Back within a fraction of a second after a broker restart: Mosquitto 2.0.11 (Debian 12)
+    # restores an MQTT 5 session but not its subscriptions, and no shared subscription at all,
+    # so what trackers publish before the workers subscribe again has nobody to go to.
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
     client._gd_clean_start = clean_start  # type: ignore[attr-defined]
     client._gd_session_expiry = session_expiry_s  # type: ignore[attr-defined]
     client._gd_settings = settings  # type: ignore[attr-defined]
