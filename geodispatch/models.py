@@ -3,7 +3,7 @@
 from geodispatch.analytics.models import ResponseInterval
 from geodispatch.calls.models import Call, CallCallback, CallLocation, CallLocationReject
 from geodispatch.db import Base
-from geodispatch.dispatch.models import Assignment
+from geodispatch.dispatch.models import Assignment, CrewReportKey
 from geodispatch.federation.models import (
     FederationCentre,
     FederationEvent,
@@ -22,6 +22,7 @@ from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
 
 __all__ = [
     "Assignment",
+    "CrewReportKey",
     "Base",
     "Call",
     "CallCallback",

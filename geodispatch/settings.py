@@ -160,6 +160,14 @@ class Settings(BaseSettings):
         180.0, description="Supervisor alert: dispatched this long without moving or reporting en route."
     )
     monitor_interval_s: float = Field(2.0, description="How often GPS arrival detection runs.")
+    assignment_ack_timeout_s: float = Field(
+        60.0, description="Supervisor alert and resend: an assignment the crew has not "
+        "acknowledged this long after dispatch (or its last send).",
+    )
+    assignment_retry_s: float = Field(
+        2.0, description="How often assignments not yet confirmed by the broker are published "
+        "again (and the server's MQTT client is reconnected).",
+    )
 
     # --- API & auth --------------------------------------------------------------------------
     serve_ingest: bool = Field(True, description="`serve` also runs an MQTT ingest worker in-process.")

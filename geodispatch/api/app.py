@@ -26,6 +26,7 @@ from geodispatch.api.policy import iter_routes, route_policy
 from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import AccountCheck
 from geodispatch.calls import views as calls_views
+from geodispatch.crew import views as crew_views
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.dispatch import lifespan as dispatch_lifespan
 from geodispatch.dispatch import views as dispatch_views
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 # error at start, never an app that silently runs without part of its API.
 ROUTERS: tuple[Any, ...] = (
     auth, tracking_views, routing_views, geocoding_views, zones_views, federation_views,
-    incidents_views, calls_views, dispatch_views, notify_views, analytics_views, live, web,
+    incidents_views, calls_views, dispatch_views, crew_views, notify_views, analytics_views, live,
+    web,
 )
 #: Routers mounted at the root, outside ``/api``, because a standard fixes their paths
 #: (NENA-STA-024's ``/IncidentData/ent`` and ``/incidents/{id}``).

@@ -1,5 +1,6 @@
-"""The timers a supervisor watches: on scene too long, dispatched but not moving, GPS stale on a
-crew in service, an incident unassigned longer than its priority allows."""
+"""The timers a supervisor watches: on scene too long, dispatched but not moving, an assignment
+the crew has not acknowledged, GPS stale on a crew in service, an incident unassigned longer than
+its priority allows."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def supervisor_alerts(*, session: Session, region: str | None, settings: Setting
                                 f"{r.reference} (P{r.priority}) unassigned for {waited:.0f} s "
                                 f"(limit {limit:.0f} s)", r.id, r.reference, region=r.region))
     for r in session.execute(text(
-            "SELECT a.status, a.dispatched_at, a.on_scene_at, a.en_route_at, i.id, i.reference,"
+            "SELECT a.status, a.dispatched_at, a.acknowledged_at, a.send_count, a.on_scene_at,"
+            " a.en_route_at, i.id, i.reference,"
             " i.region, u.id AS unit_id, u.call_sign, l.speed_mps, l.fix_time,"
             " ST_Distance(l.geom::geography, i.location::geography) AS dist"
             " FROM assignments a JOIN incidents i ON i.id = a.incident_id"
@@ -66,6 +68,11 @@ def supervisor_alerts(*, session: Session, region: str | None, settings: Setting
                                     r.id, r.reference, r.unit_id, r.call_sign, r.region))
         elif r.status in ("dispatched", "acknowledged"):
             t = (now - r.dispatched_at).total_seconds()
+            if r.acknowledged_at is None and t > settings.assignment_ack_timeout_s:
+                alerts.append(Alert("not_acknowledged", "high", r.dispatched_at, t,
+                                    f"{r.call_sign} has not acknowledged {r.reference} "
+                                    f"({t:.0f} s, sent {r.send_count} times)", r.id,
+                                    r.reference, r.unit_id, r.call_sign, r.region))
             moving = r.speed_mps is not None and r.speed_mps > 1.0 and r.fix_time is not None \
                 and r.fix_time > r.dispatched_at
             if t > settings.not_moving_alert_s and not moving:

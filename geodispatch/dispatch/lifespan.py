@@ -1,6 +1,10 @@
-"""Dispatch start-up: the MQTT client for crew terminals, GPS arrival detection.
+"""Dispatch start-up: the MQTT client for crew terminals, GPS arrival detection, assignment
+delivery.
 
-Both loops run their database work in a worker thread, each pass in its own transaction.
+The loops run their database work in a worker thread, each pass in its own transaction. When the
+broker is down at start-up, the delivery loop keeps trying to connect the crew-terminal client
+(paho reconnects by itself once connected), and publishes every assignment the broker has not
+confirmed yet (:func:`geodispatch.dispatch.publish.deliver_pending`).
 """
 
 from __future__ import annotations
@@ -33,33 +37,54 @@ async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], 
         await asyncio.sleep(interval)
 
 
+def _connect(app: FastAPI, timeout_s: float) -> None:
+    """Give the app a crew-terminal MQTT client if it has none (broker down at start-up)."""
+    if getattr(app.state, "mqtt", None) is not None:
+        return
+    from geodispatch.tracking.mqtt import make_client
+
+    settings = app.state.settings
+    try:
+        client = make_client(settings, f"{settings.mqtt_client_id}-dispatch-{os.getpid()}",
+                             clean_start=True, timeout_s=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - dispatch works without terminals
+        if not getattr(app.state, "dispatch_mqtt_warned", False):
+            log.warning("no MQTT for crew terminals (%s); retrying every %.0f s", exc,
+                        settings.assignment_retry_s)
+            app.state.dispatch_mqtt_warned = True
+        return
+    app.state.mqtt = client
+    app.state.dispatch_own_mqtt = client
+    log.info("MQTT client for crew terminals connected")
+
+
 async def start(app: FastAPI) -> None:
     from geodispatch.dispatch.arrivals import detect_arrivals
-    from geodispatch.dispatch.publish import publish_after_commit
+    from geodispatch.dispatch.publish import Inflight, deliver_pending, publish_after_commit
 
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None
-    if getattr(app.state, "mqtt", None) is None:
-        try:
-            from geodispatch.tracking.mqtt import make_client
-
-            client = await asyncio.to_thread(
-                make_client, settings, f"{settings.mqtt_client_id}-dispatch-{os.getpid()}",
-                clean_start=True, timeout_s=3.0)
-            app.state.mqtt = client
-            app.state.dispatch_own_mqtt = client
-        except Exception as exc:  # noqa: BLE001 - dispatch works without terminals
-            log.warning("no MQTT for crew terminals (%s); assignments only on the map", exc)
-            app.state.mqtt = None
+    app.state.delivery_inflight = Inflight()
+    await asyncio.to_thread(_connect, app, 3.0)
 
     def arrivals(session: Any) -> None:
         publish_after_commit(session, mqtt=app.state.mqtt,
-                             fleet=getattr(app.state, "fleet", None))
+                             fleet=getattr(app.state, "fleet", None),
+                             inflight=app.state.delivery_inflight)
         detect_arrivals(session=session, settings=settings)
+
+    def delivery(session: Any) -> None:
+        _connect(app, 1.0)
+        deliver_pending(session=session, mqtt=app.state.mqtt,
+                        inflight=app.state.delivery_inflight,
+                        ack_timeout_s=settings.assignment_ack_timeout_s,
+                        retry_s=settings.assignment_retry_s)
 
     app.state.dispatch_tasks = [
         asyncio.create_task(_loop(app, "arrival detection", settings.monitor_interval_s,
                                   arrivals)),
+        asyncio.create_task(_loop(app, "assignment delivery", settings.assignment_retry_s,
+                                  delivery)),
     ]
 
 

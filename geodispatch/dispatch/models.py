@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, String, Text, func
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geodispatch.db import Base
@@ -33,8 +33,25 @@ class Assignment(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     recommended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dispatched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    #: Delivery to the crew terminal: first successful publish, first receipt, the crew's press.
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    send_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     en_route_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     on_scene_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CrewReportKey(Base):
+    """The idempotency key of a crew terminal's report: a resent press is stored once."""
+
+    __tablename__ = "crew_report_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    result: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.now())

@@ -1,18 +1,33 @@
-"""After-commit side effects of the workflow: crew terminal messages (MQTT) and fleet statuses.
+"""After-commit side effects of the workflow: crew terminal messages (MQTT) and fleet statuses,
+and the delivery loop's pass that sends assignments again until the broker confirmed them.
 
-Both must only happen once the transaction committed, so they are attached to the session's
-``after_commit`` event; nothing is sent for a rolled-back request.
+The first two must only happen once the transaction committed, so they are attached to the
+session's ``after_commit`` event; nothing is sent for a rolled-back request. Each assignment
+message published there is remembered in an :class:`Inflight` table; :func:`deliver_pending`
+(run by the dispatch lifespan every ``assignment_retry_s``) records ``assignment_sent`` when the
+broker acknowledged it, publishes again what failed or was never published (broker down, no
+client), and what the crew has not acknowledged within ``assignment_ack_timeout_s``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from geodispatch.dispatch.workflow import take_pending_publishes, take_unit_statuses
+from geodispatch.dispatch.workflow import (
+    assignment_message,
+    due_for_sending,
+    record_sent,
+    take_pending_publishes,
+    take_unit_statuses,
+)
+from geodispatch.tracking.models import Unit
 
 if TYPE_CHECKING:  # types only: tracking imports dispatch at run time
     import paho.mqtt.client as paho
@@ -22,8 +37,24 @@ if TYPE_CHECKING:  # types only: tracking imports dispatch at run time
 log = logging.getLogger(__name__)
 
 
+class Inflight:
+    """Assignment messages handed to the MQTT client and not yet recorded as sent (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[Any, float]] = {}
+
+    def put(self, assignment_id: int, info: Any) -> None:
+        with self._lock:
+            self._items[assignment_id] = (info, time.monotonic())
+
+    def take(self, assignment_id: int) -> tuple[Any, float] | None:
+        with self._lock:
+            return self._items.pop(assignment_id, None)
+
+
 def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
-                         fleet: LiveFleet | None) -> None:
+                         fleet: LiveFleet | None, inflight: Inflight | None = None) -> None:
     """Send this unit of work's assignment messages and unit statuses when it commits."""
 
     def after_commit(sess: Session) -> None:
@@ -38,8 +69,61 @@ def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
 
         for p in pending:
             try:
-                publish_assignment(mqtt, p.device_id, p.payload)
+                info = publish_assignment(mqtt, p.device_id, p.payload)
+                if inflight is not None and p.assignment_id is not None and info.rc == 0:
+                    inflight.put(p.assignment_id, info)
             except Exception:  # noqa: BLE001 - the assignment is committed; the map shows it
                 log.exception("could not publish the assignment to %s", p.device_id)
 
     event.listen(session, "after_commit", after_commit, once=True)
+
+
+def _published(info: Any, wait_s: float) -> bool:
+    try:
+        if not info.is_published() and wait_s > 0:
+            info.wait_for_publish(wait_s)
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):  # not queued (client disconnected): publish again
+        return False
+
+
+def deliver_pending(*, session: Session, mqtt: paho.Client | None, inflight: Inflight,
+                    ack_timeout_s: float, retry_s: float, wait_s: float = 2.0) -> int:
+    """One pass of the delivery loop; returns how many sends it recorded.
+
+    An assignment whose after-commit publish the broker confirmed gets its ``assignment_sent``
+    event; one still in flight for less than ``retry_s`` is left alone; every other due one
+    (see :func:`~geodispatch.dispatch.workflow.due_for_sending`) is published again, waiting up
+    to ``wait_s`` for the broker's PUBACK before recording it.
+    """
+    from geodispatch.tracking.mqtt import publish_assignment
+
+    now = datetime.now(UTC)
+    recorded = 0
+    for a in due_for_sending(session=session, now=now, ack_timeout_s=ack_timeout_s):
+        held = inflight.take(a.id) if a.sent_at is None else None
+        if held is not None:
+            info, since = held
+            if _published(info, 0):
+                recorded += record_sent(session=session, assignment_id=a.id,
+                                        at=datetime.now(UTC), actor="delivery")
+                continue
+            if time.monotonic() - since < retry_s:
+                inflight.put(a.id, info)
+                continue
+        if mqtt is None or not mqtt.is_connected():
+            continue
+        device = session.get(Unit, a.unit_id)
+        if device is None:
+            continue
+        try:
+            info = publish_assignment(mqtt, device.device_id,
+                                      assignment_message(session=session, assignment=a))
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.warning("could not publish assignment %s to %s", a.id, device.device_id,
+                        exc_info=True)
+            continue
+        if info.rc == 0 and _published(info, wait_s):
+            recorded += record_sent(session=session, assignment_id=a.id, at=datetime.now(UTC),
+                                    actor="delivery")
+    return recorded

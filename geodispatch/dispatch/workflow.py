@@ -67,6 +67,7 @@ class PendingPublish:
 
     device_id: str
     payload: dict[str, Any] | None
+    assignment_id: int | None = None
 
 
 def _pending(session: Session) -> list[PendingPublish]:
@@ -204,16 +205,25 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
         eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
         enqueue_sms(session=session, incident=incident, template="assigned",
                     call_sign=unit.call_sign, eta_min=eta_min)
-    point = session.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
-                                 "WHERE id = :i"), {"i": incident_id}).one()
-    _pending(session).append(PendingPublish(unit.device_id, {
-        "assignment_id": assignment.id, "incident_id": incident_id,
-        "reference": incident.reference, "category": incident.category,
-        "priority": incident.priority,
-        "lat": None if point[0] is None else float(point[0]),
-        "lng": None if point[1] is None else float(point[1]),
-        "address": incident.address, "lead": is_lead, "at": now.isoformat()}))
+    _pending(session).append(PendingPublish(unit.device_id, assignment_message(
+        session=session, assignment=assignment, incident=incident), assignment.id))
     return assignment
+
+
+def assignment_message(*, session: Session, assignment: Assignment,
+                       incident: Incident | None = None) -> dict[str, Any]:
+    """The retained message a crew terminal gets for ``assignment`` (also what is sent again)."""
+    incident = incident or session.get(Incident, assignment.incident_id)
+    assert incident is not None
+    point = session.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
+                                 "WHERE id = :i"), {"i": incident.id}).one()
+    return {"id": assignment.id, "assignment_id": assignment.id, "incident_id": incident.id,
+            "reference": incident.reference, "category": incident.category,
+            "priority": incident.priority,
+            "lat": None if point[0] is None else float(point[0]),
+            "lng": None if point[1] is None else float(point[1]),
+            "address": incident.address, "lead": assignment.is_lead,
+            "at": assignment.dispatched_at.isoformat()}
 
 
 def _apply_to_assignment(a: Assignment, status: str, at: datetime) -> None:
@@ -260,8 +270,15 @@ def _record_late(session: Session, unit: Unit, status: str, when: datetime, sour
     return "late"
 
 
+#: Statuses a crew reports about its assignment rather than about itself (the unit's status
+#: does not change): the terminal received it, the crew pressed "acknowledge".
+DELIVERY_STATUSES = ("delivered", "acknowledged")
+MAX_KEY = 128
+
+
 def crew_status_report(*, session: Session, unit_id: int, status: str, at: datetime | None,
-                       source: str) -> str:
+                       source: str, key: str | None = None,
+                       assignment_id: int | None = None) -> str:
     """Apply a crew status (from the crew's terminal, a dispatcher, or GPS arrival detection).
 
     Checks :data:`TRANSITIONS`, updates the unit, its active assignment and the incident's
@@ -271,14 +288,39 @@ def crew_status_report(*, session: Session, unit_id: int, status: str, at: datet
     than its current assignment's dispatch is recorded as ``late_crew_status`` and not applied.
     Raises InvalidInput for an unknown status and Conflict for a forbidden transition.
 
+    ``delivered`` and ``acknowledged`` (:data:`DELIVERY_STATUSES`) are about the crew's current
+    assignment (``assignment_id``, when given, must be it, else the report is late): they set
+    its ``delivered_at`` / ``acknowledged_at`` with an ``assignment_delivered`` /
+    ``assignment_acknowledged`` event and leave the unit's status alone. A ``key`` (the
+    terminal's idempotency key) makes a resent report a no-op: the first one is stored, every
+    later one with the same key returns ``duplicate``.
+
     Returns
     -------
     str
-        ``applied``, ``repeated`` or ``late``.
+        ``applied``, ``repeated``, ``late`` or ``duplicate``.
     """
-    if status not in CREW_STATUSES:
+    if status not in CREW_STATUSES and status not in DELIVERY_STATUSES:
         raise InvalidInput(f"unknown crew status {status!r}")
+    if key is not None and not (0 < len(key) <= MAX_KEY):
+        raise InvalidInput(f"an idempotency key has 1 to {MAX_KEY} characters")
     when = (at or datetime.now(UTC)).astimezone(UTC)
+    if key is not None:
+        fresh = session.execute(text(
+            "INSERT INTO crew_report_keys (key, unit_id, status, result) "
+            "VALUES (:k, :u, :s, 'pending') ON CONFLICT (key) DO NOTHING RETURNING key"),
+            {"k": key, "u": unit_id, "s": status}).first()
+        if fresh is None:
+            return "duplicate"
+        result = _crew_status(session, unit_id, status, at, when, source, assignment_id)
+        session.execute(text("UPDATE crew_report_keys SET result = :r WHERE key = :k"),
+                        {"r": result, "k": key})
+        return result
+    return _crew_status(session, unit_id, status, at, when, source, assignment_id)
+
+
+def _crew_status(session: Session, unit_id: int, status: str, at: datetime | None,
+                 when: datetime, source: str, assignment_id: int | None) -> str:
     # Lock order: the incident of the crew's current assignment, then the crew, then the
     # assignment. The assignment is found without a lock first and checked again under it.
     for _ in range(3):
@@ -293,6 +335,9 @@ def crew_status_report(*, session: Session, unit_id: int, status: str, at: datet
         raise Conflict(f"unit {unit_id}: its assignment keeps changing; report again")
     current = unit.status
     applied_at = unit.status_changed_at
+    if status in DELIVERY_STATUSES:
+        return _delivery_status(session, unit, status, at, when, source, assignment,
+                                assignment_id, incident)
     if at is not None and ((applied_at is not None and when < applied_at) or (
             assignment is not None and when < assignment.dispatched_at)):
         return _record_late(session, unit, status, when, source, applied_at, assignment)
@@ -320,6 +365,83 @@ def crew_status_report(*, session: Session, unit_id: int, status: str, at: datet
         _pending(session).append(PendingPublish(unit.device_id, None))
     session.flush()
     return "applied"
+
+
+def _delivery_status(session: Session, unit: Unit, status: str, at: datetime | None,
+                     when: datetime, source: str, assignment: Assignment | None,
+                     assignment_id: int | None, incident: Incident | None) -> str:
+    """``delivered`` / ``acknowledged`` of the crew's current assignment (see the caller)."""
+    if assignment_id is not None and (assignment is None or assignment.id != assignment_id):
+        old = session.execute(select(Assignment).where(
+            Assignment.id == assignment_id, Assignment.unit_id == unit.id)).scalar_one_or_none()
+        if old is None:
+            raise NotFound(f"unit {unit.call_sign} has no assignment {assignment_id}")
+        get_incident(session=session, incident_id=old.incident_id, lock=True)
+        append_event(session=session, incident_id=old.incident_id, kind="late_crew_status",
+                     actor=source, at=datetime.now(UTC),
+                     data={"unit_id": unit.id, "call_sign": unit.call_sign, "status": status,
+                           "device_at": iso_utc(when), "crew_status_now": unit.status,
+                           "assignment_id": old.id,
+                           "current_assignment_id": assignment.id if assignment else None})
+        session.flush()
+        return "late"
+    if assignment is None or incident is None:
+        raise Conflict(f"unit {unit.call_sign} has no assignment to report {status} for")
+    if at is not None and when < assignment.dispatched_at:
+        return _record_late(session, unit, status, when, source, unit.status_changed_at,
+                            assignment)
+    column = "acknowledged_at" if status == "acknowledged" else "delivered_at"
+    if getattr(assignment, column) is not None:
+        return "repeated"
+    setattr(assignment, column, when)
+    if status == "acknowledged":
+        assignment.delivered_at = assignment.delivered_at or when
+        if assignment.status == "dispatched":
+            assignment.status = "acknowledged"
+    session.flush()
+    append_event(session=session, incident_id=incident.id, kind=f"assignment_{status}",
+                 actor=source, at=when,
+                 data={"unit_id": unit.id, "call_sign": unit.call_sign,
+                       "assignment_id": assignment.id, "device_at": iso_utc(when)})
+    session.flush()
+    return "applied"
+
+
+def record_sent(*, session: Session, assignment_id: int, at: datetime, actor: str) -> bool:
+    """The crew terminal's message for the assignment reached the broker (PUBACK): note the
+    first time and count every send, with an ``assignment_sent`` event. False (nothing stored)
+    when the assignment is no longer active."""
+    found = session.execute(select(Assignment.incident_id).where(
+        Assignment.id == assignment_id)).scalar_one_or_none()
+    if found is None:
+        return False
+    get_incident(session=session, incident_id=found, lock=True)
+    a = session.execute(select(Assignment).where(Assignment.id == assignment_id)
+                        .with_for_update()).scalar_one()
+    if a.status not in ACTIVE:
+        return False
+    a.sent_at = a.sent_at or at
+    a.send_count = (a.send_count or 0) + 1
+    session.flush()
+    append_event(session=session, incident_id=a.incident_id, kind="assignment_sent", actor=actor,
+                 at=at, data={"unit_id": a.unit_id, "assignment_id": a.id,
+                              "attempt": a.send_count})
+    session.flush()
+    return True
+
+
+def due_for_sending(*, session: Session, now: datetime, ack_timeout_s: float,
+                    limit: int = 500) -> list[Assignment]:
+    """Active assignments whose message must be sent (again): never sent, or dispatched and not
+    acknowledged for another ``ack_timeout_s`` since the last send."""
+    return list(session.execute(
+        select(Assignment).where(
+            Assignment.status.in_(ACTIVE),
+            (Assignment.sent_at.is_(None)) | (
+                (Assignment.status == "dispatched") & Assignment.acknowledged_at.is_(None)
+                & (Assignment.dispatched_at < now - func.make_interval(
+                    0, 0, 0, 0, 0, 0, ack_timeout_s * Assignment.send_count))))
+        .order_by(Assignment.incident_id, Assignment.id).limit(limit)).scalars())
 
 
 def _release(session: Session, incident: Incident, actor: str, now: datetime, *,

@@ -313,9 +313,11 @@ class Ingestor:
         for st in batch.statuses:
             try:
                 with session.begin_nested():
+                    extra = ({"assignment_id": st.assignment_id, "key": st.key}
+                             if st.assignment_id is not None or st.key is not None else {})
                     self.status_handler(
                         session=session, unit_id=st.unit_id, status=st.status, at=st.at,
-                        source=f"mqtt:{st.source}",
+                        source=f"mqtt:{st.source}", **extra,
                     )
                 batch.statuses_applied.append(st)
             except ImportError:

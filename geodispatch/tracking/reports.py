@@ -89,6 +89,9 @@ class StatusReport:
     source: str
     unit_id: int | None = None
     msg: int = -1
+    #: For ``delivered`` / ``acknowledged``: which assignment; the terminal's idempotency key.
+    assignment_id: int | None = None
+    key: str | None = None
 
 
 @dataclass(slots=True)

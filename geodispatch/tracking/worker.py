@@ -176,9 +176,11 @@ class IngestWorker:
                     self._assignment_message(client, topic, bytes(msg.payload))
                 except Exception:  # noqa: BLE001 - a bad ack must not stop the network thread
                     log.warning("ignored assignment message on %s", topic[:120], exc_info=True)
-                if msg.qos:
-                    client.ack(msg.mid, msg.qos)
-                return
+                if topic.endswith("/assignment"):
+                    if msg.qos:
+                        client.ack(msg.mid, msg.qos)
+                    return
+                # An acknowledgement is also stored (decoded like a status, acked after commit).
             self._inbox.put((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
         except Exception:  # noqa: BLE001
             log.exception("MQTT message on %r not queued; it comes back on reconnect", topic[:120])
@@ -198,7 +200,8 @@ class IngestWorker:
                 self._assignments[device] = ident
             return
         current = self._assignments.get(device)
-        if ident is not None and ident == current:
+        delivered_only = isinstance(data, dict) and data.get("state") == "delivered"
+        if ident is not None and ident == current and not delivered_only:
             log.info("unit %s acknowledged assignment %s: clearing it", device, ident)
             self._assignments.pop(device, None)
             publish_assignment(client, device, None)

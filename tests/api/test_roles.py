@@ -38,11 +38,15 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 PUBLIC = {
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
     ("POST", "/api/auth/token"), ("GET", "/"), ("GET", "/map"),
+    # The crew terminal's pages (its API below authenticates with the unit's device token).
+    ("GET", "/crew"), ("GET", "/crew/"), ("GET", "/crew/{name}"),
 }
 # Routes for trackers: they authenticate with a device token, never a console JWT.
 DEVICE = {
     ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"),
     ("POST", "/api/ingest/owntracks"), ("POST", "/api/ingest/status"),
+    ("POST", "/api/crew/session"), ("GET", "/api/crew/assignment"), ("GET", "/api/crew/route"),
+    ("POST", "/api/crew/status"),
     # Centre to centre (NENA-STA-024): a centre's Ed25519 signature, never a console JWT.
     ("GET", "/incidents/{incident_id}"), ("POST", "/api/federation/notifications"),
     # Phone systems (PBX webhook, SIP edge, SMS centre's AML): the centre's phone-system token.

@@ -143,3 +143,28 @@ def decode_status(payload: bytes | str, *, device: str, received_at: datetime) -
     if not isinstance(status, str) or not re.fullmatch(r"[a-z_]{2,32}", status):
         raise Rejected(BAD_VALUE, f"status {str(status)[:40]!r} is not a status word")
     return StatusReport(device=device, status=status, at=at, source="native")
+
+
+def decode_ack(payload: bytes | str, *, device: str, received_at: datetime) -> StatusReport:
+    """A crew terminal's acknowledgement of its assignment, MQTT
+    ``geodispatch/units/{device}/assignment/ack``: ``{"id": <assignment id>, "t": ...,
+    "state": "acknowledged" | "delivered", "key": ...}`` (``state`` default ``acknowledged``,
+    ``t`` default: received)."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    obj = _object(parse_json(text.strip() or "null"), "acknowledgement")
+    ident = obj.get("id", obj.get("assignment_id"))
+    try:
+        assignment_id = int(ident) if ident is not None and not isinstance(ident, bool) else None
+    except (TypeError, ValueError):
+        assignment_id = None
+    if assignment_id is None or not 0 < assignment_id < 2**31:
+        raise Rejected(BAD_VALUE, f"acknowledgement without an assignment id ({str(ident)[:40]!r})")
+    state = obj.get("state", "acknowledged")
+    if state not in ("acknowledged", "delivered"):
+        raise Rejected(BAD_VALUE, f"acknowledgement state {str(state)[:40]!r}")
+    key = obj.get("key")
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 128):
+        raise Rejected(BAD_VALUE, "acknowledgement key must be a string of 1 to 128 characters")
+    at = parse_time(obj["t"]) if obj.get("t") is not None else received_at
+    return StatusReport(device=device, status=state, at=at, source="native",
+                        assignment_id=assignment_id, key=key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from geodispatch.tracking.decoders.native import decode_native_items, decode_status
+from geodispatch.tracking.decoders.native import decode_ack, decode_native_items, decode_status
 from geodispatch.tracking.decoders.owntracks import decode_owntracks_items
 from geodispatch.tracking.reports import (
     BAD_TOPIC,
@@ -16,8 +16,12 @@ from geodispatch.tracking.reports import (
 
 
 def parse_topic(topic: str) -> tuple[str, str]:
-    """``(kind, device)`` of an MQTT topic: kind is ``position``, ``status`` or ``owntracks``."""
+    """``(kind, device)`` of an MQTT topic: kind is ``position``, ``status``, ``ack`` or
+    ``owntracks``."""
     parts = topic.split("/")
+    if (len(parts) == 5 and parts[0] == "geodispatch" and parts[1] == "units" and parts[2]
+            and parts[3] == "assignment" and parts[4] == "ack"):
+        return "ack", parts[2]
     if (len(parts) == 4 and parts[0] == "geodispatch" and parts[1] == "units" and parts[2]
             and parts[3] in ("position", "status")):
         return parts[3], parts[2]
@@ -35,4 +39,6 @@ def decode_mqtt(
         return list(decode_native_items(payload, device=device, received_at=received_at))
     if kind == "status":
         return [decode_status(payload, device=device, received_at=received_at)]
+    if kind == "ack":
+        return [decode_ack(payload, device=device, received_at=received_at)]
     return decode_owntracks_items(payload, device=device, received_at=received_at)
