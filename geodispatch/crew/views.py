@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from geodispatch.api.deps import SessionDep
+from geodispatch.api.deps import SessionDep, SettingsDep
 from geodispatch.crew.service import crew_view, current_assignment, incident_point, unit_json
 from geodispatch.db import transaction
 from geodispatch.dispatch import workflow
@@ -92,12 +92,14 @@ def crew_file(name: str) -> Response:
 
 
 @router.post("/api/crew/session", summary="Crew sign-in: check the unit's device credentials")
-def crew_session(body: SessionBody, session: SessionDep) -> dict[str, Any]:
+def crew_session(body: SessionBody, session: SessionDep, settings: SettingsDep
+                 ) -> dict[str, Any]:
     try:
         unit = authenticate_device(session=session, device_id=body.device_id, token=body.token)
     except NotFound:
         raise Unauthenticated("unknown device or wrong token") from None
-    return {"unit": unit_json(unit)}
+    return {"unit": unit_json(unit), "tile_url": settings.tile_url,
+            "tile_attribution": settings.tile_attribution}
 
 
 @router.get("/api/crew/assignment", summary="The crew's own current assignment")

@@ -497,7 +497,8 @@
     }
     html += "<h3>" + t("inc.timeline") + '</h3><ul class="timeline" data-testid="incident-timeline">' +
       events.slice().reverse().map((e) => "<li>" + fmtTime(typeof e.at === "string" ? Date.parse(e.at) / 1000 : e.at) + " <b>" +
-        esc(e.kind) + "</b> · " + esc(e.actor) + "</li>").join("") + "</ul></div>";
+        esc(e.kind) + "</b>" + (e.data && e.data.to ? " " + esc(e.data.to) : "") +
+        (e.data && e.data.call_sign ? " · " + esc(e.data.call_sign) : "") + " · " + esc(e.actor) + "</li>").join("") + "</ul></div>";
     openPanel(html);
     bindRecoHandlers(id);
     const place = $("#place-btn");
