@@ -102,7 +102,8 @@ def incident_json(session: Session, incident: Incident, principal: Principal, *,
         rows = session.execute(text(
             "SELECT a.id, a.unit_id, u.call_sign, a.status, a.is_lead, a.was_recommended,"
             " a.override_reason, a.eta_s, a.distance_m, a.dispatched_at, a.en_route_at,"
-            " a.on_scene_at, a.cleared_at, a.cancelled_at FROM assignments a"
+            " a.on_scene_at, a.cleared_at, a.cancelled_at, a.sent_at, a.send_count,"
+            " a.delivered_at, a.acknowledged_at FROM assignments a"
             " JOIN units u ON u.id = a.unit_id WHERE a.incident_id = :i ORDER BY a.id"),
             {"i": incident.id}).mappings()
         out["assignments"] = [
