@@ -62,6 +62,7 @@ from geodispatch.tracking.mqtt import (
     connect_properties,
     make_client,
     publish_assignment,
+    reconnect_fast,
     shared,
 )
 from geodispatch.tracking.pipeline import (
@@ -238,7 +239,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(1, 5)
+        reconnect_fast(client)
         from geodispatch.tracking.broker import server_credentials
 
         _u, _p, host, port = server_credentials(self.settings)
