@@ -277,3 +277,4 @@ def test_a_crew_sees_and_acts_only_on_its_own_assignment(
     assert r.status_code == 422
     r = httpx.post(f"{server}/api/crew/session", json={"device_id": a["device"], "token": "no"})
     assert r.status_code == 401
+

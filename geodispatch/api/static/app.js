@@ -489,7 +489,12 @@
     if (assignments.length) {
       html += "<h3>" + t("inc.assignments") + '</h3><ul class="list" data-testid="incident-assignments">' + assignments.map((a) => {
         const u = gd.units[a.unit_id];
-        return "<li>" + esc(a.call_sign || (u && u.call_sign) || a.unit_id) + " " + stBadge(a.status) + (a.override_reason ? '<div class="sub">' + esc(a.override_reason) + "</div>" : "") + "</li>";
+        const when = (x) => fmtTime(Date.parse(x) / 1000);
+        const dlv = [a.sent_at ? t("dlv.sent", { t: when(a.sent_at) }) : t("dlv.unsent"),
+          a.delivered_at ? t("dlv.delivered", { t: when(a.delivered_at) }) : "",
+          a.acknowledged_at ? t("dlv.acked", { t: when(a.acknowledged_at) }) : t("dlv.unacked")].filter(Boolean).join(" · ");
+        return "<li>" + esc(a.call_sign || (u && u.call_sign) || a.unit_id) + " " + stBadge(a.status) + (a.override_reason ? '<div class="sub">' + esc(a.override_reason) + "</div>" : "") +
+          '<div class="sub" data-testid="delivery" data-acknowledged="' + (a.acknowledged_at ? "1" : "0") + '">' + esc(dlv) + "</div></li>";
       }).join("") + "</ul>";
     }
     if (canAssign && OPEN.includes(i.status)) {
