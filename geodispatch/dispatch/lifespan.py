@@ -64,6 +64,7 @@ async def start(app: FastAPI) -> None:
 
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None
+    app.state.mqtt = getattr(app.state, "mqtt", None)  # None until the broker answers
     app.state.delivery_inflight = Inflight()
     await asyncio.to_thread(_connect, app, 3.0)
 

@@ -4,6 +4,7 @@ acknowledgement on ``assignment/ack`` is stored by the ingest worker, not droppe
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -64,3 +65,35 @@ def test_delivery_loop_sends_and_mqtt_ack_is_stored(settings: Settings, engine: 
         kinds = list(c.execute(text("SELECT kind FROM incident_events WHERE incident_id = :i"
                                     " ORDER BY incident_seq"), {"i": inc_id}).scalars())
     assert kinds.count("assignment_sent") == 1 and kinds.count("assignment_acknowledged") == 1
+
+
+def test_broker_unreachable_assignment_waits_unsent_and_alerts(
+    settings: Settings, engine: Engine, new_unit: Any
+) -> None:
+    """With no broker at all the server still starts and assigns; the assignment stays unsent
+    (the loop keeps trying) and, unacknowledged past the timeout, raises the supervisor alert."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from geodispatch.dispatch.alerts import supervisor_alerts
+
+    parts = urlsplit(settings.mqtt_url)
+    dead = urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0] + ":9"))
+    uid, _device, _token = new_unit("nob", status="available")
+    s = settings.model_copy(update={"serve_ingest": False, "mqtt_url": dead,
+                                    "assignment_retry_s": 0.3, "assignment_ack_timeout_s": 1.0})
+    app = create_app(s)
+    with running_server(app):
+        with Session(engine) as db, db.begin():
+            inc = register_incident(session=db, data=IncidentCreate(
+                lat=50.45, lng=30.52, category="theft", idempotency_key=uuid.uuid4().hex),
+                actor="ct")
+            aid = assign(session=db, incident_id=inc.id, unit_id=uid, actor="d",
+                         override_reason="t").id
+        time.sleep(1.5)
+        assert app.state.mqtt is None
+        row = _assignment(engine, aid)
+        assert row.sent_at is None and row.send_count == 0
+        with Session(engine) as db:
+            kinds = {(a.kind, a.unit_id) for a in supervisor_alerts(
+                session=db, region=None, settings=s)}
+        assert ("not_acknowledged", uid) in kinds
