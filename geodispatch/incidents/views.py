@@ -131,6 +131,9 @@ def dispositions(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
 def verify(principal: Auditors, session: SessionDep, settings: SettingsDep,
            reference: Annotated[str | None, Query(description="incident reference")] = None
            ) -> dict[str, Any]:
+    # One snapshot for the whole check: events appended meanwhile (the delivery loop, GPS
+    # arrival detection) must not look like rows changed without an event.
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     incident_id = None
     if reference:
         incident = service.get_by_reference(session=session, reference=reference)

