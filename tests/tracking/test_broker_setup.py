@@ -7,9 +7,11 @@ import datetime as dt
 import ipaddress
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -75,7 +77,10 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture()
 def private_broker(settings: Settings) -> Iterator[tuple[Settings, subprocess.Popen[bytes], Path]]:
-    var = ROOT / "test-artifacts" / f"broker-{uuid.uuid4().hex[:8]}"
+    # A folder the broker's user can reach whatever the checkout's parents are (a CI clone may
+    # sit in a mode-0700 folder: then the broker rightly stays root, see the test below).
+    var = Path(tempfile.mkdtemp(prefix="gd-broker-"))
+    var.chmod(0o755)
     plain, tls = _free_port(), _free_port()
     cert, key = _self_signed(var / "tls")
     s = settings.model_copy(update={
@@ -93,6 +98,7 @@ def private_broker(settings: Settings) -> Iterator[tuple[Settings, subprocess.Po
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
+        shutil.rmtree(var, ignore_errors=True)
 
 
 def _client(s: Settings, port: int, user: str, password: str, ca: Path | None) -> Any:
@@ -155,3 +161,26 @@ def test_tls_port_without_a_certificate_is_a_clear_error(settings: Settings,
                              "mqtt_tls_keyfile": tmp_path / "no.key"})
     with pytest.raises(ConfigurationError, match="is not a file"):
         write_config(s)
+
+
+def test_an_unreachable_folder_keeps_root_and_says_why(settings: Settings,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """When the broker's user could not open its own files after dropping (a folder above them
+    is mode 0700), the config keeps root and the log says which folder and what to do."""
+    from geodispatch.tracking import broker
+
+    open_dir = Path(tempfile.mkdtemp(prefix="gd-broker-"))
+    open_dir.chmod(0o755)
+    locked = open_dir / "locked"
+    locked.mkdir(mode=0o700)
+    s = settings.model_copy(update={"var_dir": locked / "var"})
+    broker._OWNERS.clear()
+    with caplog.at_level("WARNING", logger="geodispatch.tracking.broker"):
+        conf = write_config(s)
+    assert "user root" in conf.read_text()
+    try:
+        assert any(f"{locked} is not reachable" in r.getMessage()
+                   and "GEODISPATCH_VAR_DIR" in r.getMessage() for r in caplog.records), \
+            [r.getMessage() for r in caplog.records]
+    finally:
+        shutil.rmtree(open_dir, ignore_errors=True)
