@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geodispatch.calls.aml import AmlError, AmlReport, parse_https, parse_sms
@@ -105,6 +106,15 @@ def receive_pidf(*, session: Session, body: str, phone: str | None, call: Call |
     except PidfError as exc:
         r = reject(session=session, kind="pidf-lo", reason=str(exc), raw=body)
         raise Refused(str(exc), r.id) from None
+    if call is not None:
+        # A retransmitted INVITE (or the same body reported twice) is one location, not two;
+        # a re-INVITE with a new location body is a later update and is kept.
+        raw = body[:_RAW_MAX]
+        same = session.execute(select(CallLocation).where(
+            CallLocation.call_id == call.id, CallLocation.kind == "pidf-lo",
+            CallLocation.raw == raw).limit(1)).scalar_one_or_none()
+        if same is not None:
+            return same
     return add_location(session=session, kind="pidf-lo", phone=phone, lat=loc.latitude,
                         lng=loc.longitude, radius_m=loc.radius_m, fix_at=loc.timestamp,
                         method=loc.method, confidence=None, raw=body[:_RAW_MAX], call=call,
