@@ -70,7 +70,7 @@ def write_event_linked(*, session: Session, **kwargs: Any) -> int:
 
 
 def number_then_write(*, session: Session, incident: Any, event: record.PendingEvent,
-                      year: int) -> None:
+                      year: int, sms: Any = None) -> None:
     """Registration as before issue 12: the reference number, then the event, under the lock."""
     from geodispatch.incidents.service import next_reference
 

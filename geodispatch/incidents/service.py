@@ -18,7 +18,7 @@ import secrets
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h3
 import phonenumbers
@@ -42,6 +42,9 @@ from geodispatch.incidents.record import (
 )
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # notify imports incidents at run time
+    from geodispatch.notify.models import SmsMessage
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +148,8 @@ SELECT ref.v, ev.id, (SELECT count(*) FROM inc), (SELECT count(*) FROM sms) FROM
 """)
 
 
-def _number(*, session: Session, incident: Incident, event: PendingEvent, year: int) -> None:
+def _number(*, session: Session, incident: Incident, event: PendingEvent, year: int,
+            sms: SmsMessage | None = None) -> None:
     """Take the region's next reference number and write it and the ``registered`` event.
 
     Everything else was written before: from the counter row's lock to the commit there is this
@@ -179,10 +183,8 @@ def _number(*, session: Session, incident: Incident, event: PendingEvent, year: 
     event.state["incidents"][0]["reference"] = number
     event.data["reference"] = number
     set_committed_value(incident, "reference", number)
-    for obj in list(session.identity_map.values()):  # the queued SMS, as the statement left it
-        if getattr(obj, "incident_id", None) == incident.id and hasattr(obj, "body") \
-                and isinstance(obj.body, str) and placeholder in obj.body:
-            set_committed_value(obj, "body", obj.body.replace(placeholder, number))
+    if sms is not None:  # the queued SMS, as the statement left it
+        set_committed_value(sms, "body", sms.body.replace(placeholder, number))
     note_written(session, event)
 
 
@@ -377,14 +379,15 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                               "has_phone": phone is not None,
                               "set": {"category": category.code, "priority": priority,
                                       "status": "queued"}})
+    sms = None
     if phone and not data.sms_opt_out:
         # (enqueue_sms itself skips a number that is not a valid E.164 one; the message says
         # the placeholder until the number is taken below)
         from geodispatch.notify.outbox import enqueue_sms
 
-        enqueue_sms(session=session, incident=incident, template="registered",
-                    reference=incident.reference)
-    _number(session=session, incident=incident, event=event, year=received.year)
+        sms = enqueue_sms(session=session, incident=incident, template="registered",
+                          reference=incident.reference)
+    _number(session=session, incident=incident, event=event, year=received.year, sms=sms)
     return incident, True
 
 
