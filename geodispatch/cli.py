@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from geodispatch.errors import ConfigurationError, GeodispatchError
 from geodispatch.settings import get_settings
@@ -75,12 +76,23 @@ def _broker_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crew_status(**kwargs: Any) -> None:
+    """The dispatch workflow's ``crew_status_report`` (imported when a status first arrives, so
+    ``geodispatch --help`` does not load the dispatch domain)."""
+    from geodispatch.dispatch.workflow import crew_status_report
+
+    crew_status_report(**kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geodispatch",
         description="Geospatial dispatch and unit tracking for police emergency call centres.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # The composition root's one cross-domain wire for commands: the ingest workers hand the
+    # crew statuses they decode to the dispatch workflow (tracking does not import dispatch).
+    parser.set_defaults(crew_status_handler=_crew_status)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     db = sub.add_parser("db", help="database schema (migrations)")

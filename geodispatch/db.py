@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -86,8 +86,6 @@ def apply_grants(conn: object, role: str) -> None:
     Called by the migration environment after every upgrade, so new tables are covered without
     each migration having to remember. Does nothing when the role does not exist.
     """
-    from sqlalchemy.engine import Connection
-
     assert isinstance(conn, Connection)
     exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar()
     if not exists:

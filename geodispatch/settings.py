@@ -7,11 +7,15 @@ file in the working directory. Nothing reads the environment anywhere else; code
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,8 +302,6 @@ class Settings(BaseSettings):
         """Default ``var/log/tree-heads-<database>.jsonl``: one file per database's log."""
         if self.log_tree_head_file:
             return self.log_tree_head_file
-        from sqlalchemy.engine import make_url
-
         name = make_url(self.database_url).database or "geodispatch"
         return self.var_dir / "log" / f"tree-heads-{name}.jsonl"
 
@@ -326,10 +328,6 @@ def _secret_file(path: Path) -> str:
     if path in _secrets:
         return _secrets[path]
     if not path.exists():
-        import os
-        import secrets
-        import tempfile
-
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".jwt-")
         try:

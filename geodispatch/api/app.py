@@ -30,6 +30,7 @@ from geodispatch.crew import views as crew_views
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.dispatch import lifespan as dispatch_lifespan
 from geodispatch.dispatch import views as dispatch_views
+from geodispatch.dispatch.workflow import crew_status_report
 from geodispatch.federation import lifespan as federation_lifespan
 from geodispatch.federation import views as federation_views
 from geodispatch.geocoding import views as geocoding_views
@@ -175,6 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_log_scrubbing()
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
+    # Crew statuses decoded by the tracking ingest (MQTT, HTTP) are the dispatch workflow's to
+    # apply; the composition root wires them, so tracking does not import dispatch.
+    app.state.crew_status_handler = crew_status_report
     errors.install(app)
     for mod in ROUTERS:
         app.include_router(mod.router)

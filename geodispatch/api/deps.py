@@ -1,7 +1,7 @@
 """FastAPI dependencies: the request's unit of work, the caller, and the shared in-memory parts.
 
-The request owns the transaction: ``get_session`` commits when the endpoint returns normally and
-rolls back on any exception. Service functions only ``flush()``.
+The request owns the transaction: ``get_session`` commits when the endpoint returns normally,
+before the response is sent, and rolls back on any exception. Service functions only ``flush()``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def get_state(name: str) -> Callable[[Request], Any]:
     return dep
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent. With FastAPI's default (request scope)
+# the exit code runs after the response has gone out, so a client could be told 201 for a
+# write whose commit then failed, and could read before its own write was visible.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import rfc8785
@@ -290,8 +291,6 @@ def _cross_check(doc: Mapping[str, Any], log: VerifiedLog) -> None:
     description = str(row.get("description") or "")
     notes = " ".join(str(n.get("notesActionComments", "")) for n in doc.get("notesComponent") or []
                      if isinstance(n, Mapping))
-    from html import escape
-
     if description and escape(description) not in notes:
         raise Refused("tampered", "the EIDO's notes do not carry the signed description")
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import struct
 import time
@@ -764,6 +765,4 @@ def _json_or_text(raw: str | None) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        import json
-
         return json.loads(raw)  # JSONB numbers beyond 64 bits

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,9 +298,6 @@ def _read_piece(path: str, start: int, end: int, first_n: int) -> _Piece:
 
 def _pieces(path: Path, start: int, workers: int) -> list[_Piece]:
     """The events of a complete export (bytes ``start``.. of ``path``), read in parallel."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     size = path.stat().st_size
     bounds = [start]
     with path.open("rb") as fh:

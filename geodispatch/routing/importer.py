@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import osmium
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
@@ -120,8 +121,6 @@ def read_osm_file(path: Path, *, speed_table: Mapping[str, float], progress: boo
     WayBatch
         The drivable ways, split where a node location is missing (ways cut by the extract).
     """
-    import osmium
-
     batch = WayBatch()
     fp = (
         osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import osmium
 
 from geodispatch.geo import LatLng
 from geodispatch.routing.graph import RoadGraph
@@ -114,8 +115,6 @@ def synthetic_city(rows: int = 330, cols: int = 330, *, spacing_m: float = 110.0
 
 def write_osm(ways: list[Way], path: Path) -> Path:
     """Write ways (and their nodes, sorted by id) as an OSM file; the suffix picks the format."""
-    import osmium
-
     nodes: dict[int, tuple[float, float]] = {}
     for _, _, refs in ways:
         for node_id, la, ln in refs:

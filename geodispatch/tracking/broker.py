@@ -16,9 +16,11 @@ accounts and ACL, for trackers outside the machine.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import os
+import pwd
 import secrets
 import signal
 from collections.abc import Iterable
@@ -82,8 +84,6 @@ def _broker_owner(settings: Settings) -> tuple[int, int] | None:
 
 
 def _resolve_owner(settings: Settings, name: str) -> tuple[int, int] | None:
-    import pwd
-
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -247,8 +247,6 @@ def change_passwd(settings: Settings, *, add: Iterable[tuple[str, str]] = (),
     """One locked rewrite of the password file: ``add`` (login, ``$7$`` hash) pairs, drop the
     ``remove`` logins, and with ``keep_only`` drop every login not in it (the server account is
     always kept). Returns how many entries were removed; SIGHUPs the broker if asked."""
-    import fcntl
-
     d = broker_dir(settings)
     d.mkdir(parents=True, exist_ok=True)
     passwd = d / "passwd"

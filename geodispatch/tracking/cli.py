@@ -17,7 +17,8 @@ def _ingest(args: argparse.Namespace) -> int:
     from geodispatch.tracking.worker import run_worker
 
     stats = run_worker(settings, index=args.index, client_id=args.client_id, group=args.group,
-                       record_lag=args.stats_file is not None)
+                       record_lag=args.stats_file is not None,
+                       status_handler=args.crew_status_handler)
     print(f"ingest stopped: {stats.messages} messages, {stats.stored} stored, "
           f"{stats.dropped} dropped ({stats.dead_letters} dead-lettered); busy: decode+validate "
           f"{stats.decode_s:.1f} s, write {stats.write_s:.1f} s, ack {stats.ack_s:.1f} s")

@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.db import transaction
-from geodispatch.errors import PermissionDenied
+from geodispatch.errors import ConfigurationError, PermissionDenied
 from geodispatch.settings import Settings
 from geodispatch.tracking.fleet import LiveFleet
-from geodispatch.tracking.ingest import Batch, Ingestor
+from geodispatch.tracking.ingest import Batch, Ingestor, StatusHandler
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.pipeline import WriteResult, is_transient, record_drops
 from geodispatch.tracking.reports import (
@@ -109,10 +109,10 @@ class HttpIngest:
     """The app's HTTP ingest state: one Ingestor (validator memory) shared by all requests."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session],
-                 fleet: LiveFleet | None) -> None:
+                 fleet: LiveFleet | None, status_handler: StatusHandler | None) -> None:
         self.settings = settings
         self.factory = factory
-        self.ingestor = Ingestor(settings, fleet=fleet)
+        self.ingestor = Ingestor(settings, fleet=fleet, status_handler=status_handler)
         self.lock = threading.Lock()
         self.loaded = False
 
@@ -130,8 +130,11 @@ class HttpIngest:
     def apply_status(self, report: StatusReport) -> None:
         """Hand a crew status to the dispatch workflow in its own transaction; domain refusals
         (unknown status, forbidden transition) propagate to the error table (422 / 409)."""
+        handler = self.ingestor.status_handler
+        if handler is None:
+            raise ConfigurationError("this server takes no crew statuses (no status handler)")
         with transaction(self.factory) as session:
-            self.ingestor.status_handler(session=session, unit_id=report.unit_id,
+            handler(session=session, unit_id=report.unit_id,
                                          status=report.status, at=report.at, source="http")
         if self.ingestor.fleet is not None and report.unit_id is not None:
             self.ingestor.fleet.set_status(report.unit_id, report.status)

@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.geo import LatLng
@@ -159,13 +159,6 @@ Item = Report | Rejected | tuple[str, Rejected]
 StatusHandler = Callable[..., None]
 
 
-def default_status_handler(**kwargs: Any) -> None:
-    """Hand a crew status to the dispatch workflow (imported lazily: another domain)."""
-    from geodispatch.dispatch.workflow import crew_status_report
-
-    crew_status_report(**kwargs)
-
-
 class Ingestor:
     """Resolve, validate, write and publish batches of reports (see the module docstring)."""
 
@@ -183,7 +176,7 @@ class Ingestor:
         self.directory = directory or DeviceDirectory()
         self.session_factory = session_factory
         self.validator = Validator(settings)
-        self.status_handler = status_handler or default_status_handler
+        self.status_handler = status_handler
         self._checked_at = time.monotonic()
 
     def load(self, session: Session) -> None:
@@ -304,13 +297,19 @@ class Ingestor:
     def write_statuses(self, *, session: Session, batch: Batch) -> Drops:
         """Hand the batch's crew statuses to the dispatch workflow; return the refused ones.
 
-        Statuses go to ``geodispatch.dispatch.workflow.crew_status_report`` each inside a
-        savepoint, so a refused status is a counted drop and not a failed batch. Safe to call
-        again with the same batch after a rollback (the worker retries after database outages).
+        Statuses go to the ``status_handler`` the composition root gave (the dispatch workflow's
+        ``crew_status_report``: tracking does not import dispatch), each inside a savepoint, so
+        a refused status is a counted drop and not a failed batch; without a handler every
+        status is a counted drop. Safe to call again with the same batch after a rollback (the
+        worker retries after database outages).
         """
         drops = Drops()
         batch.statuses_applied = []
         for st in batch.statuses:
+            if self.status_handler is None:
+                drops.add(STATUS_REJECTED, unit=st.unit_id,
+                          detail="this ingest takes no crew statuses (no status handler)")
+                continue
             try:
                 with session.begin_nested():
                     extra = ({"assignment_id": st.assignment_id, "key": st.key}
@@ -320,11 +319,7 @@ class Ingestor:
                         source=f"mqtt:{st.source}", **extra,
                     )
                 batch.statuses_applied.append(st)
-            except ImportError:
-                drops.add(STATUS_REJECTED, unit=st.unit_id, detail="dispatch workflow missing")
             except Exception as exc:  # noqa: BLE001 - domain refusals (bad transition...)
-                from sqlalchemy.exc import OperationalError
-
                 if isinstance(exc, OperationalError):
                     raise
                 drops.add(STATUS_REJECTED, unit=st.unit_id, detail=f"{type(exc).__name__}: {exc}")

@@ -20,6 +20,8 @@ from fastapi import FastAPI
 
 from geodispatch.settings import Settings
 from geodispatch.tracking.fleet import LiveFleet
+from geodispatch.tracking.scheduled import PartitionJob
+from geodispatch.tracking.worker import IngestWorker
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,6 @@ async def start(app: FastAPI) -> None:
     await asyncio.to_thread(load)
     app.state.fleet = fleet
     app.state.tracking_refresh = asyncio.create_task(_refresh_loop(app, fleet))
-    from geodispatch.tracking.scheduled import PartitionJob
-
     job_stop = threading.Event()
     job = PartitionJob(factory, settings)
     job_thread = threading.Thread(target=job.run, args=(job_stop,), name="partition-job",
@@ -71,13 +71,11 @@ async def start(app: FastAPI) -> None:
 
 def _start_worker(app: FastAPI, fleet: LiveFleet) -> tuple[object, threading.Thread,
                                                            threading.Event]:
-    from geodispatch.tracking.worker import IngestWorker
-
     settings: Settings = app.state.settings
     stop = threading.Event()
     worker = IngestWorker(
         settings, client_id=f"{settings.mqtt_client_id}-serve", fleet=fleet,
-        engine=app.state.engine,
+        engine=app.state.engine, status_handler=app.state.crew_status_handler,
     )
     thread = threading.Thread(target=worker.run, args=(stop,), name="ingest", daemon=True)
     thread.start()

@@ -20,6 +20,7 @@ so the broker keeps their messages while they are down.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import orjson
@@ -95,8 +96,6 @@ def make_client(
     client._gd_session_expiry = session_expiry_s  # type: ignore[attr-defined]
     client._gd_settings = settings  # type: ignore[attr-defined]
     if connect:
-        import threading
-
         ready = threading.Event()
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:

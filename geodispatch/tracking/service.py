@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 import geodispatch.models  # noqa: F401 - every model, so foreign keys resolve at flush time
 from geodispatch.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from geodispatch.settings import Settings, get_settings
+from geodispatch.tracking.broker import change_passwd, mosquitto_hash
 from geodispatch.tracking.models import (
     UNIT_KINDS,
     UNIT_STATUSES,
@@ -73,8 +74,6 @@ def _queue_broker(
             items = sess.info.pop(_PENDING_KEY, None)
             if not items or not (items["add"] or items["remove"]):
                 return
-            from geodispatch.tracking.broker import change_passwd, mosquitto_hash
-
             try:
                 change_passwd(settings, add=[(u, mosquitto_hash(t)) for u, t in items["add"]],
                               remove=items["remove"])

@@ -40,6 +40,7 @@ import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -147,7 +148,8 @@ def _state(request: Request) -> HttpIngest:
     state = request.app.state
     inst: HttpIngest | None = getattr(state, "tracking_http_ingest", None)
     if inst is None:
-        inst = HttpIngest(state.settings, state.session_factory, getattr(state, "fleet", None))
+        inst = HttpIngest(state.settings, state.session_factory, getattr(state, "fleet", None),
+                          getattr(state, "crew_status_handler", None))
         state.tracking_http_ingest = inst
     return inst
 
@@ -228,8 +230,6 @@ async def ingest_osmand(request: Request) -> Response:
         else:
             pairs = list(request.query_params.multi_items())
             if body:
-                from urllib.parse import parse_qsl
-
                 pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
             device = check_device(decoders.osmand_device(dict(pairs)))
             items = [decoders.decode_osmand_query(pairs, received_at=now)]

@@ -38,6 +38,7 @@ import contextlib
 import functools
 import logging
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.db import app_engine, session_factory, transaction
 from geodispatch.settings import Settings
+from geodispatch.tracking.broker import server_credentials
 from geodispatch.tracking.decoders import decode_mqtt, parse_topic
 from geodispatch.tracking.fleet import LiveFleet
 from geodispatch.tracking.ingest import Batch, Ingestor, Item, StatusHandler
@@ -83,6 +85,7 @@ from geodispatch.tracking.reports import (
     Rejected,
     StatusReport,
 )
+from geodispatch.tracking.scheduled import PartitionJob
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +228,6 @@ class IngestWorker:
         return False
 
     def _ensure_partitions(self) -> None:
-        from geodispatch.tracking.scheduled import PartitionJob
-
         PartitionJob(self.factory, self.settings).run_once()  # logs at ERROR when it fails
 
     def run(self, stop: threading.Event) -> WorkerStats:
@@ -240,8 +241,6 @@ class IngestWorker:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         reconnect_fast(client)
-        from geodispatch.tracking.broker import server_credentials
-
         _u, _p, host, port = server_credentials(self.settings)
         client.connect_async(host, port, keepalive=30, clean_start=False,
                              properties=connect_properties(self.settings))
@@ -608,17 +607,16 @@ def _first_line(exc: BaseException) -> str:
 
 def run_worker(settings: Settings, *, index: int = 0, client_id: str | None = None,
                group: str | None = None, stop: threading.Event | None = None,
-               record_lag: bool = False) -> WorkerStats:
+               record_lag: bool = False, status_handler: StatusHandler | None = None
+               ) -> WorkerStats:
     """Run one worker in this process until SIGTERM/SIGINT (or ``stop``)."""
-    import signal
-
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     worker = IngestWorker(
         settings, client_id=client_id or f"{settings.mqtt_client_id}-{index}", group=group,
-        record_lag=record_lag,
+        record_lag=record_lag, status_handler=status_handler,
     )
     return worker.run(stop)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,8 +51,6 @@ def seed_demo_users(
     Regional roles get ``region``; admin and national see every region. Passwords are random
     (printed once by the demo) unless ``password`` is given.
     """
-    import secrets
-
     out: list[tuple[str, str, str]] = []
     for username, role, regional in DEMO_USERS:
         pw = password or secrets.token_urlsafe(9)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from h3.api import basic_int as h3i
+from shapely.geometry import mapping
+from sqlalchemy import text
 
 from geodispatch.geo import LatLng
 from geodispatch.routing.graph import RoadGraph
@@ -206,8 +208,6 @@ def coverage_geojson(result: CoverageResult, *, merge: bool = True) -> dict[str,
     With ``merge`` the layer has at most two features, ``covered`` and ``gap``, each the outline
     of its cells; otherwise every cell is a feature with its best time in seconds.
     """
-    from shapely.geometry import mapping
-
     features: list[dict[str, Any]] = []
     gap_set = set(result.gap_cells)
     if merge:
@@ -250,8 +250,6 @@ def database_sources(
 
     For processes without a live fleet in memory (the CLI); the API uses :func:`fleet_sources`.
     """
-    from sqlalchemy import text
-
     rows = session.execute(
         text(
             "SELECT ST_Y(ul.geom), ST_X(ul.geom) FROM unit_latest ul "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import osmium
 
 DRIVABLE = frozenset(
     {
@@ -22,8 +23,6 @@ def osm_road_extent(path: Path) -> tuple[float, float, float, float]:
     only nodes of drivable ``highway`` ways count, so stray far-away nodes of boundary relations
     do not blow up the extent.
     """
-    import osmium
-
     lats: list[float] = []
     lngs: list[float] = []
     fp = osmium.FileProcessor(str(path)).with_locations()

@@ -14,6 +14,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+import osmium
+
 
 def _slug(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
@@ -30,8 +32,6 @@ def admin_boundaries(path: Path, admin_level: int) -> tuple[dict[str, Any], list
         ``ISO3166-2`` tag, else ``ref``, else the upper-case ASCII name) and the names of
         boundaries that could not be assembled (incomplete in the extract).
     """
-    import osmium
-
     factory = osmium.geom.GeoJSONFactory()
     level = str(admin_level)
     features: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from geodispatch.api.security import (
 )
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng, valid_latlng
+from geodispatch.zones.coverage import compute_coverage, coverage_geojson, fleet_sources
 from geodispatch.zones.geojson import import_geojson, zones_feature_collection
 from geodispatch.zones.index import ZoneIndex, ZoneRef
 from geodispatch.zones.models import LEVELS
@@ -125,8 +126,6 @@ async def coverage(
     region: str | None = None,
     per_cell: bool = False,
 ) -> dict[str, Any]:
-    from geodispatch.zones.coverage import compute_coverage, coverage_geojson, fleet_sources
-
     scope = principal.scope(region)
     index = _index(request)
     road = getattr(request.app.state, "router", None)

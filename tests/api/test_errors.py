@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 from fastapi import APIRouter
+from sqlalchemy import text
 
 from geodispatch.api.app import create_app
+from geodispatch.api.deps import SessionDep
 from geodispatch.errors import Conflict
 from geodispatch.settings import Settings
 from tests.api.conftest import Account
@@ -26,8 +28,26 @@ def _app(settings: Settings):  # type: ignore[no-untyped-def]
     def bug() -> None:
         raise RuntimeError("boom")
 
+    @extra.post("/test/commit-fails")
+    def commit_fails(session: SessionDep) -> dict[str, bool]:
+        # a deferred unique constraint: every statement succeeds, the COMMIT fails
+        session.execute(text("CREATE TEMP TABLE once (n int UNIQUE DEFERRABLE INITIALLY "
+                             "DEFERRED) ON COMMIT DROP"))
+        session.execute(text("INSERT INTO once VALUES (1), (1)"))
+        return {"stored": True}
+
     app.include_router(extra)
     return app
+
+
+def test_failed_commit_is_not_answered_as_success(settings: Settings) -> None:
+    """The request's transaction commits before the response goes out: a write whose commit
+    fails answers 500, never a 2xx the client would trust (FastAPI's default dependency scope
+    would send the response first and commit after)."""
+    with running_server(_app(settings)) as base:
+        r = httpx.post(f"{base}/test/commit-fails")
+        assert r.status_code == 500, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
 
 
 def test_problem_documents(settings: Settings, accounts: dict[str, Account]) -> None:

@@ -80,10 +80,14 @@ def mqtt_settings(settings: Settings, **kw: Any) -> Settings:
 
 @contextmanager
 def running_worker(settings: Settings, **kw: Any) -> Iterator[Any]:
-    """An in-process ingest worker thread, subscribed before this yields; session dropped after."""
+    """An in-process ingest worker thread, subscribed before this yields; session dropped after.
+
+    Crew statuses go to the dispatch workflow, as the app and the CLI wire them."""
+    from geodispatch.dispatch.workflow import crew_status_report
     from geodispatch.tracking.mqtt import drop_session
     from geodispatch.tracking.worker import IngestWorker
 
+    kw.setdefault("status_handler", crew_status_report)
     stop = threading.Event()
     client_id = f"{settings.mqtt_client_id}-0"
     worker = IngestWorker(settings, client_id=client_id, **kw)
