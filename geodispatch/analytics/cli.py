@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -59,21 +60,42 @@ def _heatmap(args: argparse.Namespace) -> int:
 
 
 def _import_calls(args: argparse.Namespace) -> int:
-    from geodispatch.analytics.importer import import_sf_calls
+    from geodispatch.analytics.importer import import_calls
     from geodispatch.analytics.intervals import refresh_intervals
+    from geodispatch.analytics.mapping import load_mapping
     from geodispatch.db import transaction
 
     t0 = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    mapping = load_mapping(args.mapping)
+    rejects = args.rejects or Path(f"{args.file.stem}.rejects.csv")
     with transaction(_factory()) as session:
-        result = import_sf_calls(session=session, path=args.file, region=args.region, tz=args.tz)
+        result = import_calls(session=session, path=args.file, mapping=mapping,
+                              region=args.region, tz=args.tz, rejects_file=rejects,
+                              progress=progress)
         refreshed = 0
         if result.first_received is not None and not args.no_refresh:
+            progress("refreshing response intervals")
             refreshed = refresh_intervals(session=session,
                                           since=result.first_received.to_pydatetime())
+        progress("committing")
+    elapsed = time.perf_counter() - t0
     print(f"{args.file.name}: {result.rows} rows, {result.calls} calls; new: "
           f"{result.new_incidents} incidents, {result.new_assignments} assignments, "
-          f"{result.new_units} crews; {result.skipped_rows} rows skipped; "
-          f"{refreshed} intervals refreshed in {time.perf_counter() - t0:.1f} s")
+          f"{result.new_units} crews; {result.skipped_rows} rows rejected, "
+          f"{result.flagged_rows} flagged; {refreshed} intervals refreshed in {elapsed:.1f} s "
+          f"({(result.rows + result.skipped_rows) / max(elapsed, 1e-9):,.0f} rows/s)")
+    for reason, n in result.reject_reasons.items():
+        print(f"  rejected {n}: {reason}")
+    if result.rejects_file is not None:
+        print(f"  rejected and flagged rows written to {result.rejects_file}")
+    if result.unmapped_categories:
+        top = ", ".join(f"{k!r} ({v})" for k, v in list(result.unmapped_categories.items())[:8])
+        print(f"  {len(result.unmapped_categories)} category values not in the mapping's "
+              f"[category.map], kept as they are: {top}")
     return 0
 
 
@@ -175,11 +197,19 @@ def register(sub: Any) -> None:
     hm.set_defaults(func=_heatmap)
 
     imp = _subcommands(sub, "import", "import data from files", "import_command")
-    calls = imp.add_parser("calls", help="historical calls (San Francisco 'Calls for Service' CSV)")
+    calls = imp.add_parser("calls", help="historical calls for service, any export through a "
+                           "column mapping (default: San Francisco Fire's)")
     calls.add_argument("file", type=Path)
-    calls.add_argument("--region", default="SF", help="region code of the imported calls")
-    calls.add_argument("--tz", default="America/Los_Angeles",
-                       help="time zone of the file's timestamps")
+    calls.add_argument("--mapping", default="sf",
+                     help="a mapping TOML file, or a shipped one: sf, seattle, new_orleans "
+                          "(default sf)")
+    calls.add_argument("--region", default=None,
+                       help="region code of the imported calls (default: the mapping's)")
+    calls.add_argument("--tz", default=None,
+                       help="time zone of the file's timestamps (default: the mapping's)")
+    calls.add_argument("--rejects", type=Path, default=None,
+                       help="where to write rejected and flagged rows "
+                            "(default ./<file>.rejects.csv)")
     calls.add_argument("--no-refresh", action="store_true",
                        help="do not refresh the response intervals afterwards")
     calls.set_defaults(func=_import_calls)

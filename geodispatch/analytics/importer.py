@@ -1,33 +1,37 @@
-"""Import historical calls for service (San Francisco "Calls for Service" CSV) as incidents.
+"""Import historical calls for service, any agency's export through a column mapping.
 
-The SF Fire Department export has one row per *responding unit*. It maps onto our model as:
+A :class:`~geodispatch.analytics.mapping.CallMapping` (a TOML file; ``sf``, ``seattle`` and
+``new_orleans`` ship in ``mappings/``) says which column is which; :mod:`.reader` turns the file
+into normalised rows, rejected rows (with reasons) and flagged rows. The rows map onto our model:
 
 ==========================  ====================================================================
-SF column                   ours
+mapping field               ours
 ==========================  ====================================================================
-Call Number                 one incident: ``source='import'``, ``external_ref``, idempotency key
-                            ``import:<region>:<call number>`` (a re-import inserts nothing twice)
-Received DtTm               ``incidents.received_at`` (earliest of the call's rows)
-Entry DtTm                  ``incidents.registered_at``
-Dispatch DtTm               ``assignments.dispatched_at`` (one assignment per row)
-Response DtTm               ``assignments.en_route_at``
-On Scene DtTm               ``assignments.on_scene_at``
-Available DtTm              ``assignments.cleared_at``; the latest one closes the incident
-Location "(lat, lon)"       ``incidents.location`` and ``h3``
-Call Type                   ``category`` (and ``original_category``)
-Priority                    ``priority``: ``3``/``E``/``A`` (emergency) -> 1, ``2``/``B`` -> 2,
-                            anything else -> 3
-Unit ID, Unit Type          a crew per Unit ID, call sign ``<region>-<Unit ID>``, created
+call_id                     one incident: ``source='import'``, ``external_ref``, idempotency key
+                            ``import:<region>:<call id>`` (a re-import inserts nothing twice)
+times.received              ``incidents.received_at`` (earliest of the call's rows)
+times.entered               ``incidents.registered_at`` (the received time when not mapped)
+times.dispatched            ``assignments.dispatched_at`` (one assignment per row); when a row
+                            has later steps but no dispatch time the assignment is marked
+                            ``created_by = 'import-undispatched'`` and its dispatch counts as
+                            unknown in the intervals
+times.en_route / on_scene   ``assignments.en_route_at`` / ``on_scene_at``
+times.cleared               ``assignments.cleared_at``; the latest one closes the incident
+location                    ``incidents.location`` and ``h3``
+category                    ``category`` (mapped onto the classification, or the value itself
+                            when the mapping does not translate it) and ``original_category``
+priority                    ``priority`` 1-4 through the mapping's table
+unit_id, unit_type          a crew per unit id, call sign ``<region>-<unit id>``, created
                             *inactive* and off duty (historical crews must never be offered to a
-                            dispatcher); kind from :data:`UNIT_KINDS_BY_SF_TYPE`, the SF type kept
-                            as capability ``sf:<type>``; no device token can log in as it
-Unit sequence in call       ``is_lead`` for the first unit dispatched
+                            dispatcher); kind from ``[units] kinds``, the type kept as capability
+                            ``<prefix>:<type>``; no device token can log in as it. A per-call
+                            file gets one such crew, ``<region>-CALLS``
+unit_sequence               ``is_lead`` for the first unit dispatched
 ==========================  ====================================================================
 
-Timestamps in the file are local wall-clock time (``--tz``, default America/Los_Angeles); they are
-stored in UTC. Rows without a usable location are skipped and counted. Each newly imported
-incident gets an ``imported`` event in the incident record (``append_many``), carrying the state
-of its rows, so imported history is sealed into the signed log like any call.
+Timestamps are wall-clock time of the mapping's zone (or ``tz``), stored in UTC. Each newly
+imported incident gets an ``imported`` event in the incident record (``append_many``), so
+imported history is sealed into the signed log like any call.
 
 Bulk work goes through PostgreSQL ``COPY`` into temporary tables and set-based ``INSERT ...
 SELECT ... ON CONFLICT DO NOTHING`` statements, so the whole file is a handful of round trips.
@@ -38,7 +42,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,40 +53,16 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geodispatch.analytics.intervals import rowcount
-from geodispatch.errors import InvalidInput
+from geodispatch.analytics.intervals import UNDISPATCHED, rowcount
+from geodispatch.analytics.mapping import CallMapping, load_mapping
+from geodispatch.analytics.reader import CallRows, read_calls, write_rejects
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.incidents.record import append_many
 from geodispatch.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-SF_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
-SF_TIME_COLUMNS = {
-    "received": "Received DtTm",
-    "entry": "Entry DtTm",
-    "dispatch": "Dispatch DtTm",
-    "response": "Response DtTm",
-    "on_scene": "On Scene DtTm",
-    "available": "Available DtTm",
-}
-SF_REQUIRED = (
-    "Call Number", "Unit ID", "Call Type", "Priority", "Unit Type", "Location", "Address",
-    *SF_TIME_COLUMNS.values(),
-)
-UNIT_KINDS_BY_SF_TYPE = {
-    "ENGINE": "patrol_car",
-    "TRUCK": "patrol_car",
-    "AIRPORT": "patrol_car",
-    "INVESTIGATION": "patrol_car",
-    "MEDIC": "rapid_response",
-    "PRIVATE": "rapid_response",
-    "RESCUE SQUAD": "rapid_response",
-    "CHIEF": "supervisor_car",
-    "RESCUE CAPTAIN": "supervisor_car",
-    "SUPPORT": "traffic",
-}
-PRIORITY_BY_SF = {"3": 1, "E": 1, "A": 1, "2": 2, "B": 2}
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -95,6 +76,10 @@ class ImportResult:
     new_assignments: int
     new_units: int
     first_received: pd.Timestamp | None
+    flagged_rows: int = 0
+    unmapped_categories: dict[str, int] = field(default_factory=dict)
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    rejects_file: Path | None = None
 
 
 def parse_location(value: object) -> LatLng | None:
@@ -111,38 +96,9 @@ def parse_location(value: object) -> LatLng | None:
     return LatLng(lat, lng) if valid_latlng(lat, lng) else None
 
 
-def read_sf_calls(path: Path, *, tz: str = "America/Los_Angeles") -> tuple[pd.DataFrame, int]:
-    """Read and normalise the SF CSV: UTC timestamps, parsed locations, one row per unit.
-
-    Returns the frame (rows without a location dropped) and the number of dropped rows.
-    """
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (OSError, pd.errors.ParserError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    missing = [c for c in SF_REQUIRED if c not in df.columns]
-    if missing:
-        raise InvalidInput(f"{path} is not an SF calls-for-service file; missing {missing}")
-    out = pd.DataFrame({"call": df["Call Number"].str.strip(), "unit": df["Unit ID"].str.strip()})
-    for key, col in SF_TIME_COLUMNS.items():
-        local = pd.to_datetime(df[col], format=SF_TIME_FORMAT, errors="coerce")
-        # Wall-clock times: in the repeated hour of autumn the earlier (daylight) reading is taken.
-        out[key] = local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool),
-                                        nonexistent="shift_forward").dt.tz_convert("UTC")
-    locs = [parse_location(v) for v in df["Location"]]
-    out["lat"] = [p.lat if p else np.nan for p in locs]
-    out["lng"] = [p.lng if p else np.nan for p in locs]
-    out["category"] = df["Call Type"].fillna("unknown").str.strip().str.slice(0, 48)
-    out["priority"] = df["Priority"].fillna("").str.strip().map(PRIORITY_BY_SF).fillna(3)
-    out["unit_type"] = df["Unit Type"].fillna("").str.strip().str.upper()
-    out["address"] = df["Address"].fillna("")
-    out["disposition"] = df.get("Call Final Disposition", pd.Series("", index=df.index)).fillna("")
-    seq = pd.to_numeric(df.get("Unit sequence in call dispatch",
-                               pd.Series(np.nan, index=df.index)), errors="coerce")
-    out["sequence"] = seq
-    ok = out["lat"].notna() & out["received"].notna() & out["dispatch"].notna()
-    ok &= out["call"].fillna("").ne("") & out["unit"].fillna("").ne("")
-    return out[ok].reset_index(drop=True), int((~ok).sum())
+def _reason_counts(data: CallRows) -> dict[str, int]:
+    """Reasons of rejection with their counts (by kind: without the offending value)."""
+    return {str(k): int(v) for k, v in data.rejects["kind"].value_counts().items()}
 
 
 def _copy(session: Session, table: str, columns: list[str], frame: pd.DataFrame) -> None:
@@ -161,7 +117,8 @@ def _calls_frame(rows: pd.DataFrame, region: str, h3_res: int) -> pd.DataFrame:
     g = rows.sort_values(["call", "received"]).groupby("call", sort=False)
     calls = g.agg(
         received=("received", "min"), entry=("entry", "min"), lat=("lat", "first"),
-        lng=("lng", "first"), category=("category", "first"), priority=("priority", "min"),
+        lng=("lng", "first"), category=("category", "first"),
+        original_category=("original_category", "first"), priority=("priority", "min"),
         address=("address", "first"), disposition=("disposition", "first"),
         closed=("available", "max"), n_rows=("unit", "size"), n_cleared=("available", "count"),
     ).reset_index()
@@ -182,14 +139,14 @@ def _calls_frame(rows: pd.DataFrame, region: str, h3_res: int) -> pd.DataFrame:
 _INCIDENT_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _imp_calls (call text, reference text, key text,
     received timestamptz, entry timestamptz, lat float8, lng float8, h3 bigint,
-    address text, category text,
+    address text, category text, original_category text,
     priority int, status text, closed timestamptz, description text, sector_id int)
 ON COMMIT DROP
 """
 _ASSIGN_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _imp_rows (key text, call_sign text, dispatched timestamptz,
     en_route timestamptz, on_scene timestamptz, cleared timestamptz, is_lead boolean,
-    status text)
+    status text, created_by text)
 ON COMMIT DROP
 """
 _UNIT_STAGE = """
@@ -226,7 +183,16 @@ def _append_imported_events(session: Session, new: list[tuple[int, str]], source
 def import_sf_calls(
     *, session: Session, path: Path, region: str = "SF", tz: str = "America/Los_Angeles"
 ) -> ImportResult:
-    """Import an SF "Calls for Service" CSV into incidents, crews and assignments (idempotent).
+    """Import an SF "Calls for Service" CSV (shipped mapping ``sf``); see :func:`import_calls`."""
+    return import_calls(session=session, path=path, mapping=load_mapping("sf"), region=region,
+                        tz=tz)
+
+
+def import_calls(
+    *, session: Session, path: Path, mapping: CallMapping, region: str | None = None,
+    tz: str | None = None, rejects_file: Path | None = None, progress: Progress | None = None,
+) -> ImportResult:
+    """Import a calls-for-service CSV into incidents, crews and assignments (idempotent).
 
     Parameters
     ----------
@@ -234,29 +200,57 @@ def import_sf_calls(
         The caller's unit of work (flushed, never committed).
     path : Path
         The CSV file.
-    region : str
-        Region code given to the incidents and crews (and part of their keys).
-    tz : str
-        IANA time zone of the file's wall-clock timestamps.
+    mapping : CallMapping
+        Which column is which (:mod:`geodispatch.analytics.mapping`).
+    region : str, optional
+        Region code given to the incidents and crews (and part of their keys); default the
+        mapping's.
+    tz : str, optional
+        IANA time zone of the file's wall-clock timestamps; default the mapping's.
+    rejects_file : Path, optional
+        Where to write the rejected and flagged rows (CSV), when there are any.
+    progress : callable, optional
+        Called with a short line as each stage starts.
 
     Returns
     -------
     ImportResult
     """
-    rows, skipped = read_sf_calls(path, tz=tz)
+    say = progress or (lambda _msg: None)
+    region = region or mapping.region
+    say(f"reading {path.name} with mapping {mapping.name!r}")
+    data = read_calls(path, mapping, tz=tz)
+    rows = data.rows
+    written_rejects = None
+    if rejects_file is not None and (len(data.rejects) or len(data.flagged)):
+        write_rejects(rejects_file, data)
+        written_rejects = rejects_file
+    say(f"{data.total_rows:,} rows read: {len(rows):,} usable, {len(data.rejects):,} rejected, "
+        f"{len(data.flagged):,} flagged")
     settings = get_settings()
     session.flush()
+    common: dict[str, Any] = {
+        "skipped_rows": len(data.rejects), "flagged_rows": len(data.flagged),
+        "unmapped_categories": dict(data.unmapped_categories.most_common()),
+        "reject_reasons": _reason_counts(data), "rejects_file": written_rejects,
+    }
     if rows.empty:
-        return ImportResult(0, 0, skipped, 0, 0, 0, None)
+        return ImportResult(rows=0, calls=0, new_incidents=0, new_assignments=0, new_units=0,
+                            first_received=None, **common)
+    say(f"locating {rows['call'].nunique():,} calls (H3, sectors)")
     calls = _calls_frame(rows, region, settings.h3_incident_res)
     calls["sector_id"] = pd.array(_sector_ids(session, calls), dtype="Int64")
 
     # Crews.
+    say("COPY crews, incidents and assignments")
     units = rows.drop_duplicates("unit")[["unit", "unit_type"]]
+    kinds = mapping.unit_kinds
+    kind = units["unit_type"].map(lambda t: kinds.get(t, "patrol_car"))
     stage_units = pd.DataFrame({
         "call_sign": region + "-" + units["unit"],
-        "kind": units["unit_type"].map(UNIT_KINDS_BY_SF_TYPE).fillna("patrol_car"),
-        "capability": "sf:" + units["unit_type"].str.lower().str.replace(" ", "_"),
+        "kind": kind,
+        "capability": mapping.capability_prefix + ":" + units["unit_type"].str.lower()
+        .str.replace(" ", "_").replace("", "unit"),
     })
     _stage(session, _UNIT_STAGE, "_imp_units")
     _copy(session, "_imp_units", list(stage_units.columns), stage_units)
@@ -269,37 +263,50 @@ def import_sf_calls(
     # Incidents.
     _stage(session, _INCIDENT_STAGE, "_imp_calls")
     cols = ["call", "reference", "key", "received", "entry", "lat", "lng", "h3", "address",
-            "category", "priority", "status", "closed", "description", "sector_id"]
+            "category", "original_category", "priority", "status", "closed", "description",
+            "sector_id"]
     _copy(session, "_imp_calls", cols, calls[cols])
     inserted = session.execute(text(
         "INSERT INTO incidents (reference, idempotency_key, region, received_at, registered_at, "
         "caller_lang, sms_opt_out, location, h3, address, category, original_category, priority, "
         "status, description, sector_id, created_by, closed_at, source, external_ref) "
         "SELECT c.reference, c.key, :region, c.received, c.entry, 'en', true, "
-        "ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326), c.h3, c.address, c.category, c.category, "
+        "ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326), c.h3, c.address, c.category, "
+        "c.original_category, "
         "c.priority, c.status, c.description, c.sector_id, 'import', c.closed, 'import', c.call "
         "FROM _imp_calls c ON CONFLICT DO NOTHING RETURNING id, external_ref"),
         {"region": region}).all()
 
-    # Assignments: one per unit row, keyed by (incident, crew, dispatch time).
-    lead_seq = rows.groupby("call")["sequence"].transform("min")
+    # Assignments: one per unit row, keyed by (incident, crew, dispatch time). A row without a
+    # dispatch time but with a later step is an assignment whose dispatch time is unknown; a row
+    # with no step at all (a call nobody was sent to) has none.
+    undispatched = rows["dispatch"].isna()
+    stepped = ~undispatched | rows[["response", "on_scene", "available"]].notna().any(axis=1)
+    rows = rows[stepped]
+    undispatched = undispatched[stepped]
+    if rows["sequence"].notna().any():
+        lead = rows["sequence"] == rows.groupby("call")["sequence"].transform("min")
+    else:
+        lead = ~rows.duplicated("call")
     status = np.select(
         [rows["available"].notna(), rows["on_scene"].notna(), rows["response"].notna()],
         ["cleared", "on_scene", "en_route"], default="dispatched")
     stage_rows = pd.DataFrame({
         "key": "import:" + region + ":" + rows["call"],
         "call_sign": region + "-" + rows["unit"],
-        "dispatched": rows["dispatch"], "en_route": rows["response"],
+        "dispatched": rows["dispatch"].fillna(rows["received"]), "en_route": rows["response"],
         "on_scene": rows["on_scene"], "cleared": rows["available"],
-        "is_lead": (rows["sequence"] == lead_seq).map({True: "t", False: "f"}),
+        "is_lead": lead.map({True: "t", False: "f"}),
         "status": status,
+        "created_by": np.where(undispatched, UNDISPATCHED, "import"),
     })
     _stage(session, _ASSIGN_STAGE, "_imp_rows")
     _copy(session, "_imp_rows", list(stage_rows.columns), stage_rows)
     new_assignments = rowcount(session.execute(text(
         "INSERT INTO assignments (incident_id, unit_id, status, is_lead, was_recommended, "
         "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at) "
-        "SELECT i.id, u.id, r.status, coalesce(r.is_lead, false), false, 'import', r.dispatched, "
+        "SELECT i.id, u.id, r.status, coalesce(r.is_lead, false), false, r.created_by, "
+        "r.dispatched, "
         "r.en_route, r.on_scene, r.cleared FROM _imp_rows r "
         "JOIN incidents i ON i.idempotency_key = r.key JOIN units u ON u.call_sign = r.call_sign "
         "WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id "
@@ -307,10 +314,11 @@ def import_sf_calls(
     events = _append_imported_events(session, [(r[0], r[1]) for r in inserted], path.name)
     session.flush()
     log.info("imported %s: %d rows, %d calls, %d new incidents, %d new assignments, "
-             "%d new crews, %d events, %d rows skipped", path, len(rows), len(calls),
-             len(inserted), new_assignments, new_units, events, skipped)
+             "%d new crews, %d events, %d rows rejected, %d flagged", path, len(data.rows),
+             len(calls), len(inserted), new_assignments, new_units, events, len(data.rejects),
+             len(data.flagged))
     return ImportResult(
-        rows=len(rows), calls=len(calls), skipped_rows=skipped, new_incidents=len(inserted),
+        rows=len(data.rows), calls=len(calls), new_incidents=len(inserted),
         new_assignments=new_assignments, new_units=new_units,
-        first_received=calls["received"].min(),
+        first_received=calls["received"].min(), **common,
     )

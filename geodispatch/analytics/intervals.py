@@ -1,7 +1,8 @@
 """Response intervals per incident, computed from incidents and assignments and materialised.
 
-Definitions (all in seconds; NULL when a step never happened or the clocks put it before the
-step it is measured from, which only data errors do):
+Definitions (all in seconds; NULL when a step never happened, or the clocks put it before the
+step it is measured from or more than a day (:data:`MAX_INTERVAL_S`) after it, which only data
+errors do; such an interval is left out, never averaged):
 
 ==================  ==============================================================================
 registration_s      call received -> incident registered (``received_at -> registered_at``)
@@ -49,8 +50,20 @@ def rowcount(result: Result[Any]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+MAX_INTERVAL_S = 86_400
+"""An interval longer than a day is a data error (a clock or a forgotten status), not a
+response time: like a negative one it is left out (NULL), never averaged."""
+
+UNDISPATCHED = "import-undispatched"
+"""``created_by`` of an imported assignment whose source has no dispatch time: its
+``dispatched_at`` holds the call's received time only because the column is NOT NULL; here it
+counts as unknown (no queue, call processing, turnout; travel only from en route)."""
+
+_DISPATCHED = f"(CASE WHEN a.created_by <> '{UNDISPATCHED}' THEN a.dispatched_at END)"
+
+
 def _nonneg(expr: str) -> str:
-    return f"(CASE WHEN ({expr}) >= 0 THEN ({expr}) END)"
+    return f"(CASE WHEN ({expr}) BETWEEN 0 AND {MAX_INTERVAL_S} THEN ({expr}) END)"
 
 
 def _epoch(a: str, b: str) -> str:
@@ -96,11 +109,11 @@ def _upsert_sql(target: str) -> str:
     FROM incidents i
     JOIN _ri_h3 fx ON fx.incident_id = i.id
     LEFT JOIN LATERAL (
-        SELECT min(a.dispatched_at) AS first_dispatched, min(a.on_scene_at) AS first_on_scene,
+        SELECT min({_DISPATCHED}) AS first_dispatched, min(a.on_scene_at) AS first_on_scene,
                max(a.cleared_at) AS last_cleared, count(*) AS crews
         FROM assignments a WHERE a.incident_id = i.id) f ON TRUE
     LEFT JOIN LATERAL (
-        SELECT a.dispatched_at, a.en_route_at, a.on_scene_at
+        SELECT {_DISPATCHED} AS dispatched_at, a.en_route_at, a.on_scene_at
         FROM assignments a WHERE a.incident_id = i.id
         ORDER BY a.on_scene_at NULLS LAST, a.dispatched_at, a.id LIMIT 1) c ON TRUE
     WHERE i.status <> 'merged' AND {target}
@@ -252,4 +265,5 @@ def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
     return rowcount(n)
 
 
-__all__ = ["RESOLUTIONS", "rebuild_cell_days", "refresh_intervals", "rowcount"]
+__all__ = ["MAX_INTERVAL_S", "RESOLUTIONS", "UNDISPATCHED", "rebuild_cell_days",
+           "refresh_intervals", "rowcount"]

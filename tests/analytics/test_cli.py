@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy.orm import Session
 
@@ -47,4 +48,27 @@ def test_import_heatmap_report_and_charts(
     # A second import is a no-op.
     assert cli.main(["import", "calls", str(sf_calls_file), "--region", SF_REGION,
                      "--tz", SF_TZ]) == 0
+    assert "new: 0 incidents, 0 assignments, 0 crews" in capsys.readouterr().out
+
+
+def test_import_with_a_shipped_mapping_writes_rejects_and_is_idempotent(
+    cli_in_test_transaction: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`import calls F --mapping new_orleans`: counts, reasons, rejects file; again adds nothing."""
+    fixture = Path(__file__).with_name("fixtures") / "new_orleans_calls_2019.csv"
+    rejects = tmp_path / "nola.rejects.csv"
+    args = ["import", "calls", str(fixture), "--mapping", "new_orleans", "--region", "NOLACLI",
+            "--rejects", str(rejects)]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert "6 rows, 6 calls; new: 6 incidents" in captured.out
+    assert "2 rows rejected, 1 flagged" in captured.out
+    assert "rejected 1: no usable location (Location)" in captured.out
+    assert "reading new_orleans_calls_2019.csv" in captured.err  # progress on stderr
+    written = pd.read_csv(rejects, dtype=str)
+    assert written["line"].tolist() == ["5", "6", "9"]
+    assert written["action"].tolist() == ["rejected", "rejected", "flagged"]
+    assert written.loc[0, "NOPD_Item"] == "A0000419"
+    assert "received -> dispatched negative: -60 s" in written.loc[2, "reason"]
+    assert cli.main(args) == 0
     assert "new: 0 incidents, 0 assignments, 0 crews" in capsys.readouterr().out
