@@ -27,9 +27,12 @@ def test_import_heatmap_report_and_charts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`import calls`, `heatmap`, `analytics report` and `analytics charts` write their output."""
+    rejects = artifacts / "analytics_cli_sf.rejects.csv"
     assert cli.main(["import", "calls", str(sf_calls_file), "--region", SF_REGION,
-                     "--tz", SF_TZ]) == 0
+                     "--tz", SF_TZ, "--rejects", str(rejects)]) == 0
     assert "3560 calls; new: 3560 incidents, 7704 assignments" in capsys.readouterr().out
+    # One SF unit row reports on scene before en route: flagged, kept, not counted as travel.
+    assert pd.read_csv(rejects)["action"].tolist() == ["flagged"]
     out = artifacts / "analytics_cli_p90.html"
     out.unlink(missing_ok=True)
     assert cli.main(["heatmap", "--metric", "p90_response", "--res", "8", "--from",
@@ -47,7 +50,7 @@ def test_import_heatmap_report_and_charts(
         assert (charts / f"response_{name}.png").read_bytes()[:4] == b"\x89PNG"
     # A second import is a no-op.
     assert cli.main(["import", "calls", str(sf_calls_file), "--region", SF_REGION,
-                     "--tz", SF_TZ]) == 0
+                     "--tz", SF_TZ, "--rejects", str(rejects)]) == 0
     assert "new: 0 incidents, 0 assignments, 0 crews" in capsys.readouterr().out
 
 
