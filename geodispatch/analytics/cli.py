@@ -65,6 +65,8 @@ def _import_calls(args: argparse.Namespace) -> int:
     from geodispatch.analytics.mapping import load_mapping
     from geodispatch.db import transaction
 
+    if args.infer:
+        return _infer(args)
     t0 = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -96,6 +98,19 @@ def _import_calls(args: argparse.Namespace) -> int:
         top = ", ".join(f"{k!r} ({v})" for k, v in list(result.unmapped_categories.items())[:8])
         print(f"  {len(result.unmapped_categories)} category values not in the mapping's "
               f"[category.map], kept as they are: {top}")
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from geodispatch.analytics.infer import infer_mapping
+
+    proposal = infer_mapping(args.file)
+    print(proposal.toml, end="")
+    for note in proposal.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not proposal.complete:
+        print("note: the proposal is incomplete: fill the lines marked REQUIRED before importing",
+              file=sys.stderr)
     return 0
 
 
@@ -200,9 +215,13 @@ def register(sub: Any) -> None:
     calls = imp.add_parser("calls", help="historical calls for service, any export through a "
                            "column mapping (default: San Francisco Fire's)")
     calls.add_argument("file", type=Path)
-    calls.add_argument("--mapping", default="sf",
+    how = calls.add_mutually_exclusive_group()
+    how.add_argument("--mapping", default="sf",
                      help="a mapping TOML file, or a shipped one: sf, seattle, new_orleans "
                           "(default sf)")
+    how.add_argument("--infer", action="store_true",
+                     help="import nothing: print a proposed mapping (TOML) for this file and, "
+                          "on standard error, what it could not decide")
     calls.add_argument("--region", default=None,
                        help="region code of the imported calls (default: the mapping's)")
     calls.add_argument("--tz", default=None,

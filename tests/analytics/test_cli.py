@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -75,3 +78,51 @@ def test_import_with_a_shipped_mapping_writes_rejects_and_is_idempotent(
     assert "received -> dispatched negative: -60 s" in written.loc[2, "reason"]
     assert cli.main(args) == 0
     assert "new: 0 incidents, 0 assignments, 0 crews" in capsys.readouterr().out
+
+
+def test_infer_prints_a_mapping_and_its_doubts(
+    sf_calls_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`import calls F --infer` prints TOML on stdout (loadable) and the notes on stderr."""
+    assert cli.main(["import", "calls", str(sf_calls_file), "--infer"]) == 0
+    captured = capsys.readouterr()
+    assert 'received = "Received DtTm"' in captured.out
+    assert tomllib.loads(captured.out)["rows"] == "per_unit"
+    assert "note: time column 'Transport DtTm' is none of the call steps" in captured.err
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "geodispatch.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("case", ["missing file", "directory", "binary file", "other CSV",
+                                  "unknown mapping", "broken mapping", "mapping bad zone",
+                                  "empty file"])
+def test_wrong_file_or_mapping_is_one_line(case: str, tmp_path: Path, data_dir: Path) -> None:
+    """Every wrong file or mapping: exit 1, one `geodispatch:` line on stderr, no traceback."""
+    nola = Path(__file__).with_name("fixtures") / "new_orleans_calls_2019.csv"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("rows = [per_call\n")
+    zone = tmp_path / "zone.toml"
+    zone.write_text('timezone = "Pacific/Atlantis"\n[columns]\ncall_id = "NOPD_Item"\n'
+                    '[times]\nreceived = "TimeCreate"\n[location]\nkind = "wkt_point"\n'
+                    'column = "Location"\n')
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    file, mapping, expect = {
+        "missing file": (tmp_path / "nope.csv", "sf", "does not exist"),
+        "directory": (tmp_path, "sf", "is a directory"),
+        "binary file": (data_dir / "osm" / "andorra_2013.osm.pbf", "sf", "UTF-8 CSV"),
+        "other CSV": (nola, "sf", "missing columns"),
+        "unknown mapping": (nola, "chicago", "not found"),
+        "broken mapping": (nola, str(broken), "not valid TOML"),
+        "mapping bad zone": (nola, str(zone), "unknown time zone"),
+        "empty file": (empty, "new_orleans", "is empty"),
+    }[case]
+    r = _run("import", "calls", str(file), "--mapping", mapping,
+             "--rejects", str(tmp_path / "r.csv"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("geodispatch: ")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert expect in lines[0]
