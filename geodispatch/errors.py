@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 
 class GeodispatchError(Exception):
-    """Base of every error the domain raises on purpose."""
+    """Base of every error the domain raises on purpose.
+
+    ``extra`` holds JSON members the API adds to the problem document beside ``detail`` (the
+    accepted values of a field, say), set with :meth:`with_extra`.
+    """
+
+    extra: dict[str, Any] = {}
+
+    def with_extra(self, **members: Any) -> Self:
+        """This error, carrying ``members`` into the problem document."""
+        self.extra = {**self.extra, **members}
+        return self
 
 
 class NotFound(GeodispatchError):

@@ -118,7 +118,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.GeodispatchError)
     async def domain_error(request: Request, exc: errors.GeodispatchError) -> JSONResponse:
-        return problem(status_for(exc), type(exc).__name__, str(exc), instance=request.url.path)
+        reserved = {"type", "title", "status", "detail", "instance", "headers"}
+        extra = {k: v for k, v in exc.extra.items() if k not in reserved}
+        return problem(status_for(exc), type(exc).__name__, str(exc), instance=request.url.path,
+                       **extra)
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:

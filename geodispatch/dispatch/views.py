@@ -139,14 +139,15 @@ def merge(incident_id: int, body: MergeBody, principal: Operations, uow: UnitOfW
         return _write(request, session, principal, inc)
 
 
-@router.post("/api/incidents/{incident_id}/close", summary="Close with an APCO disposition code")
+@router.post("/api/incidents/{incident_id}/close",
+             summary="Close with a disposition (APCO common code or a local code mapped onto one)")
 def close(incident_id: int, body: CloseBody, principal: Operations, uow: UnitOfWork,
-          request: Request) -> dict[str, Any]:
+          request: Request, settings: SettingsDep) -> dict[str, Any]:
     with transaction(uow) as session:
         visible_incident(session, principal, incident_id)
         inc = workflow.close_incident(session=session, incident_id=incident_id,
                                       actor=principal.username, disposition=body.disposition,
-                                      note=body.note)
+                                      note=body.note, settings=settings)
         return _write(request, session, principal, inc)
 
 

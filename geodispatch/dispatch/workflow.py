@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
 from geodispatch.errors import Conflict, InvalidInput, NotFound
-from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.classification import load_dispositions
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.service import get_incident
+from geodispatch.settings import Settings
 from geodispatch.tracking.models import Unit
 
 log = logging.getLogger(__name__)
@@ -516,9 +517,11 @@ def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: s
 
 
 def close_incident(*, session: Session, incident_id: int, actor: str, disposition: str,
-                   note: str = "") -> Incident:
-    """Close with an APCO common disposition code; crews still on it are cleared."""
-    code = load_classification().check_disposition(disposition)
+                   note: str = "", settings: Settings | None = None) -> Incident:
+    """Close with a disposition: an APCO common code or a local code mapped onto one (the
+    incident keeps the APCO code); crews still on it are cleared."""
+    chosen = load_dispositions(settings).resolve(disposition)
+    code = chosen.apco
     incident = get_incident(session=session, incident_id=incident_id, lock=True)
     if incident.status in FINAL_INCIDENT:
         raise Conflict(f"incident {incident.reference} is already {incident.status}")
@@ -528,7 +531,9 @@ def close_incident(*, session: Session, incident_id: int, actor: str, dispositio
     incident.disposition = code
     incident.closed_at = now
     append_event(session=session, incident_id=incident.id, kind="closed", actor=actor, at=now,
-                 data={"disposition": code, "note": note, "released_units": released,
+                 data={"disposition": code, "disposition_name": chosen.name,
+                       "local_disposition": chosen.local, "note": note,
+                       "released_units": released,
                        "set": {"status": "closed", "disposition": code}})
     if incident.caller_phone:
         from geodispatch.notify.outbox import enqueue_sms

@@ -26,7 +26,7 @@ from geodispatch.api.security import (
 from geodispatch.db import transaction
 from geodispatch.errors import NotFound
 from geodispatch.incidents import service
-from geodispatch.incidents.classification import load_classification
+from geodispatch.incidents.classification import load_classification, load_dispositions
 from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import event_dict, incident_events
 from geodispatch.incidents.schemas import IncidentCreate, PlaceIncident, Reclassify
@@ -121,10 +121,10 @@ def categories(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
         for c in cls.categories.values()]}
 
 
-@router.get("/dispositions", summary="APCO common disposition codes accepted on closure")
+@router.get("/dispositions",
+            summary="Dispositions accepted on closure: local codes, then the APCO common codes")
 def dispositions(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
-    cls = load_classification(settings)
-    return {"dispositions": [{"code": k, "label": v} for k, v in cls.dispositions.items()]}
+    return {"dispositions": load_dispositions(settings).as_list()}
 
 
 @router.get("/verify", summary="Verify the record against the signed log (all, or one incident)")
@@ -219,7 +219,8 @@ def get_incident(incident_id: int, principal: Readers, session: SessionDep) -> d
     return incident_json(session, incident, principal, assignments=True)
 
 
-@router.get("/{incident_id}/events", summary="The incident's event timeline (sealed into the signed log)")
+@router.get("/{incident_id}/events",
+            summary="The incident's event timeline (sealed into the signed log)")
 def events(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
     incident = visible_incident(session, principal, incident_id)
     return {"reference": incident.reference,

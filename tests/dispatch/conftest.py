@@ -17,6 +17,7 @@ from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.incidents.service import register_incident
 from geodispatch.settings import Settings
 from geodispatch.tracking.fleet import LiveFleet
+from tests.api.conftest import accounts  # noqa: F401  (the per-role console users)
 
 KYIV = LatLng(50.4501, 30.5234)
 
