@@ -215,6 +215,12 @@ class Settings(BaseSettings):
     calls_aml_max_age_s: float = Field(
         86400.0, description="AML whose fix time is older than this (or this far ahead) is refused.")
     calls_default_line: str = Field("102", description="Line name of a call reported without one.")
+    calls_nearby_radius_m: float = Field(
+        300.0, description="The call-taker's duplicate check lists open incidents of the same "
+        "category within this many metres of the caller's location.")
+    calls_nearby_window_s: float = Field(
+        1800.0, description="The duplicate check lists incidents received within this many "
+        "seconds (those from the same number wherever they are).")
 
     # --- the signed log ----------------------------------------------------------------------
     log_signing_key: Path | None = Field(

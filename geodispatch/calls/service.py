@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -313,6 +313,85 @@ def latest_location(*, session: Session, call_id: int) -> CallLocation | None:
     return session.execute(select(CallLocation).where(CallLocation.call_id == call_id)
                            .order_by(CallLocation.received_at.desc(), CallLocation.id.desc())
                            .limit(1)).scalar_one_or_none()
+
+
+# --- the call-taker's duplicate check -----------------------------------------------------------
+
+#: Incident states in which a second caller is attached rather than a new incident created.
+OPEN_INCIDENT_STATES = ("registered", "queued", "assigned", "en_route", "on_scene")
+
+
+@dataclass(frozen=True)
+class NearbyIncident:
+    id: int
+    reference: str
+    category: str
+    status: str
+    priority: int
+    received_at: datetime
+    caller_phone: str | None
+    address: str | None
+    lat: float | None
+    lng: float | None
+    distance_m: float | None
+    same_number: bool
+    same_category: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["received_at"] = self.received_at.isoformat()
+        return out
+
+
+def nearby_incidents(*, session: Session, lat: float | None, lng: float | None,
+                     phone: str | None, category: str | None, region: str | None,
+                     now: datetime | None = None, settings: Settings | None = None,
+                     limit: int = 20) -> list[NearbyIncident]:
+    """Open incidents a call may be a second report of, closest first.
+
+    An incident qualifies when it was received within ``calls_nearby_window_s`` and either
+    came from the same number (wherever it is), or lies within ``calls_nearby_radius_m`` of the
+    caller's location and has the same category (any category while none is chosen yet).
+    Same-number matches come first, then by distance.
+    """
+    settings = settings or get_settings()
+    now = _utc(now)
+    if (lat is None) != (lng is None):
+        raise InvalidInput("give both lat and lng, or neither")
+    if lat is not None and lng is not None and not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise InvalidInput("lat must be in -90..90 and lng in -180..180")
+    number = caller_number(phone, settings)
+    since = now - timedelta(seconds=settings.calls_nearby_window_s)
+    conds = []
+    dist: Any = None
+    if lat is not None and lng is not None:
+        here = func.ST_SetSRID(func.ST_MakePoint(lng, lat), 4326)
+        dist = func.ST_Distance(func.Geography(Incident.location), func.Geography(here))
+        near = func.ST_DWithin(func.Geography(Incident.location), func.Geography(here),
+                               settings.calls_nearby_radius_m)
+        conds.append(and_(near, Incident.category == category) if category else near)
+    if number:
+        conds.append(Incident.caller_phone == number)
+    if not conds:
+        return []
+    stmt = select(Incident, Incident.location.ST_Y(), Incident.location.ST_X(),
+                  dist if dist is not None else literal(None)).where(
+        Incident.status.in_(OPEN_INCIDENT_STATES), Incident.received_at >= since,
+        or_(*conds))
+    if region is not None:
+        stmt = stmt.where(Incident.region == region)
+    rows = session.execute(stmt.limit(200)).all()
+    out = [NearbyIncident(
+        id=i.id, reference=i.reference, category=i.category, status=i.status,
+        priority=i.priority, received_at=i.received_at, caller_phone=i.caller_phone,
+        address=i.address or i.address_resolved, lat=None if y is None else float(y),
+        lng=None if x is None else float(x), distance_m=None if d is None else round(float(d), 1),
+        same_number=number is not None and i.caller_phone == number,
+        same_category=category is not None and i.category == category)
+        for i, y, x, d in rows]
+    out.sort(key=lambda n: (not n.same_number, n.distance_m if n.distance_m is not None
+                            else float("inf"), -n.received_at.timestamp()))
+    return out[:limit]
 
 
 # --- what a supervisor sees ---------------------------------------------------------------------

@@ -355,3 +355,24 @@ def post_close(call_id: int, principal: Operators, session: SessionDep) -> dict[
     call = service.get_call(session=session, call_id=call_id, lock=True)
     service.close_call(session=session, call=call, actor=principal.username)
     return call_json(session, call)
+
+
+@router.get("/api/calls/{call_id}/nearby", summary="Open incidents this call may be a second "
+                                                   "report of (duplicate check)")
+def nearby(call_id: int, principal: Operators, session: SessionDep, settings: SettingsDep,
+           lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+           lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+           category: Annotated[str | None, Query(max_length=48)] = None) -> dict[str, Any]:
+    """Without ``lat``/``lng`` the call's own newest location (AML, PIDF-LO) is used; the
+    call's number finds the same caller's open incidents wherever they are."""
+    call = service.get_call(session=session, call_id=call_id)
+    if lat is None and lng is None:
+        loc = service.latest_location(session=session, call_id=call.id)
+        if loc is not None:
+            lat, lng = loc.lat, loc.lng
+    items = service.nearby_incidents(session=session, lat=lat, lng=lng, phone=call.caller_phone,
+                                     category=category or None, region=principal.region,
+                                     settings=settings)
+    return {"radius_m": settings.calls_nearby_radius_m,
+            "window_s": settings.calls_nearby_window_s,
+            "lat": lat, "lng": lng, "items": [n.as_dict() for n in items]}

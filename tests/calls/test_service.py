@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -199,3 +200,45 @@ def test_transfer_while_ringing_closes_the_call(db: Session, ring: Callable[...,
     service.transfer(session=db, call=c, to="ambulance-103")
     assert (c.state, c.outcome, c.transferred_to) == ("closed", "transferred", "ambulance-103")
     assert db.get(Call, c.id) is c
+
+
+def test_nearby_incidents_for_the_duplicate_check(db: Session, make_incident: Callable[..., Any]
+                                                  ) -> None:
+    """Open, recent incidents within the radius of the same category, and the same number's
+    anywhere; not another category once one is chosen, not old, not far, not closed."""
+    tag = uuid.uuid4().int % 10_000_000
+    me, other = f"+38067{tag:07d}", f"+38050{tag:07d}"
+    lat, lng = 49.8397, 24.0297  # Lviv: far from the other tests' incidents
+    near = make_incident(lat=lat + 0.001, lng=lng, category="theft", caller_phone=other)
+    noise = make_incident(lat=lat, lng=lng + 0.001, category="noise", caller_phone=other)
+    far_same = make_incident(lat=lat + 0.1, lng=lng, category="noise", caller_phone=me)
+    far = make_incident(lat=lat + 0.01, lng=lng, category="theft", caller_phone=other)
+    old = make_incident(lat=lat, lng=lng, category="theft", caller_phone=other,
+                        received_at=datetime.now(UTC) - timedelta(minutes=45))
+    done = make_incident(lat=lat, lng=lng, category="theft", caller_phone=other)
+    done.status = "closed"
+    db.flush()
+    mine = {near.id, noise.id, far_same.id, far.id, old.id, done.id}
+
+    def ids(**kw: Any) -> list[int]:
+        found = service.nearby_incidents(session=db, lat=lat, lng=lng, phone=me, region=None,
+                                         **kw)
+        return [n.id for n in found if n.id in mine]
+
+    assert ids(category="theft") == [far_same.id, near.id]  # same number first, then distance
+    assert ids(category=None) == [far_same.id, noise.id, near.id]  # noise: 72 m, theft: 111 m
+    found = service.nearby_incidents(session=db, lat=lat, lng=lng, phone=me, region=None,
+                                     category="theft")
+    by_id = {n.id: n for n in found}
+    assert by_id[near.id].distance_m == pytest.approx(111.2, abs=1.0)
+    assert by_id[far_same.id].same_number and not by_id[near.id].same_number
+    assert service.nearby_incidents(session=db, lat=None, lng=None, phone=None, region=None,
+                                    category=None) == []
+    assert [n.id for n in service.nearby_incidents(
+        session=db, lat=None, lng=None, phone=me, region=None, category=None)
+        if n.id in mine] == [far_same.id]
+    assert not [n for n in service.nearby_incidents(  # another region's console sees none
+        session=db, lat=lat, lng=lng, phone=me, region="ZZ", category=None) if n.id in mine]
+    with pytest.raises(InvalidInput):
+        service.nearby_incidents(session=db, lat=lat, lng=None, phone=me, region=None,
+                                 category=None)

@@ -77,6 +77,7 @@
     if (gd.ws) { gd.ws.onclose = null; gd.ws.close(); gd.ws = null; }
     $("#console").hidden = true;
     $("#login").hidden = false;
+    document.dispatchEvent(new CustomEvent("gd:logout"));
   }
 
   // --- start -----------------------------------------------------------------------------------
@@ -92,6 +93,7 @@
     loadCategories().then(scheduleRender);
     connectLive();
     if (["dispatcher", "supervisor", "admin", "national"].includes(gd.user.role)) pollAlerts();
+    document.dispatchEvent(new CustomEvent("gd:started"));  // calls.js and other screens start
   }
 
   // --- supervisor alerts (dispatch's timers: unassigned too long, crews too long on a step) ------
@@ -643,7 +645,7 @@
   }
   function onMapClick(ev) {
     if (gd.placing) placeIncident(gd.placing, ev.latlng.lat, ev.latlng.lng);
-    else if (!$("#tab-newcall").hidden) setCallPoint(ev.latlng.lat, ev.latlng.lng);
+    else if (!$("#tab-newcall").hidden) { setCallPoint(ev.latlng.lat, ev.latlng.lng); document.dispatchEvent(new CustomEvent("gd:call-point")); }
   }
   // One key per call being typed: a retry or a double click sends the same key, so the server
   // registers the call once. A new key only after the call was registered.
@@ -745,6 +747,7 @@
         if (flat.lat === undefined && body.lat !== undefined) { flat.lat = body.lat; flat.lng = body.lng; }
         if (typeof flat.received_at === "string") flat.received_at = Date.parse(flat.received_at) / 1000;
         upsertIncident(flat); scheduleRender();
+        document.dispatchEvent(new CustomEvent("gd:incident-registered", { detail: flat }));
         if (["dispatcher", "supervisor", "admin"].includes(gd.user.role)) { switchTab("queue"); showIncident(inc.id); }
       }
     } catch (e) {
@@ -758,7 +761,7 @@
   // --- wiring ----------------------------------------------------------------------------------
   function switchTab(name) {
     $$(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
-    ["queue", "crews", "newcall"].forEach((n) => { $("#tab-" + n).hidden = n !== name; });
+    $$(".tabs button").forEach((b) => { $("#tab-" + b.dataset.tab).hidden = b.dataset.tab !== name; });
     if (gd.map) gd.map.getContainer().style.cursor = name === "newcall" ? "crosshair" : "";
   }
   function toggleLang() {
@@ -767,7 +770,10 @@
     applyI18n();
     if (gd.map) { renderLegend(); renderQueue(); renderCrews(); if (gd.categories) loadCategories().then(renderQueue); setConn(($("#conn").dataset.state) || "connecting");
       if (gd.selected && gd.selected.kind === "incident") loadIncidentDetails(gd.selected.id); else refreshPanel(); }
+    document.dispatchEvent(new CustomEvent("gd:lang"));
   }
+  // What other console scripts (calls.js) use of this one.
+  gd.ui = { api, esc, fmtTime, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender };
   document.addEventListener("DOMContentLoaded", () => {
     applyI18n();
     $("#login-form").addEventListener("submit", doLogin);
