@@ -84,6 +84,14 @@ class Reclassify(BaseModel):
     priority: int | None = Field(None, ge=1, le=4)
 
 
+class NoteCreate(BaseModel):
+    """A free-text note on an incident (a remark of the call-taker, dispatcher or supervisor)."""
+
+    text: str = Field(..., min_length=1, max_length=2000)
+
+    _clean = field_validator("text", mode="before")(clean_text)
+
+
 class IncidentOut(BaseModel):
     """An incident as the API shows it (``caller_phone`` only to the regional operations roles)."""
 

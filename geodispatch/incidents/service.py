@@ -31,11 +31,12 @@ from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, haversine_m, valid_latlng
 from geodispatch.geocoding.service import Geocoder, IndexGeocoder, describe_point
 from geodispatch.incidents.classification import load_classification
-from geodispatch.incidents.models import Incident
+from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import (
     PendingEvent,
     append_event,
     event_body,
+    iso_utc,
     note_written,
     prepare_event,
     write_event,
@@ -479,6 +480,40 @@ def reclassify(*, session: Session, incident_id: int, category: str, reason: str
                        "set": {"category": cat.code, "priority": new_priority}})
     session.flush()
     return incident
+
+
+NOTE_MAX_CHARS = 2000
+
+
+def add_note(*, session: Session, incident_id: int, text: str, actor: str) -> dict[str, Any]:
+    """Append a note to the incident's record (a ``note`` event: ``data = {"note": text}``).
+
+    A note changes no projected row, so verification replays it like any other event: its
+    columns must say what its sealed body says. Notes may be added in any status, a closed
+    incident included (a remark after the fact is still part of the record).
+    """
+    body = (text or "").strip()
+    if not body:
+        raise InvalidInput("a note needs some text")
+    if len(body) > NOTE_MAX_CHARS:
+        raise InvalidInput(f"a note is at most {NOTE_MAX_CHARS} characters ({len(body)} given)")
+    get_incident(session=session, incident_id=incident_id)
+    at = datetime.now(UTC)
+    event_id = append_event(session=session, incident_id=incident_id, kind="note", actor=actor,
+                            data={"note": body}, at=at)
+    return {"id": event_id, "incident_id": incident_id, "at": iso_utc(at), "actor": actor,
+            "text": body}
+
+
+def incident_notes(*, session: Session, incident_id: int) -> list[dict[str, Any]]:
+    """The incident's notes, oldest first: ``id, at, actor, text``."""
+    rows = session.execute(
+        select(IncidentEvent.id, IncidentEvent.at, IncidentEvent.actor, IncidentEvent.data)
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "note")
+        .order_by(IncidentEvent.incident_seq)).all()
+    return [{"id": int(r[0]), "at": iso_utc(r[1]), "actor": r[2],
+             "text": str((r[3] or {}).get("note") or (r[3] or {}).get("text") or "")}
+            for r in rows]
 
 
 def list_incidents(*, session: Session, region: str | None, status: str | None = None,

@@ -29,7 +29,7 @@ from geodispatch.incidents import service
 from geodispatch.incidents.classification import load_classification, load_dispositions
 from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import event_dict, incident_events
-from geodispatch.incidents.schemas import IncidentCreate, PlaceIncident, Reclassify
+from geodispatch.incidents.schemas import IncidentCreate, NoteCreate, PlaceIncident, Reclassify
 from geodispatch.incidents.verify import verify_record
 from geodispatch.ledger import service as ledger
 from geodispatch.ledger.signing import public_key_pem
@@ -40,6 +40,7 @@ PHONE_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR})
 Anyone = Annotated[Principal, Depends(require_roles(*ALL_ROLES))]
 Intake = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN))]
 Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN))]
+NoteWriters = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER, SUPERVISOR))]
 Auditors = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN, NATIONAL))]
 Readers = Annotated[Principal, Depends(require_roles(
     CALL_TAKER, DISPATCHER, SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
@@ -72,8 +73,8 @@ def visible_incident(session: Session, principal: Principal, incident_id: int, *
 
 
 def incident_json(session: Session, incident: Incident, principal: Principal, *,
-                  point: tuple[float, float] | None = None, assignments: bool = False
-                  ) -> dict[str, Any]:
+                  point: tuple[float, float] | None = None, assignments: bool = False,
+                  notes: bool = False) -> dict[str, Any]:
     """The API form of an incident (phone only for the regional operations roles)."""
     if point is None:
         where = service.incident_point(session, incident)
@@ -109,6 +110,8 @@ def incident_json(session: Session, incident: Incident, principal: Principal, *,
         out["assignments"] = [
             {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
             for r in rows]
+    if notes:
+        out["notes"] = service.incident_notes(session=session, incident_id=incident.id)
     return out
 
 
@@ -213,10 +216,20 @@ def list_incidents(principal: Readers, session: SessionDep,
                       for i in items]}
 
 
-@router.get("/{incident_id}", summary="One incident with its assignments")
+@router.get("/{incident_id}", summary="One incident with its assignments and notes")
 def get_incident(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
     incident = visible_incident(session, principal, incident_id)
-    return incident_json(session, incident, principal, assignments=True)
+    return incident_json(session, incident, principal, assignments=True, notes=True)
+
+
+@router.post("/{incident_id}/notes", status_code=201,
+             summary="Add a note to the incident's record (a 'note' event)")
+def add_note(incident_id: int, body: NoteCreate, principal: NoteWriters,
+             uow: UnitOfWork) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        return service.add_note(session=session, incident_id=incident_id, text=body.text,
+                                actor=principal.username)
 
 
 @router.get("/{incident_id}/events",

@@ -68,6 +68,14 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/incidents/{incident_id}/recommend"): frozenset(
         {"dispatcher", "supervisor", "admin"}),
     ("GET", "/api/incidents/{incident_id}"): EVERY_ROLE,
+    # The console's incident actions.
+    ("GET", "/api/incidents/dispositions"): EVERY_ROLE,
+    ("POST", "/api/incidents/{incident_id}/notes"): frozenset(
+        {"call_taker", "dispatcher", "supervisor"}),
+    ("POST", "/api/incidents/{incident_id}/reclassify"): OPS,
+    **{("POST", f"/api/incidents/{{incident_id}}/{action}"): frozenset(
+        {"dispatcher", "supervisor", "admin"})
+       for action in ("close", "cancel", "merge", "reopen")},
 }
 # Unsafe routes national may call (none: national is read-only). Login is public, not "national".
 NATIONAL_WRITES: set[tuple[str, str]] = set()

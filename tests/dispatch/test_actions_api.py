@@ -69,3 +69,30 @@ def test_close_with_unknown_disposition_is_422_with_the_list(
     r = httpx.post(f"{base}/api/incidents/{inc['id']}/close", json={"disposition": "TELEFON"},
                    headers=h["dispatcher"])
     assert r.status_code == 200 and r.json()["disposition"] == "05"
+
+
+def test_notes_over_http(api: tuple[str, dict[str, dict[str, str]]]) -> None:
+    """Call-taker, dispatcher and supervisor add notes; they come back with the incident, in
+    the timeline, and the record verifies. Empty notes and other regions are refused."""
+    base, h = api
+    inc = _register(base, h["call_taker"])
+    url = f"{base}/api/incidents/{inc['id']}/notes"
+    for who in ("call_taker", "dispatcher", "supervisor"):
+        r = httpx.post(url, json={"text": f"note by {who}"}, headers=h[who])
+        assert r.status_code == 201, r.text
+        assert r.json()["text"] == f"note by {who}" and r.json()["at"]
+    for who in ("analyst", "national"):
+        assert httpx.post(url, json={"text": "x"}, headers=h[who]).status_code == 403
+    r = httpx.post(url, json={"text": "   "}, headers=h["dispatcher"])
+    assert r.status_code == 422 and "text" in r.json()["detail"]
+    assert httpx.post(url, json={}, headers=h["dispatcher"]).status_code == 422
+    assert httpx.post(url, json={"text": "x"}, headers=h["other_dispatcher"]).status_code == 404
+    got = httpx.get(f"{base}/api/incidents/{inc['id']}", headers=h["analyst"]).json()
+    assert [n["text"] for n in got["notes"]] == [
+        "note by call_taker", "note by dispatcher", "note by supervisor"]
+    assert [n["actor"] for n in got["notes"]][0].startswith("call_taker_")
+    ev = httpx.get(f"{base}/api/incidents/{inc['id']}/events", headers=h["dispatcher"]).json()
+    assert [e["kind"] for e in ev["events"]].count("note") == 3
+    v = httpx.get(f"{base}/api/incidents/verify", params={"reference": inc["reference"]},
+                  headers=h["supervisor"])
+    assert v.status_code == 200 and v.json()["ok"], v.text
