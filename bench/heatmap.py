@@ -1,4 +1,16 @@
-"""Benchmark: p90 total response per H3 res-8 cell over 1,000,000 incidents, from the database.
+"""Benchmark: importing calls, and p90 total response per H3 res-8 cell over N incidents.
+
+**Import** (``--import-rows``, default 20,000 unit rows): the real SF file's rows repeated with
+new call numbers and their times shifted by whole weeks, written as an SF-format CSV and imported
+through ``geodispatch import calls``' own path (:func:`~geodispatch.analytics.importer.
+import_calls` with the shipped ``sf`` mapping: read, normalise, COPY into staging tables,
+``INSERT ... SELECT`` into incidents/crews/assignments, one signed ``imported`` event per new
+incident) and then :func:`~geodispatch.analytics.intervals.refresh_intervals`, all in one
+transaction of the configured database that is rolled back at the end. Printed: rows/s of the
+whole import, of everything before the signing of the events (read + COPY + INSERT), and of the
+refresh.
+
+**Heatmap** (``--incidents``, default 200,000; the issue's run is 10,000,000):
 
 Compared side by side (same data, same database, warm cache, best of ``--repeat`` runs):
 
@@ -49,8 +61,10 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from geodispatch.analytics.aggregates import aggregate, cell_stats  # noqa: E402
-from geodispatch.analytics.intervals import rebuild_cell_days  # noqa: E402
-from geodispatch.db import admin_engine  # noqa: E402
+from geodispatch.analytics.importer import import_calls  # noqa: E402
+from geodispatch.analytics.intervals import rebuild_cell_days, refresh_intervals  # noqa: E402
+from geodispatch.analytics.mapping import load_mapping  # noqa: E402
+from geodispatch.db import admin_engine, app_engine, session_factory  # noqa: E402
 from geodispatch.settings import get_settings  # noqa: E402
 
 SF_FILE = "incidents/sf_fire_calls_for_service_2016-12-31_to_2017-01-07.csv"
@@ -90,6 +104,64 @@ def real_calls(path: Path) -> pd.DataFrame:
     calls["total_response_s"] = secs(received, g["on_scene"].min())
     calls["on_scene_s"] = secs(g["on_scene"].min(), g["available"].max())
     return calls.reset_index(drop=True)
+
+
+def sf_format_file(path: Path, rows: int, out: Path) -> int:
+    """Write ``rows`` SF-format unit rows: the real file repeated, new call numbers, whole weeks
+    later each time (so the copies keep the real intervals, hours and places)."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    copies = -(-rows // len(raw))
+    times = [c for c in raw.columns if c.endswith("DtTm")]
+    parsed = {c: pd.to_datetime(raw[c].replace("", None), format=FMT) for c in times}
+    with out.open("w", newline="") as f:
+        raw.iloc[:0].to_csv(f, index=False)
+        left = rows
+        for k in range(copies):
+            chunk = raw.iloc[:left].copy()
+            chunk["Call Number"] = f"9{k:05d}" + chunk["Call Number"]
+            shift = pd.Timedelta(weeks=k + 1)
+            for c in times:
+                chunk[c] = (parsed[c].iloc[:left] + shift).dt.strftime(FMT).fillna("")
+            chunk.to_csv(f, index=False, header=False)
+            left -= len(chunk)
+    return rows
+
+
+def bench_import(settings: Any, rows: int) -> dict[str, float]:
+    """Import ``rows`` SF-format rows through the real importer, then roll everything back."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_import_{os.getpid()}.csv"
+    sf_format_file(settings.data_dir / SF_FILE, rows, tmp)
+    engine = app_engine(settings)
+    stamps: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        stamps[msg.split(" ", 1)[0]] = time.perf_counter() - t0
+        print(f"  [{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
+
+    try:
+        with session_factory(engine)() as session:
+            t0 = time.perf_counter()
+            result = import_calls(session=session, path=tmp, mapping=load_mapping("sf"),
+                                  region="BENCHIMP", progress=progress)
+            t_import = time.perf_counter() - t0
+            assert result.first_received is not None and result.new_incidents == result.calls
+            t1 = time.perf_counter()
+            refreshed = refresh_intervals(session=session,
+                                          since=result.first_received.to_pydatetime())
+            t_refresh = time.perf_counter() - t1
+            session.rollback()
+    finally:
+        tmp.unlink(missing_ok=True)
+        engine.dispose()
+    t_seal = t_import - stamps.get("sealing", t_import)
+    print(f"  import {rows:,} rows ({result.calls:,} calls): {t_import:.1f} s = "
+          f"{rows / t_import:,.0f} rows/s; before signing the events {t_import - t_seal:.1f} s "
+          f"= {rows / (t_import - t_seal):,.0f} rows/s; signing {t_seal:.1f} s; refresh "
+          f"{refreshed:,} intervals {t_refresh:.1f} s (rolled back)")
+    return {"import_rows": rows, "import_rows_per_s": rows / t_import,
+            "import_unsigned_rows_per_s": rows / (t_import - t_seal),
+            "refresh_rows_per_s": refreshed / t_refresh}
 
 
 def synthesise(calls: pd.DataFrame, n: int, seed: int = 7) -> pd.DataFrame:
@@ -171,10 +243,17 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--incidents", type=int, default=1_000_000)
+    ap.add_argument("--incidents", type=int, default=200_000,
+                    help="incidents of the heatmap comparison (the issue's run: 10000000)")
+    ap.add_argument("--import-rows", type=int, default=20_000,
+                    help="SF-format unit rows of the import measurement (0: skip)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     settings = get_settings()
+    imported: dict[str, float] = {}
+    if args.import_rows > 0:
+        print(f"importing {args.import_rows:,} SF-format rows through import_calls")
+        imported = bench_import(settings, args.import_rows)
     calls = real_calls(settings.data_dir / SF_FILE)
     print(f"generating {args.incidents:,} incidents from {len(calls):,} real SF calls")
     frame = synthesise(calls, args.incidents)
@@ -253,8 +332,14 @@ def main() -> int:
     print(f"(other groupings, e.g. by hour x priority, go through SQL percentile_cont: "
           f"{t_hour:.3f} s)")
     print(f"max |ours - SQL| = {diff_sql:.2e} s, max |ours - pandas| = {diff_pd:.2e} s (exact)")
-    print(json.dumps({"incidents": args.incidents, "cells": len(cells), "ours_s": round(t_ours, 4),
-                      "sql_groupby_s": round(t_sql, 4), "pandas_s": round(t_pd, 4)}))
+    print(json.dumps({
+        "incidents": args.incidents, "cells": len(cells),
+        "import_rows": int(imported.get("import_rows", 0)),
+        "import_rows_per_s": round(imported.get("import_rows_per_s", 0.0)),
+        "import_unsigned_rows_per_s": round(imported.get("import_unsigned_rows_per_s", 0.0)),
+        "refresh_rows_per_s": round(imported.get("refresh_rows_per_s", 0.0)),
+        "ours_s": round(t_ours, 4), "sql_groupby_s": round(t_sql, 4), "pandas_s": round(t_pd, 4),
+        "heatmap_load_rows_per_s": round(args.incidents / t_load)}))
     return 0
 
 

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h3
 import numpy as np
 import pandas as pd
+from h3.api import basic_int as h3i
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -125,10 +125,11 @@ def _calls_frame(rows: pd.DataFrame, region: str, h3_res: int) -> pd.DataFrame:
     calls["entry"] = calls["entry"].fillna(calls["received"])
     calls["closed"] = calls["closed"].where(calls["n_cleared"] == calls["n_rows"])
     calls["status"] = np.where(calls["closed"].notna(), "closed", "cleared")
-    calls["h3"] = [
-        h3.str_to_int(LatLng(a, b).h3_cell(h3_res)) for a, b in zip(calls["lat"], calls["lng"],
-                                                                     strict=True)
-    ]
+    to_cell = h3i.latlng_to_cell
+    calls["h3"] = np.fromiter(
+        (to_cell(a, b, h3_res) for a, b in zip(calls["lat"].tolist(), calls["lng"].tolist(),
+                                                strict=True)),
+        dtype=np.uint64, count=len(calls)).astype(np.int64)
     calls["reference"] = region + "-IMP-" + calls["call"]
     calls["key"] = "import:" + region + ":" + calls["call"]
     calls["description"] = "Imported call; final disposition: " + calls["disposition"]
@@ -242,7 +243,7 @@ def import_calls(
     calls["sector_id"] = pd.array(_sector_ids(session, calls), dtype="Int64")
 
     # Crews.
-    say("COPY crews, incidents and assignments")
+    say("COPY crews")
     units = rows.drop_duplicates("unit")[["unit", "unit_type"]]
     kinds = mapping.unit_kinds
     kind = units["unit_type"].map(lambda t: kinds.get(t, "patrol_car"))
@@ -261,6 +262,7 @@ def import_calls(
         "ON CONFLICT DO NOTHING"), {"region": region}))
 
     # Incidents.
+    say(f"COPY {len(calls):,} incidents")
     _stage(session, _INCIDENT_STAGE, "_imp_calls")
     cols = ["call", "reference", "key", "received", "entry", "lat", "lng", "h3", "address",
             "category", "original_category", "priority", "status", "closed", "description",
@@ -300,6 +302,7 @@ def import_calls(
         "status": status,
         "created_by": np.where(undispatched, UNDISPATCHED, "import"),
     })
+    say(f"COPY {len(stage_rows):,} assignments")
     _stage(session, _ASSIGN_STAGE, "_imp_rows")
     _copy(session, "_imp_rows", list(stage_rows.columns), stage_rows)
     new_assignments = rowcount(session.execute(text(
@@ -311,6 +314,7 @@ def import_calls(
         "JOIN incidents i ON i.idempotency_key = r.key JOIN units u ON u.call_sign = r.call_sign "
         "WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id "
         "AND a.unit_id = u.id AND a.dispatched_at = r.dispatched)")))
+    say(f"sealing {len(inserted):,} new incidents into the incident record")
     events = _append_imported_events(session, [(r[0], r[1]) for r in inserted], path.name)
     session.flush()
     log.info("imported %s: %d rows, %d calls, %d new incidents, %d new assignments, "

@@ -22,7 +22,6 @@ import pandas as pd
 from geodispatch.analytics.intervals import MAX_INTERVAL_S
 from geodispatch.analytics.mapping import TIME_FIELDS, CallMapping
 from geodispatch.errors import InvalidInput
-from geodispatch.geo import valid_latlng
 
 #: Our names of the six timestamps in the normalised frame.
 FRAME_TIME = {"received": "received", "entered": "entry", "dispatched": "dispatch",
@@ -72,9 +71,15 @@ def _location(df: pd.DataFrame, m: CallMapping) -> tuple[np.ndarray, np.ndarray]
     else:
         lat, lng = _wkt(df[m.location_columns[0]].fillna(""))
     a, b = lat.to_numpy(dtype=float), lng.to_numpy(dtype=float)
-    ok = np.array([valid_latlng(x, y) if not (np.isnan(x) or np.isnan(y)) else False
-                   for x, y in zip(a.tolist(), b.tolist(), strict=True)], dtype=bool)
+    ok = valid_latlngs(a, b)
     return np.where(ok, a, np.nan), np.where(ok, b, np.nan)
+
+
+def valid_latlngs(lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
+    """:func:`geodispatch.geo.valid_latlng` of many points at once (NaN is not valid)."""
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lat) & np.isfinite(lng) & (np.abs(lat) <= 90.0) & (np.abs(lng) <= 180.0)
+    return np.asarray(ok & ~((lat == 0.0) & (lng == 0.0)), dtype=bool)
 
 
 def parse_times(values: pd.Series, fmt: str, tz: str) -> pd.Series:
