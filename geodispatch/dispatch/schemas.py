@@ -33,3 +33,7 @@ class CloseBody(BaseModel):
 
 class RecommendBody(BaseModel):
     top_n: int | None = Field(None, ge=1, le=50)
+
+
+class LeadBody(BaseModel):
+    unit_id: int

@@ -1,6 +1,6 @@
 """HTTP endpoints of the dispatch workflow: recommend, assign (accept or override), crew status,
-cancel, merge, close, reopen, and the supervisor's alerts. Dispatchers and supervisors of the
-incident's region (national: read-only, so none of these writes)."""
+lead crew, cancel, merge, close, reopen, and the supervisor's alerts. Dispatchers and
+supervisors of the incident's region (national: read-only, so none of these writes)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from geodispatch.dispatch.recommend import recommend as run_recommend
 from geodispatch.dispatch.schemas import (
     AssignBody,
     CloseBody,
+    LeadBody,
     MergeBody,
     ReasonBody,
     RecommendBody,
@@ -159,6 +160,19 @@ def reopen(incident_id: int, body: ReasonBody, principal: Operations, uow: UnitO
         inc = workflow.reopen_incident(session=session, incident_id=incident_id,
                                        actor=principal.username, reason=body.reason)
         return _write(request, session, principal, inc)
+
+
+@router.post("/api/incidents/{incident_id}/lead",
+             summary="Make one of the incident's crews its lead")
+def lead(incident_id: int, body: LeadBody, principal: Operations, uow: UnitOfWork,
+         request: Request) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        workflow.set_lead(session=session, incident_id=incident_id, unit_id=body.unit_id,
+                          actor=principal.username)
+        _after_commit(request, session)
+        incident = visible_incident(session, principal, incident_id)
+        return incident_json(session, incident, principal, assignments=True)
 
 
 @router.get("/api/dispatch/alerts", summary="Supervisor timers and alerts of the region")

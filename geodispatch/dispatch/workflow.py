@@ -211,6 +211,41 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
     return assignment
 
 
+def set_lead(*, session: Session, incident_id: int, unit_id: int, actor: str) -> Assignment:
+    """Make the crew with an active assignment on the incident its lead (one lead at a time).
+
+    The crews' terminals get their assignment again (the lead flag is in it); the event names the
+    new and the previous lead.
+    """
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.status in FINAL_INCIDENT:
+        raise Conflict(f"incident {incident.reference} is {incident.status}")
+    active = session.execute(select(Assignment).where(
+        Assignment.incident_id == incident_id, Assignment.status.in_(ACTIVE))
+        .order_by(Assignment.unit_id).with_for_update()).scalars().all()
+    chosen = next((a for a in active if a.unit_id == unit_id), None)
+    if chosen is None:
+        raise InvalidInput(f"unit {unit_id} has no active assignment on incident "
+                           f"{incident.reference}: only a crew on the incident can lead it")
+    previous = next((a for a in active if a.is_lead), None)
+    if previous is chosen:
+        return chosen
+    for a in active:
+        a.is_lead = a is chosen
+    session.flush()
+    units = {u.id: u for u in session.execute(select(Unit).where(
+        Unit.id.in_([a.unit_id for a in active]))).scalars()}
+    append_event(session=session, incident_id=incident_id, kind="lead_changed", actor=actor,
+                 data={"unit_id": unit_id, "call_sign": units[unit_id].call_sign,
+                       "previous_unit_id": previous.unit_id if previous else None,
+                       "previous_call_sign": units[previous.unit_id].call_sign
+                       if previous else None})
+    for a in active:  # (not tracked again: their delivery is tracked from the first send)
+        _pending(session).append(PendingPublish(units[a.unit_id].device_id, assignment_message(
+            session=session, assignment=a, incident=incident)))
+    return chosen
+
+
 def assignment_message(*, session: Session, assignment: Assignment,
                        incident: Incident | None = None) -> dict[str, Any]:
     """The retained message a crew terminal gets for ``assignment`` (also what is sent again)."""

@@ -96,6 +96,7 @@ def incident_json(session: Session, incident: Incident, principal: Principal, *,
         "merged_into_id": incident.merged_into_id, "disposition": incident.disposition,
         "closed_at": incident.closed_at.isoformat() if incident.closed_at else None,
         "caller_lang": incident.caller_lang, "source": incident.source,
+        "sms_opt_out": incident.sms_opt_out,
     }
     if sees_phone(principal, incident):
         out["caller_phone"] = incident.caller_phone
@@ -220,6 +221,17 @@ def list_incidents(principal: Readers, session: SessionDep,
 def get_incident(incident_id: int, principal: Readers, session: SessionDep) -> dict[str, Any]:
     incident = visible_incident(session, principal, incident_id)
     return incident_json(session, incident, principal, assignments=True, notes=True)
+
+
+@router.get("/{incident_id}/nearby",
+            summary="Open incidents near this one or from the same caller (merge candidates)")
+def nearby(incident_id: int, principal: Readers, session: SessionDep,
+           radius_m: Annotated[float, Query(gt=0, le=20000)] = 1000.0,
+           limit: Annotated[int, Query(ge=1, le=50)] = 10) -> dict[str, Any]:
+    incident = visible_incident(session, principal, incident_id)
+    items = service.nearby_open(session=session, incident=incident, radius_m=radius_m,
+                                limit=limit)
+    return {"radius_m": radius_m, "items": items}
 
 
 @router.post("/{incident_id}/notes", status_code=201,

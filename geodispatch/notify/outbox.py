@@ -58,6 +58,36 @@ def opt_out(*, session: Session, phone: str) -> None:
     session.flush()
 
 
+def set_incident_sms(*, session: Session, incident_id: int, enabled: bool, actor: str,
+                     reason: str = "") -> Incident:
+    """Switch SMS to this incident's caller off ("do not SMS": a domestic-violence caller, a
+    caller who asks) or back on; switching off suppresses the messages not yet sent.
+
+    Recorded as an ``sms_disabled`` / ``sms_enabled`` event (with the reason and how many queued
+    messages were suppressed). Setting what is already set changes nothing.
+    """
+    from geodispatch.incidents.record import append_event
+    from geodispatch.incidents.service import get_incident
+
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.sms_opt_out == (not enabled):
+        return incident
+    incident.sms_opt_out = not enabled
+    suppressed = 0
+    if not enabled:
+        for m in session.execute(select(SmsMessage).where(
+                SmsMessage.incident_id == incident.id,
+                SmsMessage.status == "pending").with_for_update(skip_locked=True)).scalars():
+            m.status = "suppressed"
+            suppressed += 1
+    append_event(session=session, incident_id=incident.id,
+                 kind="sms_enabled" if enabled else "sms_disabled", actor=actor,
+                 data={"reason": reason.strip(), "suppressed": suppressed,
+                       "set": {"sms_opt_out": not enabled}})
+    session.flush()
+    return incident
+
+
 def enqueue_sms(*, session: Session, incident: Incident, template: str,
                 **fields: object) -> SmsMessage | None:
     """Queue a message to the incident's caller; None when there is no phone or it opted out."""

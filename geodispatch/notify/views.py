@@ -1,4 +1,5 @@
-"""HTTP endpoints of caller notifications: opt-out and an incident's SMS history."""
+"""HTTP endpoints of caller notifications: opt-out, the per-incident "do not SMS" switch and an
+incident's SMS history."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from sqlalchemy import select
 
 from geodispatch.api.deps import SessionDep, require_roles
 from geodispatch.api.security import ADMIN, CALL_TAKER, DISPATCHER, SUPERVISOR, Principal
-from geodispatch.incidents.views import sees_phone, visible_incident
+from geodispatch.db import transaction
+from geodispatch.incidents.views import UnitOfWork, incident_json, sees_phone, visible_incident
 from geodispatch.notify.models import SmsMessage
-from geodispatch.notify.outbox import opt_out
+from geodispatch.notify.outbox import opt_out, set_incident_sms
 
 router = APIRouter(tags=["notify"])
 
@@ -22,6 +24,11 @@ Operators = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER, S
 
 class OptOutBody(BaseModel):
     phone: str = Field(..., max_length=32)
+
+
+class IncidentSmsBody(BaseModel):
+    enabled: bool
+    reason: str = Field("", max_length=1000)
 
 
 @router.post("/api/sms/opt-out", status_code=204, summary="A caller asks for no more SMS")
@@ -40,3 +47,15 @@ def incident_sms(incident_id: int, principal: Operators, session: SessionDep) ->
         "attempts": m.attempts, "body": m.body, "phone": m.phone if show else None,
         "created_at": m.created_at.isoformat(), "sent_at": m.sent_at.isoformat()
         if m.sent_at else None, "last_error": m.last_error} for m in rows]}
+
+
+@router.post("/api/incidents/{incident_id}/sms",
+             summary="Per-incident SMS switch: enabled=false is 'do not SMS' (queued ones too)")
+def incident_sms_switch(incident_id: int, body: IncidentSmsBody, principal: Operators,
+                        uow: UnitOfWork) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        incident = set_incident_sms(session=session, incident_id=incident_id,
+                                    enabled=body.enabled, actor=principal.username,
+                                    reason=body.reason)
+        return incident_json(session, incident, principal)

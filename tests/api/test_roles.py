@@ -75,7 +75,10 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/incidents/{incident_id}/reclassify"): OPS,
     **{("POST", f"/api/incidents/{{incident_id}}/{action}"): frozenset(
         {"dispatcher", "supervisor", "admin"})
-       for action in ("close", "cancel", "merge", "reopen")},
+       for action in ("close", "cancel", "merge", "reopen", "lead")},
+    ("POST", "/api/incidents/{incident_id}/sms"): OPS,
+    ("GET", "/api/incidents/{incident_id}/nearby"): frozenset(
+        {"call_taker", "dispatcher", "supervisor", "analyst", "admin", "national"}),
 }
 # Unsafe routes national may call (none: national is read-only). Login is public, not "national".
 NATIONAL_WRITES: set[tuple[str, str]] = set()

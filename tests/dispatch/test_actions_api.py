@@ -96,3 +96,94 @@ def test_notes_over_http(api: tuple[str, dict[str, dict[str, str]]]) -> None:
     v = httpx.get(f"{base}/api/incidents/verify", params={"reference": inc["reference"]},
                   headers=h["supervisor"])
     assert v.status_code == 200 and v.json()["ok"], v.text
+
+
+def _crews(engine: Engine, n: int) -> list[int]:
+    from sqlalchemy.orm import Session
+
+    from tests.dispatch.conftest import add_crew
+
+    with Session(engine) as s, s.begin():
+        return [add_crew(s, HERE) for _ in range(n)]
+
+
+def test_lead_crew(api: tuple[str, dict[str, dict[str, str]]], engine: Engine) -> None:
+    """The lead moves to another crew on the incident; a crew not on it cannot lead."""
+    base, h = api
+    inc = _register(base, h["call_taker"])
+    one, two, spare = _crews(engine, 3)
+    for uid in (one, two):
+        r = httpx.post(f"{base}/api/incidents/{inc['id']}/assignments",
+                       json={"unit_id": uid, "override_reason": "nearest by radio"},
+                       headers=h["dispatcher"])
+        assert r.status_code == 201, r.text
+    r = httpx.post(f"{base}/api/incidents/{inc['id']}/lead", json={"unit_id": two},
+                   headers=h["dispatcher"])
+    assert r.status_code == 200, r.text
+    leads = {a["unit_id"]: a["is_lead"] for a in r.json()["assignments"]}
+    assert leads == {one: False, two: True}
+    r = httpx.post(f"{base}/api/incidents/{inc['id']}/lead", json={"unit_id": spare},
+                   headers=h["dispatcher"])
+    assert r.status_code == 422 and "no active assignment" in r.json()["detail"]
+    assert httpx.post(f"{base}/api/incidents/{inc['id']}/lead", json={"unit_id": one},
+                      headers=h["call_taker"]).status_code == 403
+    ev = httpx.get(f"{base}/api/incidents/{inc['id']}/events", headers=h["dispatcher"]).json()
+    [changed] = [e for e in ev["events"] if e["kind"] == "lead_changed"]
+    assert changed["data"]["unit_id"] == two and changed["data"]["previous_unit_id"] == one
+    assert changed["data"]["call_sign"] and changed["data"]["previous_call_sign"]
+
+
+def test_do_not_sms(api: tuple[str, dict[str, dict[str, str]]]) -> None:
+    """Switching SMS off suppresses the queued messages and stops new ones; on again allows."""
+    base, h = api
+    inc = _register(base, h["call_taker"])
+    sms = f"{base}/api/incidents/{inc['id']}/sms"
+    r = httpx.post(sms, json={"enabled": False, "reason": "caller asked"},
+                   headers=h["call_taker"])
+    assert r.status_code == 200 and r.json()["sms_opt_out"] is True
+    # (the registration message may have gone out already: the worker runs in the app)
+    [registered] = httpx.get(sms, headers=h["dispatcher"]).json()["items"]
+    assert registered["template"] == "registered" and registered["status"] != "pending"
+    r = httpx.post(f"{base}/api/incidents/{inc['id']}/close", json={"disposition": "02"},
+                   headers=h["dispatcher"])
+    assert r.status_code == 200
+    assert len(httpx.get(sms, headers=h["dispatcher"]).json()["items"]) == 1  # no "closed"
+    assert httpx.post(sms, json={"enabled": True}, headers=h["analyst"]).status_code == 403
+    r = httpx.post(sms, json={"enabled": True}, headers=h["supervisor"])
+    assert r.status_code == 200 and r.json()["sms_opt_out"] is False
+    kinds = [e["kind"] for e in httpx.get(f"{base}/api/incidents/{inc['id']}/events",
+                                          headers=h["dispatcher"]).json()["events"]]
+    assert "sms_disabled" in kinds and "sms_enabled" in kinds
+    assert httpx.post(sms, json={"enabled": "maybe"}, headers=h["dispatcher"]).status_code == 422
+
+
+def test_nearby_open_incidents(api: tuple[str, dict[str, dict[str, str]]]) -> None:
+    """Merge candidates: open incidents close by or from the same number, nearest first; not
+    itself, not closed ones, not far ones from another number."""
+    base, h = api
+    here = LatLng(50.3001, 30.6534)  # no other test registers here
+    me = _register(base, h["call_taker"], here, caller_phone="+380501110001")
+    near = _register(base, h["call_taker"], LatLng(here.lat + 0.001, here.lng),
+                     caller_phone="+380501110002")
+    nearer = _register(base, h["call_taker"], LatLng(here.lat + 0.0004, here.lng),
+                       caller_phone="+380501110003")
+    far_same = _register(base, h["call_taker"], LatLng(here.lat + 0.2, here.lng),
+                         caller_phone="+380501110001")
+    far_other = _register(base, h["call_taker"], LatLng(here.lat + 0.2, here.lng + 0.01),
+                          caller_phone="+380501110004")
+    closed = _register(base, h["call_taker"], LatLng(here.lat + 0.0002, here.lng),
+                       caller_phone="+380501110005")
+    httpx.post(f"{base}/api/incidents/{closed['id']}/close", json={"disposition": "02"},
+               headers=h["dispatcher"]).raise_for_status()
+    r = httpx.get(f"{base}/api/incidents/{me['id']}/nearby", params={"radius_m": 500},
+                  headers=h["dispatcher"])
+    assert r.status_code == 200, r.text
+    ids = [i["id"] for i in r.json()["items"]]
+    assert ids[:3] == [far_same["id"], nearer["id"], near["id"]]
+    assert me["id"] not in ids and closed["id"] not in ids and far_other["id"] not in ids
+    first = r.json()["items"][1]
+    assert first["reference"] == nearer["reference"] and 30 < first["distance_m"] < 60
+    assert httpx.get(f"{base}/api/incidents/{me['id']}/nearby", params={"radius_m": 0},
+                     headers=h["dispatcher"]).status_code == 422
+    assert httpx.get(f"{base}/api/incidents/{me['id']}/nearby",
+                     headers=h["other_dispatcher"]).status_code == 404
