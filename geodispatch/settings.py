@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     calls_nearby_window_s: float = Field(
         1800.0, description="The duplicate check lists incidents received within this many "
         "seconds (those from the same number wherever they are).")
+    calls_ari_url: str = Field(
+        "", description="Asterisk ARI base URL (e.g. http://pbx:8088): the adapter subscribes to "
+        "its WebSocket events; empty = no Asterisk adapter.")
+    calls_ari_user: str = Field("geodispatch", description="ARI user (ari.conf).")
+    calls_ari_password: str = Field("", description="ARI user's password (ari.conf).")
+    calls_ari_app: str = Field(
+        "geodispatch", description="Stasis application the dialplan hands calls to.")
 
     # --- the signed log ----------------------------------------------------------------------
     log_signing_key: Path | None = Field(

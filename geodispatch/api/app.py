@@ -25,6 +25,7 @@ from geodispatch.api.logs import install as install_log_scrubbing
 from geodispatch.api.policy import iter_routes, route_policy
 from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import AccountCheck
+from geodispatch.calls import lifespan as calls_lifespan
 from geodispatch.calls import views as calls_views
 from geodispatch.crew import views as crew_views
 from geodispatch.db import app_engine, check_database, session_factory
@@ -61,7 +62,7 @@ ROOT_ROUTERS: tuple[Any, ...] = (federation_views.centre_router,)
 #: stopped in reverse.
 LIFESPANS: tuple[Any, ...] = (
     routing_lifespan, zones_lifespan, tracking_lifespan, dispatch_lifespan, notify_lifespan,
-    live_lifespan, federation_lifespan,
+    live_lifespan, federation_lifespan, calls_lifespan,
 )
 
 DESCRIPTION = """\
