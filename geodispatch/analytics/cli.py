@@ -114,6 +114,25 @@ def _infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zone_report(args: argparse.Namespace) -> int:
+    from geodispatch.analytics.report import build_report, resolve_scope
+    from geodispatch.db import transaction
+
+    with transaction(_factory()) as session:
+        scope = resolve_scope(session=session, start=args.start, end=args.end,
+                              region=args.region, zone=args.zone)
+        page = build_report(session=session, scope=scope, target_s=args.target)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        from geodispatch.errors import InvalidInput
+
+        raise InvalidInput(f"cannot write {args.out}: {exc}") from None
+    print(args.out)
+    return 0
+
+
 def _refresh(args: argparse.Namespace) -> int:
     from geodispatch.analytics.intervals import refresh_intervals
     from geodispatch.db import transaction
@@ -232,6 +251,13 @@ def register(sub: Any) -> None:
     calls.add_argument("--no-refresh", action="store_true",
                        help="do not refresh the response intervals afterwards")
     calls.set_defaults(func=_import_calls)
+
+    zr = sub.add_parser("report", help="a self-contained HTML report of one zone (or region) "
+                        "over a period: heatmap, P50/P90 per zone vs target, worst cells, trend")
+    zr.add_argument("--zone", default=None, help="zone code (the zone and the zones below it)")
+    _period_args(zr)
+    zr.add_argument("--out", type=Path, required=True, help="output HTML, e.g. maps/report.html")
+    zr.set_defaults(func=_zone_report)
 
     an = sub.add_parser("analytics", help="response-time analytics")
     asub = an.add_subparsers(dest="analytics_command", metavar="ACTION", required=True)

@@ -156,3 +156,20 @@ def test_file_not_matching_the_mapping_names_the_missing_columns(
     bad.write_text("name = \n")
     with pytest.raises(InvalidInput, match="not valid TOML"):
         load_mapping(bad)
+
+
+def test_reimport_of_a_grown_export_adds_only_the_new_calls(db: Session, tmp_path: Path) -> None:
+    """The same export a day later (old rows + one new call): only the new call is added."""
+    first = import_calls(session=db, path=NOLA, mapping=load_mapping("new_orleans"),
+                         region="NOLAGROW")
+    assert first.new_incidents == 6
+    grown = tmp_path / "grown.csv"
+    extra = ("A0000919,21,THEFT,1A,21,THEFT,1A,3681000,531000,01/02/2019 09:00:00 AM,"
+             "01/02/2019 09:05:00 AM,01/02/2019 09:20:00 AM,01/02/2019 10:00:00 AM,RTF,"
+             "REPORT TO FOLLOW,N,8D04,002XX Bourbon St,70112,8,POINT (-90.0680 29.9560)\n")
+    grown.write_text(NOLA.read_text() + extra)
+    again = import_calls(session=db, path=grown, mapping=load_mapping("new_orleans"),
+                         region="NOLAGROW")
+    assert (again.calls, again.new_incidents, again.new_assignments) == (7, 1, 1)
+    assert db.execute(text("SELECT count(*) FROM incidents WHERE region = 'NOLAGROW'")
+                      ).scalar_one() == 7
