@@ -84,15 +84,24 @@ def _crew_status(**kwargs: Any) -> None:
     crew_status_report(**kwargs)
 
 
+def _sms_outcome(**kwargs: Any) -> None:
+    """The incident record's ``record_sms_outcome`` (imported when the first outcome comes)."""
+    from geodispatch.incidents.record import record_sms_outcome
+
+    record_sms_outcome(**kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geodispatch",
         description="Geospatial dispatch and unit tracking for police emergency call centres.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    # The composition root's one cross-domain wire for commands: the ingest workers hand the
-    # crew statuses they decode to the dispatch workflow (tracking does not import dispatch).
-    parser.set_defaults(crew_status_handler=_crew_status)
+    # The composition root's cross-domain wires for commands: the ingest workers hand the crew
+    # statuses they decode to the dispatch workflow (tracking does not import dispatch), and
+    # the SMS worker writes delivery outcomes into the incident record (notify does not import
+    # incidents).
+    parser.set_defaults(crew_status_handler=_crew_status, sms_outcome_recorder=_sms_outcome)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     db = sub.add_parser("db", help="database schema (migrations)")

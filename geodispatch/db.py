@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from geodispatch.errors import ConfigurationError
+from geodispatch.errors import ConfigurationError, NotFound
 from geodispatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+R = TypeVar("R", bound=Base)
+
+
+def get_row(session: Session, model: type[R], row_id: int, *, what: str,
+            lock: bool = False) -> R:
+    """The row of ``model`` with this primary key (``FOR UPDATE`` when ``lock``), or NotFound
+    naming ``what`` ("incident 7 not found")."""
+    row = session.get(model, row_id, with_for_update=lock or None)
+    if row is None:
+        raise NotFound(f"{what} {row_id} not found")
+    return row
 
 
 def describe_url(url: str) -> str:

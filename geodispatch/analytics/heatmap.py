@@ -33,6 +33,7 @@ from geodispatch.analytics.aggregates import CellStats, cell_stats
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings, get_settings
+from geodispatch.zones import coverage
 
 if TYPE_CHECKING:
     from geodispatch.zones.coverage import TimesRouter
@@ -215,7 +216,6 @@ def _coverage_overlay(
     """Current road coverage by available crews (zones domain), when it and a router exist."""
     if router is None:
         return False
-    from geodispatch.zones import coverage
 
     sources = coverage.database_sources(session=session, stale_after_s=settings.stale_after_s,
                                         region=region)

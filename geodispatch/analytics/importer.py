@@ -59,6 +59,7 @@ from geodispatch.analytics.reader import CallRows, read_calls, write_rejects
 from geodispatch.geo import LatLng, valid_latlng
 from geodispatch.incidents.record import append_many
 from geodispatch.settings import get_settings
+from geodispatch.zones.index import ZoneIndex
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,6 @@ def _sector_ids(session: Session, calls: pd.DataFrame) -> list[int | None]:
     """Sector of every call from the zones domain's index, when that domain is installed."""
     if importlib.util.find_spec("geodispatch.zones.index") is None:
         return [None] * len(calls)
-    from geodispatch.zones.index import ZoneIndex  # optional producer: zones
 
     try:
         index: Any = ZoneIndex.load(session, get_settings())

@@ -36,6 +36,7 @@ from geodispatch.federation import lifespan as federation_lifespan
 from geodispatch.federation import views as federation_views
 from geodispatch.geocoding import views as geocoding_views
 from geodispatch.incidents import views as incidents_views
+from geodispatch.incidents.record import record_sms_outcome
 from geodispatch.notify import lifespan as notify_lifespan
 from geodispatch.notify import views as notify_views
 from geodispatch.routing import lifespan as routing_lifespan
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Crew statuses decoded by the tracking ingest (MQTT, HTTP) are the dispatch workflow's to
     # apply; the composition root wires them, so tracking does not import dispatch.
     app.state.crew_status_handler = crew_status_report
+    app.state.sms_outcome_recorder = record_sms_outcome
     errors.install(app)
     for mod in ROUTERS:
         app.include_router(mod.router)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.api.security import AccountCheck, Principal, decode_token
 from geodispatch.errors import PermissionDenied
@@ -29,6 +29,14 @@ def get_session(request: Request) -> Iterator[Session]:
     factory = request.app.state.session_factory
     with factory() as session, session.begin():
         yield session
+
+
+def get_factory(request: Request) -> sessionmaker[Session]:
+    """The session factory, for write endpoints that own their transactions (they commit in
+    their own worker thread, and may retry or split the work, rather than take ``SessionDep``'s
+    one transaction)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
 
 
 def get_principal(
@@ -71,5 +79,6 @@ def get_state(name: str) -> Callable[[Request], Any]:
 # the exit code runs after the response has gone out, so a client could be told 201 for a
 # write whose commit then failed, and could read before its own write was visible.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+UnitOfWork = Annotated[sessionmaker[Session], Depends(get_factory)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

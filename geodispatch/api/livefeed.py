@@ -26,20 +26,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from geodispatch.tracking.fleet import LiveFleet
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class FleetSnapshot(Protocol):
+    """The live fleet as the feed reads it (:class:`geodispatch.tracking.fleet.LiveFleet`)."""
+
+    def snapshot(self) -> Sequence[object]: ...
 
 SEND_TIMEOUT_S = 30.0
 EVENT_LOOKBACK = 500  # event ids re-examined below the newest (late commits)
@@ -181,7 +184,7 @@ class LiveHub:
         client.wake.set()
         self.clients.discard(client)
 
-    def unit_snapshot(self, fleet: LiveFleet | None, region: str | None) -> list[dict[str, Any]]:
+    def unit_snapshot(self, fleet: FleetSnapshot | None, region: str | None) -> list[dict[str, Any]]:
         if fleet is None:
             return []
         out = [unit_to_dict(s) for s in fleet.snapshot()]

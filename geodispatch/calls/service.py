@@ -25,11 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from geodispatch.calls.models import OUTCOMES, Call, CallCallback, CallLocation
+from geodispatch.db import get_row
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.record import append_call_event
-from geodispatch.incidents.service import normalise_phone
 from geodispatch.notify.outbox import enqueue_sms_to
+from geodispatch.phone import normalise_phone
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,7 @@ def _utc(at: datetime | None) -> datetime:
 
 
 def get_call(*, session: Session, call_id: int, lock: bool = False) -> Call:
-    stmt = select(Call).where(Call.id == call_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    call = session.execute(stmt).scalar_one_or_none()
-    if call is None:
-        raise NotFound(f"call {call_id} not found")
-    return call
+    return get_row(session, Call, call_id, what="call", lock=lock)
 
 
 def find_call(*, session: Session, source: str, external_id: str, lock: bool = False

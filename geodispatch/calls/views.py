@@ -12,6 +12,7 @@ import hmac
 import json
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -236,7 +237,6 @@ async def aml_https(request: Request, who: PhoneSystem, session: SessionDep,
     raw = await request.body()
     if len(raw) > _MAX_BODY:
         raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
-    from urllib.parse import parse_qsl
 
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)

@@ -31,14 +31,13 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from geodispatch.api.deps import SessionDep, SettingsDep
+from geodispatch.api.deps import SessionDep, SettingsDep, UnitOfWork
 from geodispatch.crew.service import crew_view, current_assignment, incident_point, unit_json
 from geodispatch.db import transaction
 from geodispatch.dispatch import workflow
 from geodispatch.dispatch.publish import publish_after_commit
 from geodispatch.errors import NotFound, Unauthenticated
 from geodispatch.geo import LatLng
-from geodispatch.incidents.views import UnitOfWork
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.service import authenticate_device
 

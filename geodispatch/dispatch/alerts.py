@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from geodispatch.incidents.classification import load_classification
 from geodispatch.settings import Settings, get_settings
+from geodispatch.tracking.scheduled import tracking_alerts
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,6 @@ def supervisor_alerts(*, session: Session, region: str | None, settings: Setting
                             f"{r.call_sign} ({r.status}) " + (
                                 f"last fix {t:.0f} s ago" if r.fix_time else "has no fix"),
                             unit_id=r.id, call_sign=r.call_sign, region=r.region))
-    from geodispatch.tracking.scheduled import tracking_alerts
 
     # System health every supervisor must see (partitions, dead letters): no region.
     alerts.extend(Alert(h.kind, h.severity, h.since, h.seconds, h.message)

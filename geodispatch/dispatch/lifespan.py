@@ -17,6 +17,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from geodispatch.dispatch.arrivals import detect_arrivals
+from geodispatch.dispatch.publish import Inflight, deliver_pending, publish_after_commit
+from geodispatch.tracking.mqtt import make_client
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +45,6 @@ def _connect(app: FastAPI, timeout_s: float) -> None:
     """Give the app a crew-terminal MQTT client if it has none (broker down at start-up)."""
     if getattr(app.state, "mqtt", None) is not None:
         return
-    from geodispatch.tracking.mqtt import make_client
 
     settings = app.state.settings
     try:
@@ -59,9 +62,6 @@ def _connect(app: FastAPI, timeout_s: float) -> None:
 
 
 async def start(app: FastAPI) -> None:
-    from geodispatch.dispatch.arrivals import detect_arrivals
-    from geodispatch.dispatch.publish import Inflight, deliver_pending, publish_after_commit
-
     settings = app.state.settings
     app.state.dispatch_own_mqtt = None
     app.state.mqtt = getattr(app.state, "mqtt", None)  # None until the broker answers

@@ -28,6 +28,7 @@ from geodispatch.dispatch.workflow import (
     take_unit_statuses,
 )
 from geodispatch.tracking.models import Unit
+from geodispatch.tracking.mqtt import publish_assignment
 
 if TYPE_CHECKING:  # types only: tracking imports dispatch at run time
     import paho.mqtt.client as paho
@@ -65,7 +66,6 @@ def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
                 fleet.set_status(unit_id, status)
         if mqtt is None or not pending:
             return
-        from geodispatch.tracking.mqtt import publish_assignment
 
         for p in pending:
             try:
@@ -96,7 +96,6 @@ def deliver_pending(*, session: Session, mqtt: paho.Client | None, inflight: Inf
     (see :func:`~geodispatch.dispatch.workflow.due_for_sending`) is published again, waiting up
     to ``wait_s`` for the broker's PUBACK before recording it.
     """
-    from geodispatch.tracking.mqtt import publish_assignment
 
     now = datetime.now(UTC)
     recorded = 0

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from geodispatch.errors import Conflict
 from geodispatch.geo import LatLng, haversine_m
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.record import append_event
 from geodispatch.incidents.service import get_incident, incident_point
 from geodispatch.settings import Settings
+from geodispatch.zones.rules import apply_zone_rule
 
 if TYPE_CHECKING:  # the seams, as types only: tracking imports dispatch at run time
     from geodispatch.routing.engine import Router
@@ -132,7 +134,6 @@ def recommend(*, session: Session, incident_id: int, fleet: LiveFleet | None,
     """
     t0 = time.perf_counter()
     incident = get_incident(session=session, incident_id=incident_id)
-    from geodispatch.errors import Conflict
 
     if incident.status in ("closed", "cancelled", "merged"):
         raise Conflict(f"incident {incident.reference} is {incident.status}")
@@ -195,7 +196,6 @@ def recommend(*, session: Session, incident_id: int, fleet: LiveFleet | None,
     zones = {z for z in (incident.sector_id, incident.district_id) if z is not None}
     order: list[tuple[int, float, bool, str]]
     if zones:
-        from geodispatch.zones.rules import apply_zone_rule
 
         def in_zone(uid: int) -> bool:
             u = states[uid]

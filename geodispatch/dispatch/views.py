@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
+from geodispatch.api.deps import SessionDep, SettingsDep, UnitOfWork, require_roles
 from geodispatch.api.security import ADMIN, DISPATCHER, NATIONAL, SUPERVISOR, Principal
 from geodispatch.db import transaction
 from geodispatch.dispatch import alerts as supervision
@@ -28,12 +28,8 @@ from geodispatch.dispatch.schemas import (
     StatusBody,
 )
 from geodispatch.errors import NotFound
+from geodispatch.incidents.access import incident_json, visible_incident
 from geodispatch.incidents.service import get_by_reference
-from geodispatch.incidents.views import (
-    UnitOfWork,
-    incident_json,
-    visible_incident,
-)
 from geodispatch.tracking.models import Unit
 
 router = APIRouter(tags=["dispatch"])

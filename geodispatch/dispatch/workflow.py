@@ -36,6 +36,7 @@ from geodispatch.incidents.classification import load_dispositions
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.service import get_incident
+from geodispatch.notify.outbox import enqueue_sms
 from geodispatch.settings import Settings
 from geodispatch.tracking.models import Unit
 
@@ -201,7 +202,6 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
                        "unit_status_before": prev_status})
     _set_incident_status(session, incident, actor, "assigned", now)
     if incident.caller_phone:
-        from geodispatch.notify.outbox import enqueue_sms
 
         eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
         enqueue_sms(session=session, incident=incident, template="assigned",
@@ -393,7 +393,6 @@ def _crew_status(session: Session, unit_id: int, status: str, at: datetime | Non
                                 "to": status, "assignment_id": assignment.id})
     _set_incident_status(session, incident, source, f"crew {unit.call_sign} {status}", when)
     if first_on_scene and incident.caller_phone:
-        from geodispatch.notify.outbox import enqueue_sms
 
         enqueue_sms(session=session, incident=incident, template="arrived",
                     call_sign=unit.call_sign)
@@ -571,8 +570,6 @@ def close_incident(*, session: Session, incident_id: int, actor: str, dispositio
                        "released_units": released,
                        "set": {"status": "closed", "disposition": code}})
     if incident.caller_phone:
-        from geodispatch.notify.outbox import enqueue_sms
-
         enqueue_sms(session=session, incident=incident, template="closed")
     session.flush()
     return incident

@@ -9,14 +9,15 @@ import logging
 
 from fastapi import FastAPI
 
+from geodispatch.federation.conveyance import Signer
+from geodispatch.federation.notifier import Notifier
+from geodispatch.federation.subscriber import follow_all
+from geodispatch.ledger.signing import SigningKeyError, load_private_key, load_public_key
+
 log = logging.getLogger(__name__)
 
 
 async def start(app: FastAPI) -> None:
-    from geodispatch.federation.conveyance import Signer
-    from geodispatch.federation.notifier import Notifier
-    from geodispatch.ledger.signing import SigningKeyError, load_private_key, load_public_key
-
     settings = app.state.settings
     app.state.eido_notifier = None
     app.state.federation_tasks = []
@@ -29,7 +30,6 @@ async def start(app: FastAPI) -> None:
     app.state.eido_notifier = Notifier(app.state.session_factory, settings, signer, keys)
     app.state.eido_signer = signer
     if settings.federation_subscribe:
-        from geodispatch.federation.subscriber import follow_all
 
         app.state.federation_tasks.append(asyncio.create_task(
             follow_all(settings, app.state.session_factory, signer)))

@@ -19,9 +19,10 @@ import uuid
 import websockets
 from sqlalchemy.orm import Session, sessionmaker
 
-from geodispatch.db import transaction
+from geodispatch.db import app_engine, check_database, session_factory, transaction
 from geodispatch.federation.conveyance import SUBPROTOCOL, Signer, credential, message, read_message
 from geodispatch.federation.national import Centre, Received, centres, receive, witnessed_head
+from geodispatch.ledger.signing import load_private_key
 from geodispatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,6 @@ def centres_of(factory: sessionmaker[Session]) -> list[Centre]:
 
 async def run_subscribers(settings: Settings, only: str | None = None) -> None:
     """``geodispatch federation subscribe``: follow the registered centres until stopped."""
-    from geodispatch.db import app_engine, check_database, session_factory
-    from geodispatch.ledger.signing import load_private_key
 
     engine = app_engine(settings)
     check_database(engine)

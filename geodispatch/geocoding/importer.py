@@ -29,6 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,6 @@ def _dsn(url: URL) -> str:
 
 
 def _fingerprint(paths: Sequence[Path], style: str) -> str:
-    from importlib.metadata import version
-
     h = hashlib.sha256(f"{style}|nominatim-db {version('nominatim-db')}".encode())
     for p in sorted(paths):
         h.update(p.name.encode())

@@ -38,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.geo import LatLng, haversine_m, valid_latlng
+from geodispatch.geocoding.importer import _label
 from geodispatch.geocoding.text import Parsed, core_key, fold_words, parse, street_type
 from geodispatch.settings import Settings, get_settings
 
@@ -281,7 +282,6 @@ class IndexGeocoder:
 
     def _numbered(self, h: _StreetHit, r: Parsed, p: LatLng, precision: Precision,
                   method: str) -> GeocodeResult:
-        from geodispatch.geocoding.importer import _label
 
         hn = r.housenumber or ""
         return GeocodeResult(p, _label(h.name, hn, h.country), precision, method,

@@ -41,8 +41,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+import geodispatch.models  # noqa: F401  (every table: a projected one missing would drop out)
 from geodispatch.db import Base
 from geodispatch.incidents.models import Incident, IncidentEvent
+from geodispatch.settings import get_settings
 
 BODY_VERSION = 1
 #: Tables projected from an incident's events, and the column that names the incident.
@@ -104,8 +106,6 @@ _peppers: dict[str, bytes] = {}
 
 
 def _pepper() -> bytes:
-    from geodispatch.settings import get_settings
-
     path = get_settings().resolved_record_pepper
     key = str(path)
     if key not in _peppers:
@@ -131,14 +131,9 @@ def sealed_value(table: str, column: str, row_id: Any, value: Any) -> Any:
 
 
 def _table(name: str) -> Table:
-    table = Base.metadata.tables.get(name)
-    if table is None:
-        # geodispatch.models imports every domain's models; a projected table missing from
-        # the metadata would silently drop out of the record.
-        import geodispatch.models  # noqa: F401  (registers every table)
-
-        table = Base.metadata.tables[name]
-    return table
+    # Every domain's tables are in the metadata (geodispatch.models, imported above); a
+    # projected table missing from it is a KeyError, never a table silently left out.
+    return Base.metadata.tables[name]
 
 
 def project(session: Session, incident_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -287,6 +282,14 @@ def append_event(*, session: Session, incident_id: int, kind: str, actor: str,
         session=session, incident_id=incident_id, kind=kind, actor=actor, data=data, at=at))
 
 
+def record_sms_outcome(*, session: Session, incident_id: int, kind: str,
+                       data: dict[str, object]) -> None:
+    """A caller SMS's delivery outcome as an event of its incident (actor ``sms``): the SMS
+    outbox's :class:`~geodispatch.notify.outbox.OutcomeRecorder`, wired by the composition
+    root."""
+    append_event(session=session, incident_id=incident_id, kind=kind, actor="sms", data=data)
+
+
 def append_many(*, session: Session, kind: str, actor: str,
                 events: Sequence[tuple[int, Mapping[str, Any]]], at: datetime | None = None
                 ) -> int:
@@ -397,14 +400,14 @@ def event_dict(e: IncidentEvent) -> dict[str, Any]:
 
 @event.listens_for(Session, "after_flush")
 def _note_touched(session: Session, _ctx: Any) -> None:
-    from geodispatch.dispatch.models import Assignment  # dispatch depends on incidents
-
+    # Any ORM row of a projected table, by its table name (the record does not import the
+    # domains whose rows it projects: dispatch's assignments depend on incidents, not back).
     touched: set[int] = session.info.setdefault(_INFO_TOUCHED, set())
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
-        if isinstance(obj, Incident) and obj.id is not None:
-            touched.add(int(obj.id))
-        elif isinstance(obj, Assignment) and obj.incident_id is not None:
-            touched.add(int(obj.incident_id))
+        key = PROJECTED_TABLES.get(getattr(obj, "__tablename__", ""))
+        incident_id = getattr(obj, key, None) if key else None
+        if incident_id is not None:
+            touched.add(int(incident_id))
 
 
 @event.listens_for(Session, "before_commit")

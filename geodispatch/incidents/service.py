@@ -18,15 +18,15 @@ import secrets
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import h3
-import phonenumbers
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from geodispatch.db import get_row
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, haversine_m, valid_latlng
 from geodispatch.geocoding.service import Geocoder, IndexGeocoder, describe_point
@@ -42,10 +42,10 @@ from geodispatch.incidents.record import (
     write_event,
 )
 from geodispatch.incidents.schemas import IncidentCreate
+from geodispatch.notify.models import SmsMessage
+from geodispatch.notify.outbox import enqueue_sms
+from geodispatch.phone import normalise_phone
 from geodispatch.settings import Settings, get_settings
-
-if TYPE_CHECKING:  # notify imports incidents at run time
-    from geodispatch.notify.models import SmsMessage
 
 log = logging.getLogger(__name__)
 
@@ -89,35 +89,6 @@ class Placed:
     resolved: str | None = None
     precision: str | None = None
     method: str | None = None
-
-
-def normalise_phone(phone: str, region: str | None = None) -> str:
-    """The number in E.164, or InvalidInput.
-
-    A number without ``+`` is read as a national number of ``region`` (an ISO country code such
-    as ``UA``); without a region it must carry its country code.
-    """
-    raw = phone.strip()
-    if not raw.startswith("+") and not region:
-        raise InvalidInput(f"caller phone {phone[:32]!r} is not E.164 "
-                           "(start with + and country code)")
-    try:
-        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidInput(f"caller phone {phone[:32]!r} is not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise InvalidInput(f"caller phone {phone[:32]!r} is not a valid number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def is_e164(phone: str | None) -> bool:
-    """Whether ``phone`` is a valid number already in E.164 (one an SMS can go to)."""
-    if not phone:
-        return False
-    try:
-        return normalise_phone(phone) == phone
-    except InvalidInput:
-        return False
 
 
 def next_reference(*, session: Session, region: str, year: int) -> str:
@@ -384,7 +355,6 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
     if phone and not data.sms_opt_out:
         # (enqueue_sms itself skips a number that is not a valid E.164 one; the message says
         # the placeholder until the number is taken below)
-        from geodispatch.notify.outbox import enqueue_sms
 
         sms = enqueue_sms(session=session, incident=incident, template="registered",
                           reference=incident.reference)
@@ -443,13 +413,7 @@ def register_incident(*, session: Session, data: IncidentCreate, actor: str,
 
 
 def get_incident(*, session: Session, incident_id: int, lock: bool = False) -> Incident:
-    stmt = select(Incident).where(Incident.id == incident_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    incident = session.execute(stmt).scalar_one_or_none()
-    if incident is None:
-        raise NotFound(f"incident {incident_id} not found")
-    return incident
+    return get_row(session, Incident, incident_id, what="incident", lock=lock)
 
 
 def get_by_reference(*, session: Session, reference: str) -> Incident:
@@ -457,6 +421,33 @@ def get_by_reference(*, session: Session, reference: str) -> Incident:
         select(Incident).where(Incident.reference == reference)).scalar_one_or_none()
     if incident is None:
         raise NotFound(f"incident {reference} not found")
+    return incident
+
+
+def set_incident_sms(*, session: Session, incident_id: int, enabled: bool, actor: str,
+                     reason: str = "") -> Incident:
+    """Switch SMS to this incident's caller off ("do not SMS": a domestic-violence caller, a
+    caller who asks) or back on; switching off suppresses the messages not yet sent.
+
+    Recorded as an ``sms_disabled`` / ``sms_enabled`` event (with the reason and how many queued
+    messages were suppressed). Setting what is already set changes nothing.
+    """
+    incident = get_incident(session=session, incident_id=incident_id, lock=True)
+    if incident.sms_opt_out == (not enabled):
+        return incident
+    incident.sms_opt_out = not enabled
+    suppressed = 0
+    if not enabled:
+        for m in session.execute(select(SmsMessage).where(
+                SmsMessage.incident_id == incident.id,
+                SmsMessage.status == "pending").with_for_update(skip_locked=True)).scalars():
+            m.status = "suppressed"
+            suppressed += 1
+    append_event(session=session, incident_id=incident.id,
+                 kind="sms_enabled" if enabled else "sms_disabled", actor=actor,
+                 data={"reason": reason.strip(), "suppressed": suppressed,
+                       "set": {"sms_opt_out": not enabled}})
+    session.flush()
     return incident
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -61,10 +62,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+import geodispatch.models  # noqa: F401  (every table: foreign keys get their column types)
 from geodispatch.incidents.record import (
     CALL_PROJECTED_TABLES,
     PROJECTED_TABLES,
     SEALED_COLUMNS,
+    _pepper,
+    _table,
     project,
     project_calls,
     sealed_value,
@@ -132,11 +136,7 @@ def _stream(session: Session, sql: str, types: Sequence[str], params: dict[str, 
     if params:
         sql = sql.format(**{k: int(v) for k, v in params.items()})
     dbapi = session.connection().connection.driver_connection
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - the project's driver is psycopg 3
-        psycopg = None  # type: ignore[assignment]
-    if psycopg is not None and isinstance(dbapi, psycopg.Connection):
+    if isinstance(dbapi, psycopg.Connection):  # the project's driver; others take the slow path
         with dbapi.cursor(binary=True) as cur, \
                 cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
             copy.set_types(list(types))
@@ -270,8 +270,6 @@ class _FastProjection:
 
 def _fast_projection(session: Session, incident_id: int | None) -> _FastProjection | None:
     """Step 3's shortcut, or None when every incident must take the exact path."""
-    import geodispatch.models  # noqa: F401  (every table: foreign keys get their column types)
-    from geodispatch.incidents.record import _table
 
     if next(iter(PROJECTED_TABLES.items()), None) != ("incidents", "id") \
             or not all(t.isascii() and t.replace("_", "").isalnum() for t in PROJECTED_TABLES):
@@ -307,7 +305,6 @@ def _fast_projection(session: Session, incident_id: int | None) -> _FastProjecti
 def _sealer() -> Any:
     """:func:`sealed_value` with the pepper read once (it is looked up per call there); checked
     against :func:`sealed_value` itself, which is used instead should the two ever disagree."""
-    from geodispatch.incidents.record import _pepper
 
     pepper = _pepper()
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from pydantic import BaseModel, Field
+from sqlalchemy import select
 
-from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
+from geodispatch.api.deps import SessionDep, SettingsDep, UnitOfWork, require_roles
 from geodispatch.api.security import (
     ADMIN,
     ALL_ROLES,
@@ -26,6 +26,7 @@ from geodispatch.api.security import (
 from geodispatch.db import transaction
 from geodispatch.errors import NotFound
 from geodispatch.incidents import service
+from geodispatch.incidents.access import incident_json, sees_phone, visible_incident
 from geodispatch.incidents.classification import load_classification, load_dispositions
 from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import event_dict, incident_events
@@ -33,10 +34,10 @@ from geodispatch.incidents.schemas import IncidentCreate, NoteCreate, PlaceIncid
 from geodispatch.incidents.verify import verify_record
 from geodispatch.ledger import service as ledger
 from geodispatch.ledger.signing import public_key_pem
+from geodispatch.notify.models import SmsMessage
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 
-PHONE_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR})
 Anyone = Annotated[Principal, Depends(require_roles(*ALL_ROLES))]
 Intake = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN))]
 Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN))]
@@ -44,76 +45,6 @@ NoteWriters = Annotated[Principal, Depends(require_roles(CALL_TAKER, DISPATCHER,
 Auditors = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN, NATIONAL))]
 Readers = Annotated[Principal, Depends(require_roles(
     CALL_TAKER, DISPATCHER, SUPERVISOR, ANALYST, ADMIN, NATIONAL))]
-
-
-def get_factory(request: Request) -> sessionmaker[Session]:
-    """The session factory, for write endpoints that commit inside their own worker thread.
-
-    A request that holds the chain lock must commit without waiting for another thread-pool
-    slot (the ``SessionDep`` teardown needs one): under a burst, every slot can be taken by
-    requests waiting for that very lock.
-    """
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    return factory
-
-
-UnitOfWork = Annotated[sessionmaker[Session], Depends(get_factory)]
-
-def sees_phone(principal: Principal, incident: Incident) -> bool:
-    return principal.role in PHONE_ROLES and principal.can_see_region(incident.region)
-
-
-def visible_incident(session: Session, principal: Principal, incident_id: int, *,
-                     lock: bool = False) -> Incident:
-    """The incident, or NotFound when it is outside the caller's region."""
-    incident = service.get_incident(session=session, incident_id=incident_id, lock=lock)
-    if not principal.can_see_region(incident.region):
-        raise NotFound(f"incident {incident_id} not found")
-    return incident
-
-
-def incident_json(session: Session, incident: Incident, principal: Principal, *,
-                  point: tuple[float, float] | None = None, assignments: bool = False,
-                  notes: bool = False) -> dict[str, Any]:
-    """The API form of an incident (phone only for the regional operations roles)."""
-    if point is None:
-        where = service.incident_point(session, incident)
-        point = None if where is None else (where.lat, where.lng)
-    lat, lng = point if point is not None else (None, None)
-    out: dict[str, Any] = {
-        "id": incident.id, "reference": incident.reference, "region": incident.region,
-        "status": incident.status, "category": incident.category,
-        "original_category": incident.original_category, "priority": incident.priority,
-        "lat": lat, "lng": lng, "location_unknown": point is None,
-        "location": None if point is None else {"type": "Point", "coordinates": [lng, lat]},
-        "h3": None if incident.h3 is None else format(int(incident.h3), "x"),
-        "address": incident.address, "address_resolved": incident.address_resolved,
-        "location_precision": incident.location_precision,
-        "location_method": incident.location_method,
-        "description": incident.description, "received_at": incident.received_at.isoformat(),
-        "registered_at": incident.registered_at.isoformat() if incident.registered_at else None,
-        "sector_id": incident.sector_id, "district_id": incident.district_id,
-        "merged_into_id": incident.merged_into_id, "disposition": incident.disposition,
-        "closed_at": incident.closed_at.isoformat() if incident.closed_at else None,
-        "caller_lang": incident.caller_lang, "source": incident.source,
-        "sms_opt_out": incident.sms_opt_out,
-    }
-    if sees_phone(principal, incident):
-        out["caller_phone"] = incident.caller_phone
-    if assignments:
-        rows = session.execute(text(
-            "SELECT a.id, a.unit_id, u.call_sign, a.status, a.is_lead, a.was_recommended,"
-            " a.override_reason, a.eta_s, a.distance_m, a.dispatched_at, a.en_route_at,"
-            " a.on_scene_at, a.cleared_at, a.cancelled_at, a.sent_at, a.send_count,"
-            " a.delivered_at, a.acknowledged_at FROM assignments a"
-            " JOIN units u ON u.id = a.unit_id WHERE a.incident_id = :i ORDER BY a.id"),
-            {"i": incident.id}).mappings()
-        out["assignments"] = [
-            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-            for r in rows]
-    if notes:
-        out["notes"] = service.incident_notes(session=session, incident_id=incident.id)
-    return out
 
 
 @router.get("/categories", summary="The call classification list")
@@ -261,4 +192,34 @@ def reclassify(incident_id: int, body: Reclassify, principal: Intake,
         incident = service.reclassify(session=session, incident_id=incident_id,
                                       category=body.category, reason=body.reason,
                                       priority=body.priority, actor=principal.username)
+        return incident_json(session, incident, principal)
+
+
+@router.get("/{incident_id}/sms", summary="Messages to the incident's caller")
+def incident_sms(incident_id: int, principal: Intake, session: SessionDep) -> dict[str, Any]:
+    incident = visible_incident(session, principal, incident_id)
+    show = sees_phone(principal, incident)
+    rows = session.execute(select(SmsMessage).where(SmsMessage.incident_id == incident.id)
+                           .order_by(SmsMessage.id)).scalars()
+    return {"items": [{
+        "id": m.id, "template": m.template, "lang": m.lang, "status": m.status,
+        "attempts": m.attempts, "body": m.body, "phone": m.phone if show else None,
+        "created_at": m.created_at.isoformat(), "sent_at": m.sent_at.isoformat()
+        if m.sent_at else None, "last_error": m.last_error} for m in rows]}
+
+
+class IncidentSmsBody(BaseModel):
+    enabled: bool
+    reason: str = Field("", max_length=1000)
+
+
+@router.post("/{incident_id}/sms",
+             summary="Per-incident SMS switch: enabled=false is 'do not SMS' (queued ones too)")
+def incident_sms_switch(incident_id: int, body: IncidentSmsBody, principal: Intake,
+                        uow: UnitOfWork) -> dict[str, Any]:
+    with transaction(uow) as session:
+        visible_incident(session, principal, incident_id)
+        incident = service.set_incident_sms(session=session, incident_id=incident_id,
+                                            enabled=body.enabled, actor=principal.username,
+                                            reason=body.reason)
         return incident_json(session, incident, principal)

@@ -52,16 +52,14 @@ def _sequence(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from geodispatch.db import app_engine, session_factory
-    from geodispatch.incidents.service import get_by_reference
-    from geodispatch.ledger.service import export_lines, public_key
+    from geodispatch.ledger.service import export_lines, public_key, subject_by_reference
     from geodispatch.settings import get_settings
 
     s = get_settings()
     engine = app_engine(s)
     try:
         with session_factory(engine)() as session:
-            iid = get_by_reference(session=session, reference=args.incident).id \
-                if args.incident else None
+            iid = subject_by_reference(session, args.incident) if args.incident else None
             out = Path(args.out)
             n = 0
             with out.open("wb") as fh:

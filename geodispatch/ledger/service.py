@@ -125,6 +125,15 @@ def consistency(*, session: Session, old_size: int, new_size: int) -> list[str]:
                                      lambda t: t.consistency_proof(old_size, new_size))]
 
 
+def subject_by_reference(session: Session, reference: str) -> int:
+    """The incident id whose events carry ``reference`` (the log's subjects are incidents)."""
+    found = session.execute(text("SELECT id FROM incidents WHERE reference = :r"),
+                            {"r": reference}).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"incident {reference} not found")
+    return int(found)
+
+
 def export_lines(*, session: Session, key: Ed25519PublicKey, incident_id: int | None = None
                  ) -> Iterator[bytes]:
     """The export format of :mod:`geodispatch.ledger.offline`, up to the newest tree head."""

@@ -23,7 +23,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     try:
-        run_worker(session_factory(engine), settings, stop, idle_s=args.idle)
+        run_worker(session_factory(engine), settings, stop, idle_s=args.idle,
+                   record=args.sms_outcome_recorder)
     except KeyboardInterrupt:
         pass
     finally:

@@ -13,7 +13,8 @@ from geodispatch.notify.worker import run_worker
 async def start(app: FastAPI) -> None:
     stop = threading.Event()
     thread = threading.Thread(target=run_worker, name="sms-worker", daemon=True,
-                              args=(app.state.session_factory, app.state.settings, stop))
+                              args=(app.state.session_factory, app.state.settings, stop),
+                              kwargs={"record": app.state.sms_outcome_recorder})
     thread.start()
     app.state.sms_worker = (thread, stop)
 

@@ -10,6 +10,10 @@ inside a transaction (a slow gateway holds no row anyone else needs):
    ``sms-<id>`` (a gateway can drop a duplicate after a worker died mid-send);
 3. :func:`record_outcomes` stores sent / failed / retry-later (exponential backoff up to
    ``settings.sms_max_attempts``) and records each outcome as an incident event.
+
+The outbox sits below the domains that send messages (intake, dispatch, calls): it knows an
+incident only as a :class:`Recipient`, and the incident record's event writer is handed to it as
+an :class:`OutcomeRecorder` by the composition root (``api/app.py``, the CLI).
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geodispatch.incidents.models import Incident
 from geodispatch.notify.gateway import Gateway, GatewayError
 from geodispatch.notify.models import SmsMessage, SmsOptOut
 from geodispatch.notify.templates import render
+from geodispatch.phone import is_e164, normalise_phone
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,29 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 3600.0
 #: How long a claimed message stays with its worker before another may try it.
 LEASE_S = 120.0
+
+
+class Recipient(Protocol):
+    """What a message needs of the incident whose caller it goes to (an ``Incident`` row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def reference(self) -> str: ...
+    @property
+    def caller_phone(self) -> str | None: ...
+    @property
+    def caller_lang(self) -> str | None: ...
+    @property
+    def sms_opt_out(self) -> bool: ...
+
+
+class OutcomeRecorder(Protocol):
+    """Writes a delivery outcome into the incident's record
+    (:func:`geodispatch.incidents.record.record_sms_outcome`)."""
+
+    def __call__(self, *, session: Session, incident_id: int, kind: str,
+                 data: dict[str, object]) -> None: ...
 
 
 def backoff_s(attempts: int) -> float:
@@ -47,8 +75,6 @@ def opted_out(session: Session, phone: str) -> bool:
 
 def opt_out(*, session: Session, phone: str) -> None:
     """Record that ``phone`` wants no messages (pending ones are suppressed)."""
-    from geodispatch.incidents.service import normalise_phone
-
     e164 = normalise_phone(phone)
     if session.get(SmsOptOut, e164) is None:
         session.add(SmsOptOut(phone=e164))
@@ -58,41 +84,9 @@ def opt_out(*, session: Session, phone: str) -> None:
     session.flush()
 
 
-def set_incident_sms(*, session: Session, incident_id: int, enabled: bool, actor: str,
-                     reason: str = "") -> Incident:
-    """Switch SMS to this incident's caller off ("do not SMS": a domestic-violence caller, a
-    caller who asks) or back on; switching off suppresses the messages not yet sent.
-
-    Recorded as an ``sms_disabled`` / ``sms_enabled`` event (with the reason and how many queued
-    messages were suppressed). Setting what is already set changes nothing.
-    """
-    from geodispatch.incidents.record import append_event
-    from geodispatch.incidents.service import get_incident
-
-    incident = get_incident(session=session, incident_id=incident_id, lock=True)
-    if incident.sms_opt_out == (not enabled):
-        return incident
-    incident.sms_opt_out = not enabled
-    suppressed = 0
-    if not enabled:
-        for m in session.execute(select(SmsMessage).where(
-                SmsMessage.incident_id == incident.id,
-                SmsMessage.status == "pending").with_for_update(skip_locked=True)).scalars():
-            m.status = "suppressed"
-            suppressed += 1
-    append_event(session=session, incident_id=incident.id,
-                 kind="sms_enabled" if enabled else "sms_disabled", actor=actor,
-                 data={"reason": reason.strip(), "suppressed": suppressed,
-                       "set": {"sms_opt_out": not enabled}})
-    session.flush()
-    return incident
-
-
-def enqueue_sms(*, session: Session, incident: Incident, template: str,
+def enqueue_sms(*, session: Session, incident: Recipient, template: str,
                 **fields: object) -> SmsMessage | None:
     """Queue a message to the incident's caller; None when there is no phone or it opted out."""
-    from geodispatch.incidents.service import is_e164
-
     phone = incident.caller_phone
     if not phone or not is_e164(phone) or incident.sms_opt_out or opted_out(session, phone):
         return None
@@ -114,8 +108,6 @@ def enqueue_sms_to(*, session: Session, phone: str | None, template: str,
     Returns the message and ``"queued"``, or None and why not: ``no_number``, ``not_e164``,
     ``opted_out``.
     """
-    from geodispatch.incidents.service import is_e164
-
     if not phone:
         return None, "no_number"
     if not is_e164(phone):
@@ -152,8 +144,8 @@ class Outcome:
     permanent: bool = False
 
 
-def claim_due(*, session: Session, limit: int = 50, now: datetime | None = None,
-              lease_s: float = LEASE_S) -> list[Claim]:
+def claim_due(*, session: Session, record: OutcomeRecorder, limit: int = 50,
+              now: datetime | None = None, lease_s: float = LEASE_S) -> list[Claim]:
     """Take due messages for delivery (``FOR UPDATE SKIP LOCKED``; the caller commits at once).
 
     A claimed message is ``sending`` until its lease ends; a worker that dies mid-send leaves
@@ -170,7 +162,8 @@ def claim_due(*, session: Session, limit: int = 50, now: datetime | None = None,
     for m in due:
         if opted_out(session, m.phone):
             m.status = "suppressed"
-            _record(session, m, {"sms_id": m.id, "template": m.template, "status": "suppressed"})
+            _record(session, record, m,
+                    {"sms_id": m.id, "template": m.template, "status": "suppressed"})
             continue
         m.status = "sending"
         m.attempts += 1
@@ -192,7 +185,7 @@ def send_claims(claims: Sequence[Claim], gateway: Gateway) -> list[Outcome]:
     return out
 
 
-def record_outcomes(*, session: Session, outcomes: Sequence[Outcome],
+def record_outcomes(*, session: Session, outcomes: Sequence[Outcome], record: OutcomeRecorder,
                     settings: Settings | None = None, now: datetime | None = None) -> int:
     """Store what the gateway said; return how many outcomes were recorded.
 
@@ -222,26 +215,26 @@ def record_outcomes(*, session: Session, outcomes: Sequence[Outcome],
             outcome = {"sms_id": m.id, "template": m.template, "status": m.status,
                        "attempts": m.attempts, "error": m.last_error}
         if m.status != "pending" or m.attempts == 1:
-            _record(session, m, outcome)
+            _record(session, record, m, outcome)
         done += 1
     session.flush()
     return done
 
 
-def _record(session: Session, m: SmsMessage, outcome: dict[str, object]) -> None:
-    from geodispatch.incidents.record import append_event
-
+def _record(session: Session, record: OutcomeRecorder, m: SmsMessage,
+            outcome: dict[str, object]) -> None:
     if m.incident_id is not None:
-        append_event(session=session, incident_id=m.incident_id,
-                     kind="sms_" + str(outcome["status"]), actor="sms", data=outcome)
+        record(session=session, incident_id=m.incident_id, kind="sms_" + str(outcome["status"]),
+               data=outcome)
 
 
-def deliver_due(*, session: Session, gateway: Gateway, settings: Settings | None = None,
-                limit: int = 50, now: datetime | None = None) -> int:
+def deliver_due(*, session: Session, gateway: Gateway, record: OutcomeRecorder,
+                settings: Settings | None = None, limit: int = 50,
+                now: datetime | None = None) -> int:
     """Claim, send and record in one session (tests and one-off use); return how many were
     attempted. The worker (:mod:`geodispatch.notify.worker`) runs the same three steps with a
     transaction of its own for the claim and for the outcome, and none while it sends."""
-    claims = claim_due(session=session, limit=limit, now=now)
-    record_outcomes(session=session, outcomes=send_claims(claims, gateway), settings=settings,
-                    now=now)
+    claims = claim_due(session=session, record=record, limit=limit, now=now)
+    record_outcomes(session=session, outcomes=send_claims(claims, gateway), record=record,
+                    settings=settings, now=now)
     return len(claims)

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.db import transaction
-from geodispatch.errors import ConfigurationError, PermissionDenied
+from geodispatch.errors import ConfigurationError, InvalidInput, PermissionDenied
 from geodispatch.settings import Settings
 from geodispatch.tracking.fleet import LiveFleet
 from geodispatch.tracking.ingest import Batch, Ingestor, StatusHandler
@@ -133,10 +133,12 @@ class HttpIngest:
         handler = self.ingestor.status_handler
         if handler is None:
             raise ConfigurationError("this server takes no crew statuses (no status handler)")
+        if report.unit_id is None:
+            raise InvalidInput("a crew status must come from a signed-in unit")
         with transaction(self.factory) as session:
-            handler(session=session, unit_id=report.unit_id,
-                                         status=report.status, at=report.at, source="http")
-        if self.ingestor.fleet is not None and report.unit_id is not None:
+            handler(session=session, unit_id=report.unit_id, status=report.status,
+                    at=report.at, source="http")
+        if self.ingestor.fleet is not None:
             self.ingestor.fleet.set_status(report.unit_id, report.status)
 
     def ingest(self, unit: Unit, items: Sequence[Report | Rejected], *, members: int) -> Outcome:

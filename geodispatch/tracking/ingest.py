@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
@@ -156,7 +157,13 @@ class Batch:
 
 
 Item = Report | Rejected | tuple[str, Rejected]
-StatusHandler = Callable[..., None]
+class StatusHandler(Protocol):
+    """Applies a crew status decoded by ingest (the dispatch workflow's
+    ``crew_status_report``, handed over by the composition root)."""
+
+    def __call__(self, *, session: Session, unit_id: int, status: str, at: datetime | None,
+                 source: str, key: str | None = None,
+                 assignment_id: int | None = None) -> object: ...
 
 
 class Ingestor:
@@ -310,13 +317,14 @@ class Ingestor:
                 drops.add(STATUS_REJECTED, unit=st.unit_id,
                           detail="this ingest takes no crew statuses (no status handler)")
                 continue
+            if st.unit_id is None:
+                drops.add(STATUS_REJECTED, unit=None, detail="a crew status from no known unit")
+                continue
             try:
                 with session.begin_nested():
-                    extra = ({"assignment_id": st.assignment_id, "key": st.key}
-                             if st.assignment_id is not None or st.key is not None else {})
                     self.status_handler(
                         session=session, unit_id=st.unit_id, status=st.status, at=st.at,
-                        source=f"mqtt:{st.source}", **extra,
+                        source=f"mqtt:{st.source}", key=st.key, assignment_id=st.assignment_id,
                     )
                 batch.statuses_applied.append(st)
             except Exception as exc:  # noqa: BLE001 - domain refusals (bad transition...)

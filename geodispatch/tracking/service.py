@@ -25,6 +25,8 @@ import geodispatch.models  # noqa: F401 - every model, so foreign keys resolve a
 from geodispatch.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from geodispatch.settings import Settings, get_settings
 from geodispatch.tracking.broker import change_passwd, mosquitto_hash
+from geodispatch.tracking.decoders import decode_gpx
+from geodispatch.tracking.ingest import Ingestor
 from geodispatch.tracking.models import (
     UNIT_KINDS,
     UNIT_STATUSES,
@@ -327,8 +329,6 @@ class ImportResult:
 def import_gpx(*, session: Session, unit: Unit, path: Path, settings: Settings) -> ImportResult:
     """Import a recorded GPX track into the unit's history (old fixes allowed, checks otherwise
     as for live data; ``unit_latest`` moves only if the track is newer than what it holds)."""
-    from geodispatch.tracking.decoders import decode_gpx
-    from geodispatch.tracking.ingest import Ingestor
 
     reports = decode_gpx(path.read_bytes(), device=unit.device_id, received_at=datetime.now(UTC))
     for r in reports:

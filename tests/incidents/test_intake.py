@@ -15,11 +15,11 @@ from geodispatch.errors import InvalidInput
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.incidents.service import (
-    normalise_phone,
     reclassify,
     register_incident,
     register_incident_ex,
 )
+from geodispatch.phone import normalise_phone
 
 
 def test_reference_is_region_year_sequence_without_gaps(make_incident: Callable[..., Incident]

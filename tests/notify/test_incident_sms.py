@@ -8,8 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.incidents.schemas import IncidentCreate
-from geodispatch.incidents.service import register_incident
-from geodispatch.notify.outbox import enqueue_sms, set_incident_sms
+from geodispatch.incidents.service import register_incident, set_incident_sms
+from geodispatch.notify.outbox import enqueue_sms
 from tests.helpers import record_findings
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.incidents.models import Incident
+from geodispatch.incidents.record import record_sms_outcome
 from geodispatch.incidents.schemas import IncidentCreate
 from geodispatch.incidents.service import register_incident
 from geodispatch.notify.gateway import FileGateway, GatewayError, HttpGateway
@@ -67,7 +68,7 @@ def test_delivery_records_an_event(db: Session, tmp_path: Path, settings: Settin
     inc = _incident(db)
     gw = FileGateway(tmp_path / "sms.log")
     now = datetime.now(UTC) + timedelta(seconds=1)
-    while deliver_due(session=db, gateway=gw, settings=settings, now=now, limit=500):
+    while deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now, limit=500):
         if _mine(db, inc).status != "pending":
             break
     m = _mine(db, inc)
@@ -85,14 +86,14 @@ def test_retries_with_backoff_then_fails(db: Session, settings: Settings) -> Non
     s = settings.model_copy(update={"sms_max_attempts": 3})
     gw = FlakyGateway(fail=10)
     now = datetime.now(UTC) + timedelta(seconds=1)
-    deliver_due(session=db, gateway=gw, settings=s, now=now)
+    deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now)
     m = _mine(db, inc)
     assert m.status == "pending" and m.attempts == 1
     assert m.next_attempt_at >= now + timedelta(seconds=4.9)
-    assert deliver_due(session=db, gateway=gw, settings=s, now=now) == 0  # not due yet
+    assert deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now) == 0  # not due yet
     for _ in range(2):
         now = m.next_attempt_at + timedelta(seconds=1)
-        deliver_due(session=db, gateway=gw, settings=s, now=now)
+        deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now)
     assert m.status == "failed" and m.attempts == 3
     kinds = db.execute(text("SELECT kind FROM incident_events WHERE incident_id = :i"),
                        {"i": inc.id}).scalars().all()
@@ -157,10 +158,10 @@ def test_http_gateway_against_standin(db: Session, settings: Settings,
     gw = HttpGateway(url, "s3cret")
     control["fail"] = 1
     now = datetime.now(UTC) + timedelta(seconds=1)
-    deliver_due(session=db, gateway=gw, settings=settings, now=now)
+    deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now)
     m = _mine(db, inc)
     assert m.status == "pending" and "503" in (m.last_error or "")
-    deliver_due(session=db, gateway=gw, settings=settings, now=now + timedelta(minutes=5))
+    deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now + timedelta(minutes=5))
     assert m.status == "sent" and m.gateway_id == "prov-1"
     assert received[0]["to"] == "+380671112233" and inc.reference in received[0]["body"]
     bad = HttpGateway(url, "wrong")
