@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.arrivals import detect_arrivals
 from geodispatch.dispatch.publish import Inflight, deliver_pending, publish_after_commit
@@ -68,13 +69,13 @@ async def start(app: FastAPI) -> None:
     app.state.delivery_inflight = Inflight()
     await asyncio.to_thread(_connect, app, 3.0)
 
-    def arrivals(session: Any) -> None:
+    def arrivals(session: Session) -> None:
         publish_after_commit(session, mqtt=app.state.mqtt,
                              fleet=getattr(app.state, "fleet", None),
                              inflight=app.state.delivery_inflight)
         detect_arrivals(session=session, settings=settings)
 
-    def delivery(session: Any) -> None:
+    def delivery(session: Session) -> None:
         _connect(app, 1.0)
         deliver_pending(session=session, mqtt=app.state.mqtt,
                         inflight=app.state.delivery_inflight,

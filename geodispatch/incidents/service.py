@@ -61,9 +61,12 @@ class ZonePlace(Protocol):
 
 
 class ZoneLookup(Protocol):
-    """What intake needs of the zone model (:class:`geodispatch.zones.index.ZoneIndex`)."""
+    """What intake needs of the zone model (:class:`geodispatch.zones.index.ZoneIndex`): the
+    zones of a point, and a region's cells (the centre hint for a street-only address)."""
 
     def lookup(self, p: LatLng) -> ZonePlace: ...
+
+    def cells(self, *, region: str | None = None) -> list[int]: ...
 
 
 #: The category of a call registered without one (or with one the table does not know).
@@ -178,7 +181,7 @@ def _geocoder(session: Session, settings: Settings, geocoder: Geocoder | None) -
     return geocoder if geocoder is not None else IndexGeocoder(session, settings)
 
 
-def region_centre(zone_index: Any, region: str) -> LatLng | None:
+def region_centre(zone_index: ZoneLookup | None, region: str) -> LatLng | None:
     """The centre of a region's zones: the hint for a street-only address of a call that
     brings no other clue (no caller position, no map centre)."""
     if zone_index is None:
