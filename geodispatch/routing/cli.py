@@ -55,6 +55,8 @@ def _import(args: argparse.Namespace) -> int:
               "roads cut off from it (one-way dead ends, islands, private estates) and left out"
               + ("; that is a lot: check the extract's boundary or import with --all-components"
                  if share > 0.05 else ""))
+        print(f"{graph.n_spurs:,} of the left-out road pieces stay snappable: a point on one is "
+              "placed at the junction it is reached from (within the snap distance)")
     if not args.no_db:
         from geodispatch.db import app_engine, check_database, session_factory, transaction
         from geodispatch.routing.service import write_edges

@@ -157,7 +157,7 @@ class Router:
                                g.edge_src[np.maximum(g.seg_bwd, 0)]).astype(np.int64)
         self._lock = threading.RLock()
         self._weights: dict[tuple[float, ...], _Weights] = {}
-        self._snaps = SnapIndex(graph)
+        self._snaps = SnapIndex(graph, spur_max_m=self.snap_max_m)
         self._base = self._prepare(g.edge_time_s)
 
     def warm(self) -> None:

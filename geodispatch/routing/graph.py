@@ -12,6 +12,16 @@ Layout
   ``classes``), ``edge_way`` (OSM way id), ``edge_name`` (index into ``names``, -1 = unnamed),
   ``edge_seg`` and ``edge_rev`` (True when the edge runs against its segment's geometry).
 
+* **Spurs** ``0..k-1`` (optional): roads the importer left out of the network (a fragment not
+  strongly connected to it: a one-way dead end, a car park behind a one-way exit, an island at
+  the extract's edge). They carry no edge; each keeps its geometry (``spur_start``/``spur_end``,
+  ranges of the same coordinate arrays), its length ``spur_len_m``, and for each end the kept node
+  it is attached to (``spur_u_node``/``spur_v_node``) with the distance to it (``spur_u_m``/
+  ``spur_v_m``: along the left-out roads to the junction where they meet the network, or straight
+  to the nearest kept node for a fragment that meets it nowhere). Snapping uses them so that a
+  point on such a road is placed at the junction one reaches it from, not on whatever kept road
+  happens to be nearest in a straight line (see :mod:`geodispatch.routing.snapping`).
+
 Coordinates are stored latitude/longitude in separate arrays; :class:`~geodispatch.geo.LatLng` is
 how they leave this module.
 """
@@ -40,7 +50,9 @@ IntArray = npt.NDArray[np.int64]
 I32Array = npt.NDArray[np.int32]
 BoolArray = npt.NDArray[np.bool_]
 
-FORMAT_VERSION = 1
+#: Format 2 added the spurs; a format 1 file loads with none.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 _ARRAYS = (
     "node_lat", "node_lng", "node_osm_id",
@@ -49,6 +61,8 @@ _ARRAYS = (
     "edge_src", "edge_dst", "edge_length_m", "edge_time_s", "edge_speed_kmh",
     "edge_class", "edge_way", "edge_name", "edge_seg", "edge_rev",
 )
+_SPUR_ARRAYS = ("spur_start", "spur_end", "spur_len_m", "spur_u_node", "spur_v_node",
+                "spur_u_m", "spur_v_m")
 
 
 def haversine_arrays(lat1: FloatArray, lng1: FloatArray, lat2: FloatArray, lng2: FloatArray
@@ -88,6 +102,13 @@ class RoadGraph:
     names: npt.NDArray[np.str_]
     classes: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    spur_start: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    spur_end: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    spur_len_m: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    spur_u_node: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    spur_v_node: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    spur_u_m: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    spur_v_m: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     # --- sizes -----------------------------------------------------------------------------------
     @property
@@ -101,6 +122,10 @@ class RoadGraph:
     @property
     def n_segments(self) -> int:
         return int(self.seg_start.shape[0])
+
+    @property
+    def n_spurs(self) -> int:
+        return int(self.spur_start.shape[0])
 
     def node(self, i: int) -> LatLng:
         return LatLng(float(self.node_lat[i]), float(self.node_lng[i]))
@@ -187,7 +212,7 @@ class RoadGraph:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {name: getattr(self, name) for name in _ARRAYS + _SPUR_ARRAYS}
         meta = dict(self.meta, format=FORMAT_VERSION)
         np.savez(
             tmp,
@@ -205,12 +230,13 @@ class RoadGraph:
         t0 = time.perf_counter()
         with np.load(Path(path), allow_pickle=False) as z:
             data = {name: z[name] for name in _ARRAYS}
+            data.update({name: z[name] for name in _SPUR_ARRAYS if name in z.files})
             names = z["names"]
             classes = tuple(str(c) for c in z["classes"])
             meta = json.loads(str(z["meta"]))
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path}: graph format {meta.get('format')}, expected {FORMAT_VERSION}")
+        if meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: graph format {meta.get('format')}, expected one of "
+                             f"{READABLE_FORMATS} (import the extract again)")
         graph = cls(names=names, classes=classes, meta=meta, **data)
         log.debug("loaded %s (%d nodes, %d edges) in %.3f s", path, graph.n_nodes, graph.n_edges,
                   time.perf_counter() - t0)
@@ -223,6 +249,7 @@ class RoadGraph:
             "nodes": self.n_nodes,
             "edges": self.n_edges,
             "segments": self.n_segments,
+            "spurs": self.n_spurs,
             "oneway_segments": int(((self.seg_fwd < 0) | (self.seg_bwd < 0)).sum()),
             "directed_km": round(km, 1),
             "bbox": [round(x, 6) for x in self.bbox()] if self.n_nodes else None,

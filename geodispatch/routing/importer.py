@@ -30,11 +30,18 @@ from typing import Any
 import numpy as np
 import osmium
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from geodispatch.errors import InvalidInput
-from geodispatch.routing.graph import FloatArray, IntArray, RoadGraph, haversine_arrays
+from geodispatch.routing.graph import (
+    FloatArray,
+    IntArray,
+    RoadGraph,
+    haversine_arrays,
+    local_xy,
+)
 from geodispatch.routing.speeds import (
     CLASS_INDEX,
     HIGHWAY_CLASSES,
@@ -275,10 +282,14 @@ def assemble(*, node_ids_at: IntArray, coord_lat: FloatArray, coord_lng: FloatAr
         raise InvalidInput("no connected road network left after filtering; the existing graph "
                            "is left as it was")
     kept_nodes = np.unique(np.concatenate([src[keep_edge], dst[keep_edge]])).shape[0]
+    spurs = _spurs(n=n, seg_u=seg_u, seg_v=seg_v, seg_len=seg_len, seg_start=seg_start,
+                   seg_end=seg_end, coord_lat=coord_lat, coord_lng=coord_lng,
+                   edge_seg=edge_seg, usable=usable, keep_edge=keep_edge, src=src, dst=dst)
     meta = dict(meta or {}, drivable_nodes=int(drivable_nodes), kept_nodes=int(kept_nodes),
                 dropped_nodes=int(drivable_nodes - kept_nodes),
                 dropped_share=round((drivable_nodes - kept_nodes) / drivable_nodes, 4),
-                drivable_edges=int(usable.sum()), kept_edges=int(keep_edge.sum()))
+                drivable_edges=int(usable.sum()), kept_edges=int(keep_edge.sum()),
+                spur_segments=int(spurs.seg.shape[0]))
     edge_seg, edge_rev = edge_seg[keep_edge], edge_rev[keep_edge]
     src, dst, edge_speed_kmh = src[keep_edge], dst[keep_edge], edge_speed_kmh[keep_edge]
 
@@ -302,10 +313,10 @@ def assemble(*, node_ids_at: IntArray, coord_lat: FloatArray, coord_lng: FloatAr
     node_pos[seg_v] = seg_end
     node_lat, node_lng = coord_lat[node_pos], coord_lng[node_pos]
 
-    # Compact coordinates to the ranges the kept segments use.
+    # Compact coordinates to the ranges the kept segments and the spurs use.
     marks = np.zeros(coord_lat.shape[0] + 1, dtype=np.int64)
-    np.add.at(marks, seg_start, 1)
-    np.add.at(marks, seg_end + 1, -1)
+    np.add.at(marks, np.concatenate([seg_start, spurs.start]), 1)
+    np.add.at(marks, np.concatenate([seg_end, spurs.end]) + 1, -1)
     used_coord = np.cumsum(marks[:-1]) > 0
     coord_new = np.cumsum(used_coord) - 1
     coord_lat, coord_lng = coord_lat[used_coord], coord_lng[used_coord]
@@ -337,7 +348,93 @@ def assemble(*, node_ids_at: IntArray, coord_lat: FloatArray, coord_lng: FloatAr
         edge_name=seg_name[edge_seg].astype(np.int32), edge_seg=edge_seg,
         edge_rev=edge_rev.astype(bool), names=names, classes=HIGHWAY_CLASSES,
         meta=dict(meta or {}),
+        spur_start=coord_new[spurs.start].astype(np.int64),
+        spur_end=coord_new[spurs.end].astype(np.int64), spur_len_m=spurs.length,
+        spur_u_node=np.where(spurs.u_node >= 0, node_new[np.maximum(spurs.u_node, 0)], -1),
+        spur_v_node=np.where(spurs.v_node >= 0, node_new[np.maximum(spurs.v_node, 0)], -1),
+        spur_u_m=spurs.u_m, spur_v_m=spurs.v_m,
     )
+
+
+#: A left-out road is kept as a spur only when one of its ends is this close to the network
+#: (along the left-out roads, or in a straight line for a fragment that meets it nowhere).
+SPUR_MAX_M = 500.0
+
+
+@dataclass(frozen=True)
+class _SpurSet:
+    """Left-out drivable segments and where each end joins the kept network (node indices
+    before the kept nodes are renumbered; -1 = nowhere near)."""
+
+    seg: IntArray
+    start: IntArray
+    end: IntArray
+    length: FloatArray
+    u_node: IntArray
+    v_node: IntArray
+    u_m: FloatArray
+    v_m: FloatArray
+
+
+def _spurs(*, n: int, seg_u: IntArray, seg_v: IntArray, seg_len: FloatArray,
+           seg_start: IntArray, seg_end: IntArray, coord_lat: FloatArray, coord_lng: FloatArray,
+           edge_seg: IntArray, usable: np.ndarray[Any, Any], keep_edge: np.ndarray[Any, Any],
+           src: IntArray, dst: IntArray) -> _SpurSet:
+    """The drivable segments the component filter left out, each attached at both ends to the
+    nearest kept junction along the left-out roads (a multi-source Dijkstra from every kept
+    node they touch), or, for a fragment that touches none, to the nearest kept node in a
+    straight line. Segments farther than :data:`SPUR_MAX_M` from the network are not kept."""
+    n_seg = seg_u.shape[0]
+    drivable = np.zeros(n_seg, dtype=bool)
+    drivable[edge_seg[usable]] = True
+    kept_seg = np.zeros(n_seg, dtype=bool)
+    kept_seg[edge_seg[keep_edge]] = True
+    ids = np.flatnonzero(drivable & ~kept_seg)
+    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    if ids.shape[0] == 0:
+        return _SpurSet(empty_i, empty_i, empty_i, empty_f, empty_i, empty_i, empty_f, empty_f)
+    kept_node = np.zeros(n, dtype=bool)
+    kept_node[src[keep_edge]] = True
+    kept_node[dst[keep_edge]] = True
+    su, sv, sl = seg_u[ids], seg_v[ids], seg_len[ids]
+    # Undirected graph of the left-out segments (the shortest of parallel ones; never 0 m, as a
+    # stored zero would not count as an edge).
+    a, b = np.minimum(su, sv), np.maximum(su, sv)
+    order = np.lexsort((sl, b, a))
+    first = np.ones(order.shape[0], dtype=bool)
+    first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
+    a, b, w = a[order][first], b[order][first], np.maximum(sl[order][first], 1e-3)
+    m = sp.csr_matrix((w, (a, b)), shape=(n, n))
+    touched = np.unique(np.concatenate([su, sv]))
+    junctions = touched[kept_node[touched]]
+    dist = np.full(n, np.inf)
+    source = np.full(n, -1, dtype=np.int64)
+    if junctions.shape[0]:
+        d, _, src_of = dijkstra(m, directed=False, indices=junctions, min_only=True,
+                                return_predecessors=True)
+        dist, source = d, src_of.astype(np.int64)
+    lonely = touched[~np.isfinite(dist[touched])]
+    if lonely.shape[0]:  # a fragment that meets the network nowhere: the nearest kept node
+        pos = np.zeros(n, dtype=np.int64)
+        pos[seg_u], pos[seg_v] = seg_start, seg_end
+        kept_ids = np.flatnonzero(kept_node)
+        lat0 = float(np.mean(coord_lat[pos[kept_ids]]))
+        lng0 = float(np.mean(coord_lng[pos[kept_ids]]))
+        kx, ky = local_xy(coord_lat[pos[kept_ids]], coord_lng[pos[kept_ids]], lat0, lng0)
+        lx, ly = local_xy(coord_lat[pos[lonely]], coord_lng[pos[lonely]], lat0, lng0)
+        _, j = cKDTree(np.column_stack([kx, ky])).query(np.column_stack([lx, ly]), k=1)
+        near = kept_ids[j]
+        source[lonely] = near
+        dist[lonely] = haversine_arrays(coord_lat[pos[lonely]], coord_lng[pos[lonely]],
+                                        coord_lat[pos[near]], coord_lng[pos[near]])
+    u_m, v_m = dist[su], dist[sv]
+    keep = np.minimum(u_m, v_m) <= SPUR_MAX_M
+    u_node = np.where(np.isfinite(u_m), source[su], -1)
+    v_node = np.where(np.isfinite(v_m), source[sv], -1)
+    return _SpurSet(seg=ids[keep], start=seg_start[ids][keep], end=seg_end[ids][keep],
+                    length=sl[keep].astype(np.float64), u_node=u_node[keep],
+                    v_node=v_node[keep], u_m=np.where(np.isfinite(u_m), u_m, np.inf)[keep],
+                    v_m=np.where(np.isfinite(v_m), v_m, np.inf)[keep])
 
 
 def _meta(source: str, speed_table: Mapping[str, float], t0: float, **extra: Any) -> dict[str, Any]:

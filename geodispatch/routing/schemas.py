@@ -43,6 +43,8 @@ class GraphInfo(BaseModel):
     nodes: int
     edges: int
     segments: int
+    spurs: int = Field(0, description="roads left out of the network but kept snappable "
+                       "(placed at the junction they are reached from)")
     oneway_segments: int
     directed_km: float
     bbox: list[float] | None = Field(description="[min_lat, min_lng, max_lat, max_lng]")

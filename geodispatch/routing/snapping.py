@@ -27,6 +27,9 @@ SAMPLE_SPACING_M = 40.0
 
 _SNAP_CACHE_MAX = 100_000
 
+SPUR_TOLERANCE_M = 5.0
+"""A spur is the road a point is on only when it is this much nearer than every kept road."""
+
 
 @dataclass(frozen=True)
 class _SnapCache:
@@ -82,36 +85,17 @@ class _Points:
 
 
 
-class SnapIndex:
-    """Where points meet the road graph: a k-d tree over samples along every segment, exact
-    nearest-point projection, and a cache of positions already snapped (crews rarely move
-    between queries). Built on first use (or :meth:`warm`); thread-safe."""
+class _Pieces:
+    """A k-d tree over samples along some coordinate ranges (the graph's segments, or its spurs),
+    and the exact nearest point on them."""
 
-    def __init__(self, graph: RoadGraph) -> None:
-        self.graph = graph
-        self._lock = threading.RLock()
-        self._tree: cKDTree | None = None
-        self._cache = _SnapCache.empty()
-        self._last_snapped: tuple[IntArray, FloatArray, FloatArray, _Points] | None = None
-
-    def warm(self) -> None:
-        with self._lock:
-            if self._tree is None:
-                self._tree = self._build_tree()
-
-    def _build_tree(self) -> cKDTree:
-        g = self.graph
-        self._lat0, self._lng0 = float(np.mean(g.node_lat)), float(np.mean(g.node_lng))
-        x, y = local_xy(g.coord_lat, g.coord_lng, self._lat0, self._lng0)
-        self._cx, self._cy = x, y
-        step = np.zeros(g.coord_lat.shape[0], dtype=np.float64)
-        step[1:] = haversine_arrays(g.coord_lat[:-1], g.coord_lng[:-1], g.coord_lat[1:],
-                                    g.coord_lng[1:])
-        self._cum = np.cumsum(step)
-        # Pieces: (i, i+1) coordinate pairs inside each segment.
-        counts = (g.seg_end - g.seg_start).astype(np.int64)
-        piece_seg = np.repeat(np.arange(g.n_segments, dtype=np.int64), counts)
-        first = np.repeat(g.seg_start - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    def __init__(self, starts: IntArray, ends: IntArray, x: FloatArray, y: FloatArray,
+                 cum: FloatArray) -> None:
+        self.x, self.y, self.cum = x, y, cum
+        self.starts, self.ends = starts, ends
+        counts = (ends - starts).astype(np.int64)
+        piece_owner = np.repeat(np.arange(starts.shape[0], dtype=np.int64), counts)
+        first = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         piece_i = np.arange(int(counts.sum()), dtype=np.int64) + first
         plen = np.hypot(x[piece_i + 1] - x[piece_i], y[piece_i + 1] - y[piece_i])
         ns = np.maximum(1, np.ceil(plen / SAMPLE_SPACING_M)).astype(np.int64)
@@ -123,33 +107,29 @@ class SnapIndex:
         pi = piece_i[sample_piece]
         sx = x[pi] + t * (x[pi + 1] - x[pi])
         sy = y[pi] + t * (y[pi + 1] - y[pi])
-        self._piece_seg, self._piece_i, self._sample_piece = piece_seg, piece_i, sample_piece
-        tree = cKDTree(np.column_stack([sx, sy]), balanced_tree=False, compact_nodes=False)
-        log.debug("snap index: %d samples over %d pieces", sx.shape[0], piece_i.shape[0])
-        return tree
+        self.piece_owner, self.piece_i, self.sample_piece = piece_owner, piece_i, sample_piece
+        self.tree = cKDTree(np.column_stack([sx, sy]), balanced_tree=False, compact_nodes=False)
+        self.n_samples = int(sx.shape[0])
 
-    def snap_xy(self, lat: FloatArray, lng: FloatArray) -> _Points:
-        """Exact nearest segment point for many points.
+    def nearest(self, px: FloatArray, py: FloatArray
+                ) -> tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray]:
+        """Per point: the owning range, the coordinate index and position ``t`` on the nearest
+        piece, the distance in local metres, and the metres along the range to that point.
 
-        The nearest sample gives an upper bound ``d0`` on the distance to the road; the true
-        nearest piece has a sample within ``d0 + spacing / 2``, so projecting onto the pieces of
-        all samples in that ball finds the exact nearest point.
+        The nearest sample gives an upper bound ``d0`` on the distance; the true nearest piece
+        has a sample within ``d0 + spacing / 2``, so projecting onto the pieces of all samples in
+        that ball finds the exact nearest point.
         """
-        with self._lock:
-            if self._tree is None:
-                self._tree = self._build_tree()
-        tree = self._tree
-        px, py = local_xy(lat, lng, self._lat0, self._lng0)
         pts = np.column_stack([px, py])
-        d0, _ = tree.query(pts, k=1)
-        balls = tree.query_ball_point(pts, r=d0 + SAMPLE_SPACING_M / 2 + 1e-6)
+        d0, _ = self.tree.query(pts, k=1)
+        balls = self.tree.query_ball_point(pts, r=d0 + SAMPLE_SPACING_M / 2 + 1e-6)
         lens = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
         samples = np.fromiter((s for b in balls for s in b), dtype=np.int64, count=int(lens.sum()))
         owner = np.repeat(np.arange(len(balls), dtype=np.int64), lens)
-        pieces = self._sample_piece[samples]
-        i = self._piece_i[pieces]
-        ax, ay = self._cx[i], self._cy[i]
-        bx, by = self._cx[i + 1], self._cy[i + 1]
+        pieces = self.sample_piece[samples]
+        i = self.piece_i[pieces]
+        ax, ay = self.x[i], self.y[i]
+        bx, by = self.x[i + 1], self.y[i + 1]
         dx, dy = bx - ax, by - ay
         den = dx * dx + dy * dy
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,18 +141,104 @@ class SnapIndex:
         first = np.ones(order.shape[0], dtype=bool)
         first[1:] = owner[order][1:] != owner[order][:-1]
         best = order[first]
-        bi, bt, bp = i[best], t[best], pieces[best]
-        seg = self._piece_seg[bp]
+        bi, bt = i[best], t[best]
+        rng = self.piece_owner[pieces[best]]
+        along = self.cum[bi] - self.cum[self.starts[rng]] + bt * (self.cum[bi + 1] - self.cum[bi])
+        return rng, bi, bt, d[best], along
+
+
+class SnapIndex:
+    """Where points meet the road graph: a k-d tree over samples along every segment, exact
+    nearest-point projection, and a cache of positions already snapped (crews rarely move
+    between queries). Built on first use (or :meth:`warm`); thread-safe.
+
+    A graph with spurs (roads the importer left out, see :mod:`geodispatch.routing.graph`) has a
+    second tree over them. A point whose nearest road is a spur, nearer by more than
+    :data:`SPUR_TOLERANCE_M` than any kept road, is placed at the kept junction the spur is
+    reached from, with the way along the spur counted in its distance from the road, as long as
+    that total stays within ``spur_max_m`` (the router's snap distance); otherwise it snaps to
+    the nearest kept road as before.
+    """
+
+    def __init__(self, graph: RoadGraph, *, spur_max_m: float = 200.0) -> None:
+        self.graph = graph
+        self.spur_max_m = float(spur_max_m)
+        self._lock = threading.RLock()
+        self._built = False
+        self._cache = _SnapCache.empty()
+        self._last_snapped: tuple[IntArray, FloatArray, FloatArray, _Points] | None = None
+
+    def warm(self) -> None:
+        with self._lock:
+            if not self._built:
+                self._build()
+
+    def _build(self) -> None:
         g = self.graph
+        self._lat0, self._lng0 = float(np.mean(g.node_lat)), float(np.mean(g.node_lng))
+        x, y = local_xy(g.coord_lat, g.coord_lng, self._lat0, self._lng0)
+        step = np.zeros(g.coord_lat.shape[0], dtype=np.float64)
+        step[1:] = haversine_arrays(g.coord_lat[:-1], g.coord_lng[:-1], g.coord_lat[1:],
+                                    g.coord_lng[1:])
+        self._cum = np.cumsum(step)
+        self._roads = _Pieces(g.seg_start, g.seg_end, x, y, self._cum)
+        self._spurs = _Pieces(g.spur_start, g.spur_end, x, y, self._cum) \
+            if g.n_spurs else None
+        # Where a point placed at a kept node goes: one segment ending there (0 or 1 along it).
+        has_f = g.seg_fwd >= 0
+        seg_u = np.where(has_f, g.edge_src[np.maximum(g.seg_fwd, 0)],
+                         g.edge_dst[np.maximum(g.seg_bwd, 0)]).astype(np.int64)
+        seg_v = np.where(has_f, g.edge_dst[np.maximum(g.seg_fwd, 0)],
+                         g.edge_src[np.maximum(g.seg_bwd, 0)]).astype(np.int64)
+        segs = np.arange(g.n_segments, dtype=np.int64)
+        self._node_seg = np.zeros(g.n_nodes, dtype=np.int64)
+        self._node_frac = np.zeros(g.n_nodes, dtype=np.float64)
+        self._node_seg[seg_v], self._node_frac[seg_v] = segs, 1.0
+        self._node_seg[seg_u], self._node_frac[seg_u] = segs, 0.0
+        log.debug("snap index: %d samples over %d segments, %d spurs", self._roads.n_samples,
+                  g.n_segments, g.n_spurs)
+        self._built = True
+
+    def snap_xy(self, lat: FloatArray, lng: FloatArray) -> _Points:
+        """Exact nearest segment point for many points (see :class:`_Pieces` and the spurs
+        rule in the class docstring)."""
+        with self._lock:
+            if not self._built:
+                self._build()
+        g = self.graph
+        px, py = local_xy(lat, lng, self._lat0, self._lng0)
+        seg, bi, bt, _, along = self._roads.nearest(px, py)
         s0, s1 = g.seg_start[seg], g.seg_end[seg]
         seg_len = self._cum[s1] - self._cum[s0]
-        along = self._cum[bi] - self._cum[s0] + bt * (self._cum[bi + 1] - self._cum[bi])
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(seg_len > 0, np.clip(along / seg_len, 0.0, 1.0), 0.0)
         flat = g.coord_lat[bi] + bt * (g.coord_lat[bi + 1] - g.coord_lat[bi])
         flng = g.coord_lng[bi] + bt * (g.coord_lng[bi + 1] - g.coord_lng[bi])
         dist = haversine_arrays(lat, lng, flat, flng)
-        return _Points(seg=seg.astype(np.int64), frac=frac, dist_m=dist)
+        out = _Points(seg=seg.astype(np.int64), frac=frac, dist_m=dist)
+        if self._spurs is not None:
+            self._place_on_spurs(lat, lng, px, py, out)
+        return out
+
+    def _place_on_spurs(self, lat: FloatArray, lng: FloatArray, px: FloatArray,
+                        py: FloatArray, out: _Points) -> None:
+        assert self._spurs is not None
+        g = self.graph
+        sp, bi, bt, _, along = self._spurs.nearest(px, py)
+        flat = g.coord_lat[bi] + bt * (g.coord_lat[bi + 1] - g.coord_lat[bi])
+        flng = g.coord_lng[bi] + bt * (g.coord_lng[bi + 1] - g.coord_lng[bi])
+        d_spur = haversine_arrays(lat, lng, flat, flng)
+        along = np.clip(along, 0.0, g.spur_len_m[sp])
+        via_u = along + g.spur_u_m[sp]
+        via_v = g.spur_len_m[sp] - along + g.spur_v_m[sp]
+        use_u = via_u <= via_v
+        node = np.where(use_u, g.spur_u_node[sp], g.spur_v_node[sp])
+        total = d_spur + np.where(use_u, via_u, via_v)
+        take = (d_spur + SPUR_TOLERANCE_M < out.dist_m) & (total <= self.spur_max_m) & (node >= 0)
+        if take.any():
+            n = node[take]
+            out.seg[take], out.frac[take] = self._node_seg[n], self._node_frac[n]
+            out.dist_m[take] = total[take]
 
     def snap_arrays(self, lat: FloatArray, lng: FloatArray) -> _Points:
         """Snap many points, remembering each position (crews rarely move between queries).

@@ -21,8 +21,14 @@ from tests.routing.conftest import EXTRACTS, random_points
 
 
 def _attach(G: nx.DiGraph, g: RoadGraph, name: object, s: Snap, *, target: bool) -> None:
-    """Join a snapped point to a networkx graph with the partial edge times."""
+    """Join a snapped point to a networkx graph with the partial edge times (a point exactly at
+    a segment's end is at that junction: it may arrive or leave by any road there)."""
     ef, eb, f = int(g.seg_fwd[s.segment]), int(g.seg_bwd[s.segment]), s.fraction
+    if f in (0.0, 1.0):
+        at_u = f == 0.0
+        node = (int(g.edge_src[ef]) if at_u else int(g.edge_dst[ef])) if ef >= 0 else \
+            (int(g.edge_dst[eb]) if at_u else int(g.edge_src[eb]))
+        G.add_edge(*((node, name) if target else (name, node)), w=0.0)
     if target:
         if ef >= 0:
             G.add_edge(int(g.edge_src[ef]), name, w=f * g.edge_time_s[ef])
