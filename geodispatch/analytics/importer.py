@@ -162,6 +162,12 @@ def _stage(session: Session, ddl: str, name: str) -> None:
     session.execute(text(f"TRUNCATE {name}"))
 
 
+def _analyze(session: Session, name: str) -> None:
+    """Statistics of a freshly COPYed staging table (autovacuum never analyses temp tables, and
+    without them the planner guesses a few rows and may join a big file badly)."""
+    session.execute(text(f"ANALYZE {name}"))
+
+
 def _sector_ids(session: Session, calls: pd.DataFrame) -> list[int | None]:
     """Sector of every call from the zones domain's index, when that domain is installed."""
     if importlib.util.find_spec("geodispatch.zones.index") is None:
@@ -220,7 +226,7 @@ def import_calls(
     say = progress or (lambda _msg: None)
     region = region or mapping.region
     say(f"reading {path.name} with mapping {mapping.name!r}")
-    data = read_calls(path, mapping, tz=tz)
+    data = read_calls(path, mapping, tz=tz, progress=say)
     rows = data.rows
     written_rejects = None
     if rejects_file is not None and (len(data.rejects) or len(data.flagged)):
@@ -255,6 +261,7 @@ def import_calls(
     })
     _stage(session, _UNIT_STAGE, "_imp_units")
     _copy(session, "_imp_units", list(stage_units.columns), stage_units)
+    _analyze(session, "_imp_units")
     new_units = rowcount(session.execute(text(
         "INSERT INTO units (call_sign, kind, capabilities, region, status, device_id, "
         "device_token_hash, active) SELECT u.call_sign, u.kind, ARRAY[u.capability], :region, "
@@ -268,6 +275,7 @@ def import_calls(
             "category", "original_category", "priority", "status", "closed", "description",
             "sector_id"]
     _copy(session, "_imp_calls", cols, calls[cols])
+    _analyze(session, "_imp_calls")
     inserted = session.execute(text(
         "INSERT INTO incidents (reference, idempotency_key, region, received_at, registered_at, "
         "caller_lang, sms_opt_out, location, h3, address, category, original_category, priority, "
@@ -305,6 +313,7 @@ def import_calls(
     say(f"COPY {len(stage_rows):,} assignments")
     _stage(session, _ASSIGN_STAGE, "_imp_rows")
     _copy(session, "_imp_rows", list(stage_rows.columns), stage_rows)
+    _analyze(session, "_imp_rows")
     new_assignments = rowcount(session.execute(text(
         "INSERT INTO assignments (incident_id, unit_id, status, is_lead, was_recommended, "
         "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at) "

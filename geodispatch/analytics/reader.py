@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from geodispatch.analytics.intervals import MAX_INTERVAL_S
 from geodispatch.analytics.mapping import TIME_FIELDS, CallMapping
 from geodispatch.errors import InvalidInput
 
+CHUNK_ROWS = 500_000
+"""Rows read at a time (the progress output's step)."""
 #: Our names of the six timestamps in the normalised frame.
 FRAME_TIME = {"received": "received", "entered": "entry", "dispatched": "dispatch",
               "en_route": "response", "on_scene": "on_scene", "cleared": "available"}
@@ -124,7 +127,8 @@ def read_header(path: Path) -> list[str]:
     return [h.strip() for h in header]
 
 
-def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None) -> CallRows:
+def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None,
+               progress: Callable[[str], None] | None = None) -> CallRows:
     """Read and normalise a calls-for-service CSV through ``mapping``.
 
     Parameters
@@ -135,6 +139,8 @@ def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None) -> Ca
         Which column is which.
     tz : str, optional
         Time zone of wall-clock times; default the mapping's.
+    progress : callable, optional
+        Told how many rows are read so far, every :data:`CHUNK_ROWS` rows.
 
     Returns
     -------
@@ -151,12 +157,20 @@ def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None) -> Ca
     if missing:
         raise InvalidInput(f"{path.name} does not match mapping {mapping.name!r}: missing "
                            f"columns {missing} (try --infer to propose a mapping)")
+    usecols = mapping.required_columns()
+    parts: list[pd.DataFrame] = []
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False,
+        with pd.read_csv(path, dtype=str, keep_default_na=False,
                          na_values=["", *mapping.null_values], encoding="utf-8-sig",
-                         usecols=mapping.required_columns())
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+                         usecols=usecols, chunksize=CHUNK_ROWS) as chunks:
+            for chunk in chunks:
+                parts.append(chunk)
+                if progress is not None:
+                    progress(f"read {sum(len(p) for p in parts):,} rows")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
+    df = (pd.concat(parts, ignore_index=True) if parts
+          else pd.DataFrame({c: pd.Series(dtype=object) for c in usecols}))
     df.columns = [c.strip() for c in df.columns]
     tz = tz or mapping.timezone
     n = len(df)
