@@ -63,7 +63,12 @@ def _utc(at: datetime | None) -> datetime:
 
 
 def get_call(*, session: Session, call_id: int, lock: bool = False) -> Call:
-    return get_row(session, Call, call_id, what="call", lock=lock)
+    if lock:  # re-read under the lock: what another transaction committed meanwhile is kept
+        call = session.get(Call, call_id, with_for_update=True, populate_existing=True)
+        if call is None:
+            raise NotFound(f"call {call_id} not found")
+        return call
+    return get_row(session, Call, call_id, what="call")
 
 
 def find_call(*, session: Session, source: str, external_id: str, lock: bool = False

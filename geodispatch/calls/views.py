@@ -117,8 +117,21 @@ def _time(body: dict[str, Any]) -> datetime | None:
     return t
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def raw_body(request: Request) -> bytes:
+    """The request body, read on the event loop so that the endpoint itself can be a plain
+    ``def``: its database work then runs in the thread pool. (An ``async def`` endpoint doing
+    blocking database calls ran them on the event loop: one call waiting for a row lock held by
+    a request whose commit was still to be scheduled froze the whole server.)"""
     raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
+    return raw
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
     if len(raw) > _MAX_BODY:
         raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
     try:
@@ -131,15 +144,15 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/calls/events", summary="Phone-system webhook: a call's signalling")
-async def webhook(request: Request, who: PhoneSystem, session: SessionDep,
-                  settings: SettingsDep) -> Any:
+def webhook(raw: RawBody, who: PhoneSystem, session: SessionDep,
+            settings: SettingsDep) -> Any:
     """``{"event": "ring"|"answer"|"hangup"|"transfer"|"location", "call_id": "...",
     "from": "+380...", "line": "102", "at": "ISO-8601", "operator": "...", "to": "...",
     "reason": "...", "pidf_lo": "<presence ...>"}``; see the README for examples.
 
     A report about a call the centre has not seen ring (its ring was lost) creates the call
     first, so no call is ever lost."""
-    body = await _json_body(request)
+    body = _json_body(raw)
     event = _str(body, "event", 16, required=True)
     if event not in WEBHOOK_EVENTS:
         raise InvalidInput(f"event must be one of {', '.join(WEBHOOK_EVENTS)}")
@@ -159,6 +172,8 @@ async def webhook(request: Request, who: PhoneSystem, session: SessionDep,
                          settings=settings)
         except Refused as exc:
             location_error = exc.reason  # the call is kept; the refusal is stored
+    if event in ("answer", "hangup", "transfer"):
+        call = service.get_call(session=session, call_id=call.id, lock=True)
     if event == "answer":
         service.answer(session=session, call=call, operator=_str(body, "operator", 64) or who,
                        at=at, actor=who)
@@ -178,8 +193,8 @@ SIP_EVENTS = ("invite", "answered", "cancel", "bye", "failure")
 
 
 @router.post("/api/calls/sip", summary="The SIP edge (Kamailio) reports a call's signalling")
-async def sip_report(request: Request, who: PhoneSystem, session: SessionDep,
-                     settings: SettingsDep) -> Any:
+def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: SessionDep,
+               settings: SettingsDep) -> Any:
     """Query ``event`` (invite | answered | cancel | bye | failure), ``call_id`` (SIP Call-ID),
     ``from``, ``line`` (R-URI user), ``operator``, ``code``, ``geolocation``; the body is the
     INVITE's body as it is (a PIDF-LO location in it is read) or ``-``."""
@@ -190,9 +205,6 @@ async def sip_report(request: Request, who: PhoneSystem, session: SessionDep,
     ext = q.get("call_id", "")
     if not ext or len(ext) > 255:
         raise InvalidInput("call_id (the SIP Call-ID) is required, at most 255 characters")
-    raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
     call, created = service.ring(session=session, source="sip", external_id=ext,
                                  caller=q.get("from") or None,
                                  line=(q.get("line") or None), actor="sip", settings=settings)
@@ -205,9 +217,11 @@ async def sip_report(request: Request, who: PhoneSystem, session: SessionDep,
         except Refused as exc:
             out["location_refused"] = exc.reason
     elif event == "answered":
+        call = service.get_call(session=session, call_id=call.id, lock=True)
         service.answer(session=session, call=call, operator=(q.get("operator") or "sip")[:64],
                        actor="sip")
     elif event in ("cancel", "bye", "failure"):
+        call = service.get_call(session=session, call_id=call.id, lock=True)
         service.hang_up(session=session, call=call, actor="sip",
                         reason=f"SIP {q.get('code', '')[:3]}" if event == "failure"
                         else event.upper())
@@ -216,11 +230,11 @@ async def sip_report(request: Request, who: PhoneSystem, session: SessionDep,
 
 
 @router.post("/api/calls/aml/sms", summary="AML SMS (ETSI TS 103 625) from the SMS centre")
-async def aml_sms(request: Request, who: PhoneSystem, session: SessionDep,
-                  settings: SettingsDep) -> Any:
+def aml_sms(raw: RawBody, who: PhoneSystem, session: SessionDep,
+            settings: SettingsDep) -> Any:
     """``{"from": "+380...", "text": "A\\"ML=1;lt=...;ml=..."}``; a refused message is stored
     with its reason and answered 422."""
-    body = await _json_body(request)
+    body = _json_body(raw)
     sender = _str(body, "from", 64)
     text_ = _str(body, "text", 2000, required=True)
     assert text_ is not None
@@ -232,12 +246,8 @@ async def aml_sms(request: Request, who: PhoneSystem, session: SessionDep,
 
 
 @router.post("/api/calls/aml/https", summary="AML HTTPS form POST (ETSI TS 103 625)")
-async def aml_https(request: Request, who: PhoneSystem, session: SessionDep,
-                    settings: SettingsDep) -> Any:
-    raw = await request.body()
-    if len(raw) > _MAX_BODY:
-        raise InvalidInput(f"body larger than {_MAX_BODY} bytes")
-
+def aml_https(raw: RawBody, who: PhoneSystem, session: SessionDep,
+              settings: SettingsDep) -> Any:
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
