@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
-from geodispatch.dispatch.workflow import ACTIVE
+from geodispatch.dispatch.states import ACTIVE
 from geodispatch.geo import LatLng
 from geodispatch.incidents.models import Incident
 from geodispatch.tracking.models import Unit

@@ -20,17 +20,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from geodispatch.dispatch.workflow import (
+from geodispatch.dispatch.effects import (
     assignment_message,
-    due_for_sending,
-    record_sent,
     take_pending_publishes,
     take_unit_statuses,
 )
+from geodispatch.dispatch.workflow import due_for_sending, record_sent
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.mqtt import publish_assignment
 
-if TYPE_CHECKING:  # types only: tracking imports dispatch at run time
+if TYPE_CHECKING:  # types only (paho and the fleet are handed in by the lifespan)
     import paho.mqtt.client as paho
 
     from geodispatch.tracking.fleet import LiveFleet

@@ -3,11 +3,11 @@
 Every step changes the current state (``assignments``, ``units.status``, ``incidents.status``)
 and appends an event to the incident's record in the same transaction. Crew statuses
 arrive from the crews themselves (MQTT, HTTP: :func:`crew_status_report`), from dispatchers
-(the API) and from GPS arrival detection (:mod:`geodispatch.dispatch.arrivals`); all go
-through one transition table. Supervisor timers are in :mod:`geodispatch.dispatch.alerts`.
-
-Incident status is derived from its assignments: any crew on scene -> ``on_scene``; else any
-en route -> ``en_route``; else any dispatched -> ``assigned``; else all cleared -> ``cleared``.
+(the API) and from GPS arrival detection (:mod:`geodispatch.dispatch.arrivals`). The module
+has three neighbours with one job each: the state machine (transitions, derived statuses) is
+:mod:`geodispatch.dispatch.states`, what follows a change (terminal messages, caller SMS) is
+:mod:`geodispatch.dispatch.effects`, and the supervisor timers are
+:mod:`geodispatch.dispatch.alerts`.
 
 **Lock order.** A unit of work locks incident rows first (several: ascending id), then unit rows
 (ascending id), then assignment rows. Every function here keeps that order, so two dispatchers,
@@ -23,76 +23,50 @@ resent, a backlog after an outage), is recorded on the incident it belongs to as
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from geodispatch.dispatch.effects import (
+    PendingPublish,
+    assignment_message,
+    note_unit_status,
+    queue_publish,
+    tell_caller,
+)
 from geodispatch.dispatch.models import Assignment
+from geodispatch.dispatch.states import (
+    ACTIVE,
+    ASSIGNABLE_CREW,
+    CREW_STATUSES,
+    DELIVERY_STATUSES,
+    FINAL_INCIDENT,
+    apply_to_assignment,
+    check_transition,
+    incident_status,
+    is_late,
+)
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.incidents.classification import load_dispositions
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.record import append_event, iso_utc
 from geodispatch.incidents.service import get_incident
-from geodispatch.notify.outbox import enqueue_sms
 from geodispatch.settings import Settings
 from geodispatch.tracking.models import Unit
 
 log = logging.getLogger(__name__)
 
-CREW_STATUSES = ("off_duty", "available", "dispatched", "en_route", "on_scene", "transporting",
-                 "cleared", "out_of_service", "break")
-#: Allowed crew status transitions (a repeated status is always accepted as a no-op).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "off_duty": frozenset({"available", "out_of_service", "break"}),
-    "available": frozenset({"dispatched", "en_route", "on_scene", "out_of_service", "break",
-                            "off_duty"}),
-    "dispatched": frozenset({"en_route", "on_scene", "cleared", "available", "out_of_service"}),
-    "en_route": frozenset({"on_scene", "dispatched", "cleared", "available", "out_of_service"}),
-    "on_scene": frozenset({"transporting", "cleared", "out_of_service"}),
-    "transporting": frozenset({"on_scene", "cleared", "out_of_service"}),
-    "cleared": frozenset({"available", "dispatched", "off_duty", "out_of_service", "break"}),
-    "out_of_service": frozenset({"available", "off_duty", "break"}),
-    "break": frozenset({"available", "off_duty", "out_of_service"}),
-}
-ACTIVE = ("dispatched", "acknowledged", "en_route", "on_scene")
-OPEN_INCIDENT = ("registered", "queued", "assigned", "en_route", "on_scene", "cleared")
-FINAL_INCIDENT = ("closed", "cancelled", "merged")
-ASSIGNABLE_CREW = ("available", "cleared")
-
-
-@dataclass
-class PendingPublish:
-    """An assignment message for a crew terminal, sent after the transaction commits."""
-
-    device_id: str
-    payload: dict[str, Any] | None
-    assignment_id: int | None = None
-
-
-def _pending(session: Session) -> list[PendingPublish]:
-    out: list[PendingPublish] = session.info.setdefault("dispatch_publish", [])
-    return out
-
-
-def take_pending_publishes(session: Session) -> list[PendingPublish]:
-    """Messages queued by this unit of work (the edge publishes them after commit)."""
-    out: list[PendingPublish] = session.info.pop("dispatch_publish", [])
-    return out
-
-
-def take_unit_statuses(session: Session) -> dict[int, str]:
-    """Unit statuses changed by this unit of work (the edge mirrors them into the live fleet)."""
-    out: dict[int, str] = session.info.pop("dispatch_units", {})
-    return out
+#: Longest idempotency key a terminal may send with a report.
+MAX_KEY = 128
 
 
 def _set_unit_status(session: Session, unit: Unit, status: str, at: datetime) -> None:
     unit.status = status
     unit.status_changed_at = at
-    session.info.setdefault("dispatch_units", {})[unit.id] = status
+    note_unit_status(session, unit.id, status)
+
 
 
 def _unit(session: Session, unit_id: int, *, lock: bool = True) -> Unit:
@@ -118,16 +92,8 @@ def _active_assignment(session: Session, unit_id: int, *, lock: bool = True
 
 
 def _derive_status(session: Session, incident: Incident) -> str:
-    statuses = set(session.execute(
-        select(Assignment.status).where(Assignment.incident_id == incident.id)).scalars())
-    for assignment_status, incident_status in (("on_scene", "on_scene"), ("en_route", "en_route"),
-                                               ("dispatched", "assigned"),
-                                               ("acknowledged", "assigned")):
-        if assignment_status in statuses:
-            return incident_status
-    if "cleared" in statuses:
-        return "cleared"
-    return "queued"
+    return incident_status(set(session.execute(
+        select(Assignment.status).where(Assignment.incident_id == incident.id)).scalars()))
 
 
 def _set_incident_status(session: Session, incident: Incident, actor: str, cause: str,
@@ -201,12 +167,9 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
                        "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
                        "unit_status_before": prev_status})
     _set_incident_status(session, incident, actor, "assigned", now)
-    if incident.caller_phone:
-
-        eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
-        enqueue_sms(session=session, incident=incident, template="assigned",
-                    call_sign=unit.call_sign, eta_min=eta_min)
-    _pending(session).append(PendingPublish(unit.device_id, assignment_message(
+    eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
+    tell_caller(session, incident, "assigned", call_sign=unit.call_sign, eta_min=eta_min)
+    queue_publish(session, PendingPublish(unit.device_id, assignment_message(
         session=session, assignment=assignment, incident=incident), assignment.id))
     return assignment
 
@@ -241,39 +204,9 @@ def set_lead(*, session: Session, incident_id: int, unit_id: int, actor: str) ->
                        "previous_call_sign": units[previous.unit_id].call_sign
                        if previous else None})
     for a in active:  # (not tracked again: their delivery is tracked from the first send)
-        _pending(session).append(PendingPublish(units[a.unit_id].device_id, assignment_message(
+        queue_publish(session, PendingPublish(units[a.unit_id].device_id, assignment_message(
             session=session, assignment=a, incident=incident)))
     return chosen
-
-
-def assignment_message(*, session: Session, assignment: Assignment,
-                       incident: Incident | None = None) -> dict[str, Any]:
-    """The retained message a crew terminal gets for ``assignment`` (also what is sent again)."""
-    incident = incident or session.get(Incident, assignment.incident_id)
-    assert incident is not None
-    point = session.execute(text("SELECT ST_Y(location), ST_X(location) FROM incidents "
-                                 "WHERE id = :i"), {"i": incident.id}).one()
-    return {"id": assignment.id, "assignment_id": assignment.id, "incident_id": incident.id,
-            "reference": incident.reference, "category": incident.category,
-            "priority": incident.priority,
-            "lat": None if point[0] is None else float(point[0]),
-            "lng": None if point[1] is None else float(point[1]),
-            "address": incident.address, "lead": assignment.is_lead,
-            "at": assignment.dispatched_at.isoformat()}
-
-
-def _apply_to_assignment(a: Assignment, status: str, at: datetime) -> None:
-    if status == "en_route" and a.en_route_at is None:
-        a.en_route_at = at
-        a.status = "en_route"
-    elif status == "on_scene":
-        a.on_scene_at = a.on_scene_at or at
-        a.status = "on_scene"
-    elif status in ("cleared", "available", "out_of_service", "off_duty", "break"):
-        a.cleared_at = a.cleared_at or at
-        a.status = "cleared"
-    elif status == "dispatched":
-        a.status = "dispatched"
 
 
 def _assignment_at(session: Session, unit_id: int, at: datetime) -> Assignment | None:
@@ -304,12 +237,6 @@ def _record_late(session: Session, unit: Unit, status: str, when: datetime, sour
                  data={**data, "assignment_id": late_for.id})
     session.flush()
     return "late"
-
-
-#: Statuses a crew reports about its assignment rather than about itself (the unit's status
-#: does not change): the terminal received it, the crew pressed "acknowledge".
-DELIVERY_STATUSES = ("delivered", "acknowledged")
-MAX_KEY = 128
 
 
 def crew_status_report(*, session: Session, unit_id: int, status: str, at: datetime | None,
@@ -374,30 +301,27 @@ def _crew_status(session: Session, unit_id: int, status: str, at: datetime | Non
     if status in DELIVERY_STATUSES:
         return _delivery_status(session, unit, status, at, when, source, assignment,
                                 assignment_id, incident)
-    if at is not None and ((applied_at is not None and when < applied_at) or (
-            assignment is not None and when < assignment.dispatched_at)):
+    if at is not None and is_late(when, last_applied=applied_at, dispatched_at=(
+            assignment.dispatched_at if assignment is not None else None)):
         return _record_late(session, unit, status, when, source, applied_at, assignment)
     if status == current:
         return "repeated"
-    if status not in TRANSITIONS.get(current, frozenset()):
-        raise Conflict(f"unit {unit.call_sign}: {current} -> {status} is not allowed")
+    check_transition(unit.call_sign, current, status)
     _set_unit_status(session, unit, status, when)
     if assignment is None or incident is None:
         session.flush()
         return "applied"
     first_on_scene = status == "on_scene" and not session.execute(select(Assignment.id).where(
         Assignment.incident_id == incident.id, Assignment.on_scene_at.is_not(None))).first()
-    _apply_to_assignment(assignment, status, when)
+    apply_to_assignment(assignment, status, when)
     append_event(session=session, incident_id=incident.id, kind="crew_status", actor=source,
                  at=when, data={"unit_id": unit_id, "call_sign": unit.call_sign, "from": current,
                                 "to": status, "assignment_id": assignment.id})
     _set_incident_status(session, incident, source, f"crew {unit.call_sign} {status}", when)
-    if first_on_scene and incident.caller_phone:
-
-        enqueue_sms(session=session, incident=incident, template="arrived",
-                    call_sign=unit.call_sign)
+    if first_on_scene:
+        tell_caller(session, incident, "arrived", call_sign=unit.call_sign)
     if assignment.status == "cleared":
-        _pending(session).append(PendingPublish(unit.device_id, None))
+        queue_publish(session, PendingPublish(unit.device_id, None))
     session.flush()
     return "applied"
 
@@ -497,7 +421,7 @@ def _release(session: Session, incident: Incident, actor: str, now: datetime, *,
         unit = units.get(a.unit_id) or _unit(session, a.unit_id)
         if unit.status in ("dispatched", "en_route", "on_scene", "transporting", "cleared"):
             _set_unit_status(session, unit, "available", now)
-        _pending(session).append(PendingPublish(unit.device_id, None))
+        queue_publish(session, PendingPublish(unit.device_id, None))
         released.append(a.unit_id)
     return released
 
@@ -569,8 +493,7 @@ def close_incident(*, session: Session, incident_id: int, actor: str, dispositio
                        "local_disposition": chosen.local, "note": note,
                        "released_units": released,
                        "set": {"status": "closed", "disposition": code}})
-    if incident.caller_phone:
-        enqueue_sms(session=session, incident=incident, template="closed")
+    tell_caller(session, incident, "closed")
     session.flush()
     return incident
 

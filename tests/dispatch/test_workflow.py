@@ -11,16 +11,16 @@ from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.alerts import supervisor_alerts
 from geodispatch.dispatch.arrivals import detect_arrivals
+from geodispatch.dispatch.effects import take_pending_publishes
 from geodispatch.dispatch.recommend import recommend
+from geodispatch.dispatch.states import TRANSITIONS
 from geodispatch.dispatch.workflow import (
-    TRANSITIONS,
     assign,
     cancel_incident,
     close_incident,
     crew_status_report,
     merge_incident,
     reopen_incident,
-    take_pending_publishes,
 )
 from geodispatch.errors import Conflict, InvalidInput
 from geodispatch.geo import LatLng
