@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from geodispatch import __version__
 from geodispatch.analytics import views as analytics_views
-from geodispatch.api import auth, errors, live, live_lifespan, web
+from geodispatch.api import auth, docs, errors, live, live_lifespan, web
 from geodispatch.api.logs import install as install_log_scrubbing
 from geodispatch.api.policy import iter_routes, route_policy
 from geodispatch.api.ratelimit import LoginLimiter
@@ -174,7 +174,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local copies of the scripts by geodispatch.api.docs
+        redoc_url=None,
     )
+    docs.mount(app)
     install_log_scrubbing()
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
