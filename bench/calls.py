@@ -220,7 +220,7 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--aml-share", type=float, default=0.2)
-    p.add_argument("--children", type=int, default=8, help="Kamailio worker processes")
+    p.add_argument("--children", type=int, default=16, help="Kamailio worker processes")
     args = p.parse_args()
     if not (shutil.which("kamailio") and shutil.which("sipp")):
         sys.exit("needs Debian's kamailio, kamailio-utils-modules and sip-tester")

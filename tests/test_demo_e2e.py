@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def demo_run(demo_db: tuple[str, str], settings: Settings, artifacts: Path,
     cmd = [sys.executable, "-m", "geodispatch.cli", "demo", "--headless", "--auto",
            "--duration", str(DURATION_S), "--port", str(port), "--units", str(UNITS),
            "--prefix", PREFIX, "--speedup", "40", "--report-s", "2", "--on-scene-s", "10", "20",
-           "--dropouts-per-h", "20"]
+           "--dropouts-per-h", "20", "--phone-every-s", "4"]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -129,7 +130,7 @@ def _scalar(engine: Engine, sql: str, **params: object) -> object:
 def _logs(run: DemoRun) -> str:
     logs = run.work_dir / "logs"
     parts = [run.output]
-    for name in ("api", "simulate", "callgen"):
+    for name in ("api", "simulate", "callgen", "phoneline"):
         f = logs / f"{name}.log"
         if f.exists():
             parts.append(f"--- {name}.log (tail)\n" + f.read_text(errors="replace")[-4000:])
@@ -265,3 +266,18 @@ def test_simulator_stats(demo_run: DemoRun, demo_engine: Engine) -> None:
     assert stats["assignments"] >= 1 and stats["statuses"].get("en_route", 0) >= 1
     assigned = _scalar(demo_engine, "SELECT count(*) FROM assignments")
     assert stats["assignments"] <= assigned, (stats, assigned)
+
+
+@pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("sipp")),
+                    reason="kamailio and sip-tester (Debian) are not installed")
+def test_phone_line_rang(demo_engine: Engine, demo_run: DemoRun) -> None:
+    """The simulated phone line's SIP calls came through Kamailio: each has a record on line
+    102, most with their AML point; the unanswered ones are callbacks."""
+    n = _scalar(demo_engine, "SELECT count(*) FROM calls WHERE source = 'sip' AND line = '102'")
+    assert n >= 5, _logs(demo_run)  # type: ignore[operator]
+    located = _scalar(demo_engine, "SELECT count(DISTINCT call_id) FROM call_locations "
+                                   "WHERE kind = 'aml-https' AND call_id IS NOT NULL")
+    assert located >= 2, _logs(demo_run)  # type: ignore[operator]
+    abandoned = _scalar(demo_engine, "SELECT count(*) FROM calls c JOIN call_callbacks b "
+                                     "ON b.call_id = c.id WHERE c.state = 'abandoned'")
+    assert abandoned >= 1, _logs(demo_run)  # type: ignore[operator]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -306,6 +307,17 @@ def add_location(*, session: Session, kind: str, phone: str | None, lat: float |
     if call is not None:
         _attach(session, call, loc, actor)
     return loc
+
+
+def latest_locations(*, session: Session, call_ids: list[int]) -> dict[int, CallLocation]:
+    """The newest location of each of these calls, in one query (the call-taker's list)."""
+    if not call_ids:
+        return {}
+    rows = session.execute(select(CallLocation).where(CallLocation.call_id.in_(call_ids))
+                           .ext(distinct_on(CallLocation.call_id))
+                           .order_by(CallLocation.call_id, CallLocation.received_at.desc(),
+                                     CallLocation.id.desc())).scalars()
+    return {int(x.call_id): x for x in rows if x.call_id is not None}
 
 
 def latest_location(*, session: Session, call_id: int) -> CallLocation | None:

@@ -61,8 +61,11 @@ def phone_system(request: Request) -> str:
 PhoneSystem = Annotated[str, Depends(phone_system)]
 
 
-def call_json(session: Session, c: Call, *, events: bool = False) -> dict[str, Any]:
-    loc = service.latest_location(session=session, call_id=c.id)
+def call_json(session: Session, c: Call, *, events: bool = False,
+              latest: dict[int, CallLocation] | None = None) -> dict[str, Any]:
+    """``latest``: the calls' newest locations when the caller fetched them for a whole list."""
+    loc = (latest.get(c.id) if latest is not None
+           else service.latest_location(session=session, call_id=c.id))
     out: dict[str, Any] = {
         "id": c.id, "source": c.source, "external_id": c.external_id,
         "caller_phone": c.caller_phone, "line": c.line, "state": c.state,
@@ -270,7 +273,9 @@ def list_calls(principal: Operators, session: SessionDep, state: str | None = No
     stmt = select(Call).order_by(Call.id.desc()).limit(limit)
     if state:
         stmt = stmt.where(Call.state.in_(state.split(",")))
-    return {"items": [call_json(session, c) for c in session.execute(stmt).scalars()]}
+    calls = list(session.execute(stmt).scalars())
+    latest = service.latest_locations(session=session, call_ids=[c.id for c in calls])
+    return {"items": [call_json(session, c, latest=latest) for c in calls]}
 
 
 @router.get("/api/calls/stats", summary="The live queue and answering figures")

@@ -1,4 +1,5 @@
-"""``geodispatch demo``, ``simulate`` and ``callgen``: the demo and its two load generators."""
+"""``geodispatch demo``, ``simulate``, ``callgen`` and ``phoneline``: the demo and its load
+generators."""
 
 from __future__ import annotations
 
@@ -23,8 +24,14 @@ def _callgen(args: argparse.Namespace) -> int:
     return run_callgen(args)
 
 
+def _phoneline(args: argparse.Namespace) -> int:
+    from geodispatch.sim.phoneline import run_phoneline
+
+    return run_phoneline(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from geodispatch.sim import callgen, demo, runner
+    from geodispatch.sim import callgen, demo, phoneline, runner
 
     p = sub.add_parser("demo", help="the whole system on a real city with a simulated fleet")
     demo.add_arguments(p)
@@ -37,3 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("callgen", help="replay real calls through the API (--auto: dispatch too)")
     callgen.add_arguments(c)
     c.set_defaults(func=_callgen)
+
+    ph = sub.add_parser("phoneline", help="simulated callers dialling 102 through Kamailio (SIP)")
+    phoneline.add_arguments(ph)
+    ph.set_defaults(func=_phoneline)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,6 +160,8 @@ class Prepared:
     fleet_path: Path
     units: int
     sectors: int
+    #: (min_lat, min_lng, max_lat, max_lng) of the road network: where the callers are.
+    bbox: tuple[float, float, float, float] | None = None
 
 
 def prepare(settings: Settings, *, units: int, region: str, country: str,
@@ -195,7 +198,8 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
             clear_stale_assignments(session=session, settings=settings, specs=specs)
     finally:
         engine.dispose()
-    return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors)
+    return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors,
+                    bbox=roads.bbox())
 
 
 # --- child processes -------------------------------------------------------------------------
@@ -320,7 +324,17 @@ def run_demo(args: argparse.Namespace) -> int:
             children.start("callgen", _cli(*cg), env={
                 "GEODISPATCH_CALLGEN_PASSWORD": pw.get("calltaker", ""),
                 "GEODISPATCH_DISPATCHER_PASSWORD": pw.get("dispatcher", "")})
-        _banner(base, prep, auto=args.auto)
+        phone_line = not args.no_phone and bool(shutil.which("kamailio") and shutil.which("sipp"))
+        if phone_line:
+            ph = ["phoneline", "--base-url", base, "--every-s", str(args.phone_every_s),
+                  "--work-dir", str(work / "phoneline")]
+            if prep.bbox is not None:
+                ph += ["--bbox", ",".join(f"{x:.6f}" for x in prep.bbox)]
+            children.start("phoneline", _cli(*ph))
+        elif not args.no_phone:
+            print("[demo] no simulated phone line: install kamailio, kamailio-utils-modules and "
+                  "sip-tester (make services does)", flush=True)
+        _banner(base, prep, auto=args.auto, phone_line=phone_line)
         if not args.headless:
             import webbrowser
 
@@ -374,7 +388,7 @@ def _final_heatmap(settings: Settings, out: Path) -> None:
         engine.dispose()
 
 
-def _banner(base: str, prep: Prepared, *, auto: bool) -> None:
+def _banner(base: str, prep: Prepared, *, auto: bool, phone_line: bool = False) -> None:
     lines = [
         "",
         "=" * 72,
@@ -386,6 +400,9 @@ def _banner(base: str, prep: Prepared, *, auto: bool) -> None:
         "",
         f"  {prep.units} simulated crews drive the road graph and report over MQTT;",
         "  replayed San Francisco calls arrive as new incidents.",
+        *(["  A simulated phone line rings 102 through Kamailio: log in as calltaker,",
+           "  answer on the Calls tab (AML point on the map), record what the call was."]
+          if phone_line else []),
         "  " + ("--auto: a dispatcher bot accepts every recommendation." if auto else
                 "Log in as dispatcher and accept the suggested crews on the map."),
         "  Ctrl-C stops everything.",
@@ -416,6 +433,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay real call gaps this many times faster (default 20)")
     p.add_argument("--max-calls", type=int, default=None, help="stop generating after N calls")
     p.add_argument("--no-calls", action="store_true", help="no call generator")
+    p.add_argument("--no-phone", action="store_true",
+                   help="no simulated phone line (SIPp callers through Kamailio)")
+    p.add_argument("--phone-every-s", type=float, default=20.0,
+                   help="mean seconds between the phone line's calls")
     p.add_argument("--report-s", type=float, default=5.0, help="seconds between a crew's fixes")
     p.add_argument("--on-scene-s", type=float, nargs=2, default=(45.0, 150.0),
                    metavar=("MIN", "MAX"), help="time crews stay on scene")

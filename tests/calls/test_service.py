@@ -133,6 +133,9 @@ def test_aml_before_and_after_the_ring_is_matched(db: Session, ring: Callable[..
     assert after.call_id == c.id
     latest = service.latest_location(session=db, call_id=c.id)
     assert latest is not None and latest.id == after.id
+    bare = ring("+380671115555")
+    many = service.latest_locations(session=db, call_ids=[c.id, bare.id])
+    assert {k: v.id for k, v in many.items()} == {c.id: after.id}  # the newest; none for bare
     other = receive_aml_sms(session=db, sender="+380671116666", text=_aml())
     assert other.call_id is None  # unmatched: listed
 
