@@ -151,6 +151,9 @@ CREATE TEMP TABLE IF NOT EXISTS _imp_rows (key text, call_sign text, dispatched 
     status text, created_by text)
 ON COMMIT DROP
 """
+_NEW_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS _imp_new (id int PRIMARY KEY) ON COMMIT DROP
+"""
 _UNIT_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _imp_units (call_sign text, kind text, capability text)
 ON COMMIT DROP
@@ -314,15 +317,30 @@ def import_calls(
     _stage(session, _ASSIGN_STAGE, "_imp_rows")
     _copy(session, "_imp_rows", list(stage_rows.columns), stage_rows)
     _analyze(session, "_imp_rows")
-    new_assignments = rowcount(session.execute(text(
+    # The incidents this import created cannot have assignments yet: their rows go in without
+    # looking; only rows of incidents that were already there (a re-import, an export that grew)
+    # are checked against the existing assignments. One anti-join over a whole big file is what
+    # a planner with stale statistics turns into a scan of assignments per row.
+    _stage(session, _NEW_STAGE, "_imp_new")
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy("COPY _imp_new (id) FROM STDIN") as copy:
+        for row in inserted:
+            copy.write_row((row[0],))
+    _analyze(session, "_imp_new")
+    insert = (
         "INSERT INTO assignments (incident_id, unit_id, status, is_lead, was_recommended, "
         "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at) "
         "SELECT i.id, u.id, r.status, coalesce(r.is_lead, false), false, r.created_by, "
-        "r.dispatched, "
-        "r.en_route, r.on_scene, r.cleared FROM _imp_rows r "
+        "r.dispatched, r.en_route, r.on_scene, r.cleared FROM _imp_rows r "
         "JOIN incidents i ON i.idempotency_key = r.key JOIN units u ON u.call_sign = r.call_sign "
-        "WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE a.incident_id = i.id "
-        "AND a.unit_id = u.id AND a.dispatched_at = r.dispatched)")))
+    )
+    new_assignments = rowcount(session.execute(text(
+        insert + "WHERE i.id IN (SELECT id FROM _imp_new)")))
+    new_assignments += rowcount(session.execute(text(
+        insert + "WHERE i.id NOT IN (SELECT id FROM _imp_new) AND NOT EXISTS (SELECT 1 FROM "
+        "assignments a WHERE a.incident_id = i.id AND a.unit_id = u.id "
+        "AND a.dispatched_at = r.dispatched)")))
     say(f"sealing {len(inserted):,} new incidents into the incident record")
     events = _append_imported_events(session, [(r[0], r[1]) for r in inserted], path.name)
     session.flush()
