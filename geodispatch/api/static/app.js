@@ -116,7 +116,9 @@
     const map = (gd.map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: true }));
     map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
     const b = gd.config.bounds;
-    if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]]); else map.setView([50.45, 30.52], 12);
+    // (maxZoom: bounds of one point, such as a new centre's first incident, have no zoom of
+    // their own without a tile layer, and Leaflet would throw on an infinite zoom)
+    if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { maxZoom: 16 }); else map.setView([50.45, 30.52], 12);
     gd.layers.crews = L.layerGroup().addTo(map);
     gd.layers.incidents = L.layerGroup().addTo(map);
     gd.layers.roads = L.geoJSON(null, { style: { color: "#8a94a6", weight: 1.2, opacity: 0.8 }, interactive: false });
@@ -502,12 +504,15 @@
     if (canAssign && OPEN.includes(i.status)) {
       html += '<h3>' + t("inc.reco") + '</h3><div id="reco" data-testid="reco">' + renderReco() + "</div>";
     }
+    // The actions (close, cancel, merge, notes ...) and the readable timeline: incident.js.
+    html += '<div id="incident-actions" data-testid="incident-actions"></div>';
     html += "<h3>" + t("inc.timeline") + '</h3><ul class="timeline" data-testid="incident-timeline">' +
-      events.slice().reverse().map((e) => "<li>" + fmtTime(typeof e.at === "string" ? Date.parse(e.at) / 1000 : e.at) + " <b>" +
+      (gd.incidentUi ? gd.incidentUi.timeline(events, i) : events.slice().reverse().map((e) => "<li>" + fmtTime(typeof e.at === "string" ? Date.parse(e.at) / 1000 : e.at) + " <b>" +
         esc(e.kind) + "</b>" + (e.data && e.data.to ? " " + esc(e.data.to) : "") +
-        (e.data && e.data.call_sign ? " · " + esc(e.data.call_sign) : "") + " · " + esc(e.actor) + "</li>").join("") + "</ul></div>";
+        (e.data && e.data.call_sign ? " · " + esc(e.data.call_sign) : "") + " · " + esc(e.actor) + "</li>").join("")) + "</ul></div>";
     openPanel(html);
     bindRecoHandlers(id);
+    document.dispatchEvent(new CustomEvent("gd:incident-panel", { detail: { id, incident: i, detail, events } }));
     const place = $("#place-btn");
     if (place) place.onclick = () => {
       gd.placing = id;
@@ -773,7 +778,8 @@
     document.dispatchEvent(new CustomEvent("gd:lang"));
   }
   // What other console scripts (calls.js) use of this one.
-  gd.ui = { api, esc, fmtTime, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender };
+  gd.ui = { api, esc, fmtTime, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender,
+    loadIncidentDetails, categoryLabel, stBadge, prioBadge };
   document.addEventListener("DOMContentLoaded", () => {
     applyI18n();
     $("#login-form").addEventListener("submit", doLogin);
