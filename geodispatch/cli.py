@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 DOMAIN_CLIS = (
     "geodispatch.tracking.cli",
     "geodispatch.routing.cli",
+    "geodispatch.tiles.cli",
     "geodispatch.geocoding.cli",
     "geodispatch.zones.cli",
     "geodispatch.federation.cli",

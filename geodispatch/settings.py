@@ -189,6 +189,14 @@ class Settings(BaseSettings):
     tile_attribution: str = Field(
         "&copy; OpenStreetMap contributors", description="Attribution shown on every map."
     )
+    tiles_path: Path | None = Field(
+        None, description="Vector tiles (MBTiles) of the city's extract served under /tiles; "
+        "default var/tiles.mbtiles, built by `geodispatch tiles build` and `graph import`.")
+    vector_tiles: bool = Field(
+        True, description="Draw the offline vector base map (street names) from `tiles_path` "
+        "when it is built; false = the raster `tile_url` (online tiles) or our roads.")
+    tiles_on_graph_import: bool = Field(
+        True, description="`graph import PATH` also builds the vector tiles (needs tilemaker).")
     live_max_rate_hz: float = Field(
         4.0, description="Most WebSocket batches sent to one live client per second (coalesced)."
     )
@@ -297,6 +305,10 @@ class Settings(BaseSettings):
     @property
     def resolved_graph_path(self) -> Path:
         return self.graph_path or self.var_dir / "graph.npz"
+
+    @property
+    def resolved_tiles_path(self) -> Path:
+        return self.tiles_path or self.var_dir / "tiles.mbtiles"
 
     @property
     def resolved_log_signing_key(self) -> Path:

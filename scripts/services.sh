@@ -15,7 +15,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # --- 1. Debian packages ------------------------------------------------------------------------
 PKGS="postgresql-$PGVER postgresql-$PGVER-postgis-3 postgresql-$PGVER-pgrouting mosquitto mosquitto-clients
       chromium python3-venv python3-dev build-essential ca-certificates
-      osm2pgsql osmium-tool libicu-dev pkg-config
+      osm2pgsql osmium-tool tilemaker libicu-dev pkg-config
       kamailio kamailio-utils-modules kamailio-extra-modules sip-tester"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

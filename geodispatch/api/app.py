@@ -42,6 +42,7 @@ from geodispatch.notify import views as notify_views
 from geodispatch.routing import lifespan as routing_lifespan
 from geodispatch.routing import views as routing_views
 from geodispatch.settings import Settings, get_settings
+from geodispatch.tiles import views as tiles_views
 from geodispatch.tracking import lifespan as tracking_lifespan
 from geodispatch.tracking import views as tracking_views
 from geodispatch.zones import lifespan as zones_lifespan
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 ROUTERS: tuple[Any, ...] = (
     auth, tracking_views, routing_views, geocoding_views, zones_views, federation_views,
     incidents_views, calls_views, dispatch_views, crew_views, notify_views, analytics_views, live,
-    web,
+    web, tiles_views,
 )
 #: Routers mounted at the root, outside ``/api``, because a standard fixes their paths
 #: (NENA-STA-024's ``/IncidentData/ent`` and ``/incidents/{id}``).

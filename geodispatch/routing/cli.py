@@ -4,7 +4,9 @@
     Stream a local extract (``.osm``, ``.osm.gz``, ``.osm.bz2``, ``.osm.pbf``; default: the demo
     extract of ``GEODISPATCH_OSM_FILE``), save the compact graph (default ``var/graph.npz``),
     replace the ``road_edges`` table and import the extract's addresses (``geocode import``;
-    ``--no-addresses`` or ``GEODISPATCH_GEOCODE_ON_GRAPH_IMPORT=false`` to skip).
+    ``--no-addresses`` or ``GEODISPATCH_GEOCODE_ON_GRAPH_IMPORT=false`` to skip) and build the
+    base map's vector tiles (``tiles build``; ``--no-tiles`` or
+    ``GEODISPATCH_TILES_ON_GRAPH_IMPORT=false`` to skip).
 ``geodispatch graph import --place NAME``
     The same from an osmnx download by place name (needs the internet).
 ``geodispatch graph info [--path FILE]``
@@ -71,7 +73,23 @@ def _import(args: argparse.Namespace) -> int:
         print(f"road_edges: {n:,} rows written")
         if not args.place and not args.no_addresses and settings.geocode_on_graph_import:
             _import_addresses(settings, path)
+    if not args.place and not args.no_tiles and settings.tiles_on_graph_import:
+        _build_tiles(settings, path)
     return 0
+
+
+def _build_tiles(settings: Any, path: Path) -> None:
+    """The same extract's vector tiles (``tiles build``); the graph stands if this fails."""
+    import sys
+
+    from geodispatch.errors import ConfigurationError
+    from geodispatch.tiles.cli import build_for, describe
+
+    try:
+        print(describe(build_for(settings, path)))
+    except ConfigurationError as exc:
+        print(f"geodispatch: vector tiles not built: {exc} (the road graph is in place; "
+              "run `geodispatch tiles build` once that is fixed)", file=sys.stderr)
 
 
 def _import_addresses(settings: Any, path: Path) -> None:
@@ -119,6 +137,8 @@ def register(sub: Any) -> None:
     imp.add_argument("--no-db", action="store_true", help="do not write the road_edges table")
     imp.add_argument("--no-addresses", action="store_true",
                      help="do not import the extract's addresses (geocode import)")
+    imp.add_argument("--no-tiles", action="store_true",
+                     help="do not build the base map's vector tiles (tiles build)")
     imp.add_argument("--all-components", action="store_true",
                      help="keep roads not connected both ways to the main network")
     imp.set_defaults(func=_import)

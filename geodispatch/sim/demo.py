@@ -98,6 +98,7 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
             _ensure_road_edges(settings, graph_path)
             if src_file is not None:
                 _ensure_addresses(settings, src_file)
+                _ensure_tiles(settings, src_file)
             return graph_path
     print(f"[demo] building the road graph from {place or src_file} ...", flush=True)
     t0 = time.monotonic()
@@ -111,6 +112,23 @@ def ensure_graph(settings: Settings, *, osm_file: Path | None, place: str | None
     stamp_path.write_text(json.dumps(source_key))
     print(f"[demo] road graph ready in {time.monotonic() - t0:.1f}s: {graph_path}", flush=True)
     return graph_path
+
+
+def _ensure_tiles(settings: Settings, src_file: Path) -> None:
+    """Build the base map's vector tiles unless they were built from this very extract."""
+    from geodispatch.tiles.build import built_from, source_stamp
+    from geodispatch.tiles.cli import build_for, describe
+
+    if not settings.tiles_on_graph_import:
+        return
+    if built_from(settings.resolved_tiles_path) == source_stamp(src_file):
+        return
+    print(f"[demo] building the base map's vector tiles from {src_file} ...", flush=True)
+    try:
+        print("[demo] " + describe(build_for(settings, src_file)), flush=True)
+    except ConfigurationError as exc:
+        print(f"[demo] vector tiles not built ({exc}): the map falls back to the raster or "
+              "road-line base until `geodispatch tiles build`", flush=True)
 
 
 def _ensure_addresses(settings: Settings, src_file: Path) -> None:

@@ -40,6 +40,8 @@ PUBLIC = {
     ("POST", "/api/auth/token"), ("GET", "/"), ("GET", "/map"),
     # The crew terminal's pages (its API below authenticates with the unit's device token).
     ("GET", "/crew"), ("GET", "/crew/"), ("GET", "/crew/{name}"),
+    # The base map's vector tiles: only the OpenStreetMap extract, drawn by every page.
+    ("GET", "/tiles/{z}/{x}/{y}.pbf"), ("GET", "/tiles/metadata.json"),
 }
 # Routes for trackers: they authenticate with a device token, never a console JWT.
 DEVICE = {

@@ -15,7 +15,7 @@ def test_graph_import_no_db(osm_dir: Path, tmp_path: Path, capsys: pytest.Captur
     """`graph import PATH --out FILE --no-db` writes a loadable graph and reports its size."""
     out = tmp_path / "krems.npz"
     assert main(["graph", "import", str(osm_dir / "krems_austria.osm.gz"), "--out", str(out),
-                 "--no-db"]) == 0
+                 "--no-db", "--no-tiles"]) == 0
     g = RoadGraph.load(out)
     assert f"{g.n_nodes:,} nodes" in capsys.readouterr().out
     assert main(["graph", "info", "--path", str(out)]) == 0
@@ -45,7 +45,7 @@ def test_an_extract_without_drivable_roads_leaves_the_graph_alone(
     and the graph built before is still there, unchanged."""
     out = tmp_path / "graph.npz"
     assert main(["graph", "import", str(osm_dir / "krems_austria.osm.gz"), "--out", str(out),
-                 "--no-db"]) == 0
+                 "--no-db", "--no-tiles"]) == 0
     before = out.read_bytes()
     capsys.readouterr()
     bad = tmp_path / "paths.osm"
@@ -63,7 +63,7 @@ def test_import_says_how_much_of_the_network_it_dropped(
     the figures are stored with the graph."""
     out = tmp_path / "andorra.npz"
     assert main(["graph", "import", str(osm_dir / "andorra_2013.osm.pbf"), "--out", str(out),
-                 "--no-db"]) == 0
+                 "--no-db", "--no-tiles"]) == 0
     printed = capsys.readouterr().out
     g = RoadGraph.load(out)
     dropped, drivable = int(g.meta["dropped_nodes"]), int(g.meta["drivable_nodes"])
@@ -72,5 +72,5 @@ def test_import_says_how_much_of_the_network_it_dropped(
     assert f"{dropped:,} of {drivable:,} drivable junctions" in printed
     whole = tmp_path / "all.npz"
     assert main(["graph", "import", str(osm_dir / "andorra_2013.osm.pbf"), "--out", str(whole),
-                 "--no-db", "--all-components"]) == 0
+                 "--no-db", "--no-tiles", "--all-components"]) == 0
     assert RoadGraph.load(whole).n_nodes == drivable
