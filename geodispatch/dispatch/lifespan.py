@@ -10,6 +10,7 @@ confirmed yet (:func:`geodispatch.dispatch.publish.deliver_pending`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -33,9 +34,13 @@ async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], 
             work(session)
 
     while True:
+        running = asyncio.ensure_future(asyncio.to_thread(once))
         try:
-            await asyncio.to_thread(once)
+            await asyncio.shield(running)
         except asyncio.CancelledError:
+            # Shutdown: let the pass in its worker thread end before the engine is disposed
+            # (else its connection outlives the pool, unclosed).
+            await asyncio.wait([running], timeout=10)
             raise
         except Exception:  # noqa: BLE001 - a failed pass must not stop the loop
             log.exception("%s pass failed", name)
@@ -72,7 +77,8 @@ async def start(app: FastAPI) -> None:
     def arrivals(session: Session) -> None:
         publish_after_commit(session, mqtt=app.state.mqtt,
                              fleet=getattr(app.state, "fleet", None),
-                             inflight=app.state.delivery_inflight)
+                             inflight=app.state.delivery_inflight,
+                             terminals=getattr(app.state, "crew_hub", None))
         detect_arrivals(session=session, settings=settings)
 
     def delivery(session: Session) -> None:
@@ -94,10 +100,8 @@ async def stop(app: FastAPI) -> None:
     for t in getattr(app.state, "dispatch_tasks", []):
         t.cancel()
     for t in getattr(app.state, "dispatch_tasks", []):
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await t
-        except asyncio.CancelledError:
-            pass
     client = getattr(app.state, "dispatch_own_mqtt", None)
     if client is not None:
         client.loop_stop()

@@ -38,8 +38,14 @@ async def _refresh_loop(app: FastAPI, fleet: LiveFleet) -> None:
 
     while True:
         await asyncio.sleep(REFRESH_S)
+        running = asyncio.ensure_future(asyncio.to_thread(refresh))
         try:
-            await asyncio.to_thread(refresh)
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # Shutdown: let the refresh in its worker thread end before the engine is disposed
+            # (else its connection outlives the pool, unclosed).
+            await asyncio.wait([running], timeout=10)
+            raise
         except Exception:  # noqa: BLE001 - a database blip must not end the refresh task
             log.warning("fleet refresh failed; retrying", exc_info=True)
 
