@@ -24,7 +24,9 @@ def free_port() -> int:
 def running_server(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
     """Serve ``app`` with a real uvicorn on a free port; yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # Open streams (the crew app's SSE) never finish by themselves: cut them 5 s into shutdown.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -27,6 +27,7 @@ from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import AccountCheck
 from geodispatch.calls import lifespan as calls_lifespan
 from geodispatch.calls import views as calls_views
+from geodispatch.crew import lifespan as crew_lifespan
 from geodispatch.crew import views as crew_views
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.dispatch import lifespan as dispatch_lifespan
@@ -63,8 +64,8 @@ ROOT_ROUTERS: tuple[Any, ...] = (federation_views.centre_router,)
 #: Start-up/shutdown steps (``async start(app)`` / ``async stop(app)``), run in this order and
 #: stopped in reverse.
 LIFESPANS: tuple[Any, ...] = (
-    routing_lifespan, zones_lifespan, tracking_lifespan, dispatch_lifespan, notify_lifespan,
-    live_lifespan, federation_lifespan, calls_lifespan,
+    routing_lifespan, zones_lifespan, tracking_lifespan, crew_lifespan, dispatch_lifespan,
+    notify_lifespan, live_lifespan, federation_lifespan, calls_lifespan,
 )
 
 DESCRIPTION = """\

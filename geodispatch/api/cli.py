@@ -23,6 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
         # The live feed is many small JSON updates a second; compressing them costs more server
         # CPU than the LAN bandwidth saved (bench/live.py --deflate shows latency triple).
         ws_per_message_deflate=False,
+        # Open crew streams (Server-Sent Events) never end by themselves: on shutdown they are
+        # cut after 5 s and the terminals reconnect (with Last-Event-ID) to the next server.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

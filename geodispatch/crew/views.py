@@ -7,6 +7,13 @@ the same token the unit's trackers use).
 ``GET /api/crew/assignment``
     The unit's own current assignment: incident reference, category, priority, address, the
     dispatcher's notes, the other crews on it and which one leads (``null`` when it has none).
+``GET /api/crew/stream``
+    The same document pushed as Server-Sent Events (``event: assignment``, the whole screen
+    each time it changes; ids ``<epoch>.<seq>``) from the workflow's after-commit hook through
+    the in-memory :class:`~geodispatch.crew.stream.CrewHub`. The first event is the current
+    screen, unless ``Last-Event-ID`` shows the terminal missed nothing. A comment line every
+    15 s keeps it open; ``event: revoked`` ends it within about a second when the unit is
+    deactivated or its token replaced. Same device headers as every crew call.
 ``GET /api/crew/route?lat=&lng=``
     The drive from the crew's position to its assignment by the project's road router (a
     straight-line estimate, flagged ``method: straight_line``, when there is no road graph).
@@ -21,28 +28,33 @@ GPS fixes go to the tracker ingest (``/api/ingest/osmand``), the same pipeline a
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from geodispatch.api.deps import SessionDep, SettingsDep, UnitOfWork
 from geodispatch.crew.service import crew_view, current_assignment, incident_point, unit_json
+from geodispatch.crew.stream import HEARTBEAT_S, RETRY_MS, CrewHub
 from geodispatch.db import transaction
 from geodispatch.dispatch import workflow
 from geodispatch.dispatch.publish import publish_after_commit
-from geodispatch.errors import NotFound, Unauthenticated
+from geodispatch.errors import ConfigurationError, NotFound, Unauthenticated
 from geodispatch.geo import LatLng
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.service import authenticate_device
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 FILES = {"app.js": "text/javascript", "app.css": "text/css", "i18n.js": "text/javascript",
+         "stream.js": "text/javascript", "alert.wav": "audio/wav",
          "sw.js": "text/javascript", "manifest.webmanifest": "application/manifest+json",
          "icon.svg": "image/svg+xml"}
 STRAIGHT_LINE_SPEED_MPS = 11.0  # ~40 km/h over 1.3x the straight line, only without a graph
@@ -145,8 +157,69 @@ def crew_status(body: CrewStatusBody, request: Request, session: SessionDep,
         state = request.app.state
         publish_after_commit(tx, mqtt=getattr(state, "mqtt", None),
                              fleet=getattr(state, "fleet", None),
-                             inflight=getattr(state, "delivery_inflight", None))
+                             inflight=getattr(state, "delivery_inflight", None),
+                             terminals=getattr(state, "crew_hub", None))
     return {"result": result, "status": body.status}
+
+
+def _sse(event: str, data: Any, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.get("/api/crew/stream", summary="The crew's own screen, pushed (Server-Sent Events)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "``event: assignment`` with the document of "
+                                            "GET /api/crew/assignment, at every change"}})
+async def crew_stream(request: Request) -> StreamingResponse:
+    hub: CrewHub | None = getattr(request.app.state, "crew_hub", None)
+    if hub is None:
+        raise ConfigurationError("the crew stream is not running (no crew lifespan)")
+    factory = request.app.state.session_factory
+    last_id = request.headers.get("last-event-id")
+
+    def authenticate() -> tuple[int, str]:
+        # Its own short session: a stream must not hold a pooled connection while it is open.
+        with factory() as session:
+            unit = _device_unit(request, session)
+            return unit.id, unit.device_token_hash
+
+    def screen(unit_id: int) -> dict[str, Any] | None:
+        with factory() as session:
+            unit = session.get(Unit, unit_id)
+            return None if unit is None else crew_view(session=session, unit=unit)
+
+    unit_id, token_hash = await hub.call(authenticate)
+
+    async def events() -> AsyncIterator[str]:
+        sub = hub.subscribe(unit_id, token_hash)  # first: no change after this point is missed
+        try:
+            yield f"retry: {RETRY_MS}\n: open\n\n"
+            floor = 0  # a screen read before the first one is older than it: not sent
+            if not hub.up_to_date(unit_id, last_id):
+                floor = hub.now()
+                first = await hub.call(screen, unit_id)
+                if first is not None:
+                    yield _sse("assignment", first, hub.event_id(floor))
+            while True:
+                try:
+                    await asyncio.wait_for(sub.wake.wait(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield ": ping\n\n"
+                    continue
+                if sub.ended is not None:
+                    yield _sse("revoked", {"detail": "the unit's device token no longer "
+                                                     "signs in: sign in again"})
+                    return
+                item = sub.take()
+                if item is not None and hub.seq_of(item[0]) > floor:
+                    yield _sse("assignment", item[1], item[0])
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _haversine_m(a: LatLng, b: LatLng) -> float:

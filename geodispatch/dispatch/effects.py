@@ -1,7 +1,8 @@
 """What follows a dispatch change, queued in the unit of work and carried out by the edge after
 the commit or by a worker: the crew terminal's assignment message (published after commit, see
-:mod:`geodispatch.dispatch.publish`), the unit statuses to mirror into the live fleet, and the
-caller's SMS (queued in the same transaction, sent by the SMS worker).
+:mod:`geodispatch.dispatch.publish`), the unit statuses to mirror into the live fleet, the units
+whose crew-app screens changed (pushed to their open streams), and the caller's SMS (queued in
+the same transaction, sent by the SMS worker).
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def take_unit_statuses(session: Session) -> dict[int, str]:
 def note_unit_status(session: Session, unit_id: int, status: str) -> None:
     """Mirror the crew's new status into the live fleet once this unit of work commits."""
     session.info.setdefault("dispatch_units", {})[unit_id] = status
+    note_terminal(session, unit_id)
+
+
+def note_terminal(session: Session, *unit_ids: int) -> None:
+    """These units' crew-app screens change with this unit of work (their assignment, its
+    delivery state, the crews beside them, their status): their open streams are told after
+    the commit."""
+    session.info.setdefault("dispatch_terminals", set()).update(unit_ids)
+
+
+def take_terminal_units(session: Session) -> set[int]:
+    """Units whose crew-app screens this unit of work changed (see :func:`note_terminal`)."""
+    out: set[int] = session.info.pop("dispatch_terminals", set())
+    return out
 
 
 def assignment_message(*, session: Session, assignment: Assignment,

@@ -1,7 +1,8 @@
-"""After-commit side effects of the workflow: crew terminal messages (MQTT) and fleet statuses,
-and the delivery loop's pass that sends assignments again until the broker confirmed them.
+"""After-commit side effects of the workflow: crew terminal messages (MQTT), fleet statuses and
+the crew app's push channel, and the delivery loop's pass that sends assignments again until the
+broker confirmed them.
 
-The first two must only happen once the transaction committed, so they are attached to the
+The first three must only happen once the transaction committed, so they are attached to the
 session's ``after_commit`` event; nothing is sent for a rolled-back request. Each assignment
 message published there is remembered in an :class:`Inflight` table; :func:`deliver_pending`
 (run by the dispatch lifespan every ``assignment_retry_s``) records ``assignment_sent`` when the
@@ -14,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from geodispatch.dispatch.effects import (
     assignment_message,
     take_pending_publishes,
+    take_terminal_units,
     take_unit_statuses,
 )
 from geodispatch.dispatch.workflow import due_for_sending, record_sent
@@ -35,6 +38,13 @@ if TYPE_CHECKING:  # types only (paho and the fleet are handed in by the lifespa
     from geodispatch.tracking.fleet import LiveFleet
 
 log = logging.getLogger(__name__)
+
+
+class Terminals(Protocol):
+    """The open crew terminals (``geodispatch.crew.stream.CrewHub``): told which units' screens
+    changed, from the committing thread; it must not block."""
+
+    def units_changed(self, unit_ids: Iterable[int]) -> None: ...
 
 
 class Inflight:
@@ -54,15 +64,23 @@ class Inflight:
 
 
 def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
-                         fleet: LiveFleet | None, inflight: Inflight | None = None) -> None:
-    """Send this unit of work's assignment messages and unit statuses when it commits."""
+                         fleet: LiveFleet | None, inflight: Inflight | None = None,
+                         terminals: Terminals | None = None) -> None:
+    """Send this unit of work's assignment messages and unit statuses when it commits, and tell
+    the open crew terminals whose screens changed."""
 
     def after_commit(sess: Session) -> None:
         pending = take_pending_publishes(sess)
         statuses = take_unit_statuses(sess)
+        touched = take_terminal_units(sess)
         if fleet is not None:
             for unit_id, status in statuses.items():
                 fleet.set_status(unit_id, status)
+        if terminals is not None and touched:
+            try:
+                terminals.units_changed(touched)
+            except Exception:  # noqa: BLE001 - committed; the terminals' polling still sees it
+                log.exception("could not tell the crew terminals of units %s", sorted(touched))
         if mqtt is None or not pending:
             return
 

@@ -49,7 +49,8 @@ def visible_unit(session: Session, principal: Principal, unit_id: int) -> Unit:
 def _after_commit(request: Request, session: Session) -> None:
     publish_after_commit(session, mqtt=getattr(request.app.state, "mqtt", None),
                          fleet=getattr(request.app.state, "fleet", None),
-                         inflight=getattr(request.app.state, "delivery_inflight", None))
+                         inflight=getattr(request.app.state, "delivery_inflight", None),
+                         terminals=getattr(request.app.state, "crew_hub", None))
 
 
 @router.post("/api/incidents/{incident_id}/recommend", summary="Rank crews for an incident")

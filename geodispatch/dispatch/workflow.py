@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from geodispatch.dispatch.effects import (
     PendingPublish,
     assignment_message,
+    note_terminal,
     note_unit_status,
     queue_publish,
     tell_caller,
@@ -171,6 +172,8 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
     tell_caller(session, incident, "assigned", call_sign=unit.call_sign, eta_min=eta_min)
     queue_publish(session, PendingPublish(unit.device_id, assignment_message(
         session=session, assignment=assignment, incident=incident), assignment.id))
+    # The crews already on the call see the new one (and who leads) on their terminals.
+    note_terminal(session, unit.id, *(a.unit_id for a in existing if a.status in ACTIVE))
     return assignment
 
 
@@ -206,6 +209,7 @@ def set_lead(*, session: Session, incident_id: int, unit_id: int, actor: str) ->
     for a in active:  # (not tracked again: their delivery is tracked from the first send)
         queue_publish(session, PendingPublish(units[a.unit_id].device_id, assignment_message(
             session=session, assignment=a, incident=incident)))
+    note_terminal(session, *(a.unit_id for a in active))
     return chosen
 
 
@@ -357,6 +361,7 @@ def _delivery_status(session: Session, unit: Unit, status: str, at: datetime | N
         assignment.delivered_at = assignment.delivered_at or when
         if assignment.status == "dispatched":
             assignment.status = "acknowledged"
+    note_terminal(session, unit.id)
     session.flush()
     append_event(session=session, incident_id=incident.id, kind=f"assignment_{status}",
                  actor=source, at=when,
@@ -422,6 +427,7 @@ def _release(session: Session, incident: Incident, actor: str, now: datetime, *,
         if unit.status in ("dispatched", "en_route", "on_scene", "transporting", "cleared"):
             _set_unit_status(session, unit, "available", now)
         queue_publish(session, PendingPublish(unit.device_id, None))
+        note_terminal(session, a.unit_id)
         released.append(a.unit_id)
     return released
 

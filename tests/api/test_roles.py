@@ -48,7 +48,7 @@ DEVICE = {
     ("GET", "/api/ingest/osmand"), ("POST", "/api/ingest/osmand"),
     ("POST", "/api/ingest/owntracks"), ("POST", "/api/ingest/status"),
     ("POST", "/api/crew/session"), ("GET", "/api/crew/assignment"), ("GET", "/api/crew/route"),
-    ("POST", "/api/crew/status"),
+    ("POST", "/api/crew/status"), ("GET", "/api/crew/stream"),
     # Centre to centre (NENA-STA-024): a centre's Ed25519 signature, never a console JWT.
     ("GET", "/incidents/{incident_id}"), ("POST", "/api/federation/notifications"),
     # Phone systems (PBX webhook, SIP edge, SMS centre's AML): the centre's phone-system token.

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
-from tests.api.conftest import accounts  # noqa: F401  (the per-role console users)
+from tests.api.conftest import (
+    REGION,
+    accounts,  # noqa: F401  (the per-role console users)
+)
 
 CHROMIUM = os.environ.get("GEODISPATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -38,3 +45,34 @@ def page(chromium: Any) -> Iterator[Any]:
     pg.set_default_timeout(15_000)
     yield pg
     context.close()
+
+
+@contextmanager
+def crew_units(engine: Engine, admin_engine: Engine, n: int, prefix: str
+               ) -> Iterator[list[dict[str, Any]]]:
+    """``n`` available crews in our region (id, call sign, device id, token), deleted after."""
+    from geodispatch.tracking.service import create_unit
+
+    tag = uuid.uuid4().hex[:4].upper()
+    out = []
+    with Session(engine) as s, s.begin():
+        for k in range(n):
+            unit, token = create_unit(session=s, call_sign=f"{prefix}{tag}{k}", kind="patrol_car",
+                                      capabilities=["patrol"], region=REGION, status="available")
+            out.append({"id": unit.id, "call_sign": unit.call_sign, "device": unit.device_id,
+                        "token": token})
+    yield out
+    ids = [c["id"] for c in out]
+    with admin_engine.begin() as conn:
+        conn.execute(text("DELETE FROM crew_report_keys WHERE unit_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(text("DELETE FROM assignments WHERE unit_id = ANY(:ids)"), {"ids": ids})
+        for table in ("positions", "unit_latest"):
+            conn.execute(text(f"DELETE FROM {table} WHERE unit_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(text("DELETE FROM units WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+@pytest.fixture()
+def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]]:
+    """Two available crews in our region: id, call sign, device id, token."""
+    with crew_units(engine, admin_engine, 2, "C") as out:
+        yield out

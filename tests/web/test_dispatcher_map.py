@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 
 from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
-from tests.api.conftest import REGION, Account
+from tests.api.conftest import Account
 from tests.helpers import running_server
+from tests.web.conftest import crew_units
 
 pytestmark = pytest.mark.browser
 
@@ -33,23 +33,8 @@ SCENE = (39.2904, -76.6122)
 @pytest.fixture(scope="module")
 def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]]:
     """Three available crews in our region: id, call sign, device id, token."""
-    from geodispatch.tracking.service import create_unit
-
-    tag = uuid.uuid4().hex[:4].upper()
-    out = []
-    with Session(engine) as s, s.begin():
-        for k in range(3):
-            unit, token = create_unit(session=s, call_sign=f"K{tag}{k}", kind="patrol_car",
-                                      capabilities=["patrol"], region=REGION, status="available")
-            out.append({"id": unit.id, "call_sign": unit.call_sign, "device": unit.device_id,
-                        "token": token})
-    yield out
-    ids = [c["id"] for c in out]
-    with admin_engine.begin() as conn:
-        conn.execute(text("DELETE FROM assignments WHERE unit_id = ANY(:ids)"), {"ids": ids})
-        for table in ("positions", "unit_latest"):
-            conn.execute(text(f"DELETE FROM {table} WHERE unit_id = ANY(:ids)"), {"ids": ids})
-        conn.execute(text("DELETE FROM units WHERE id = ANY(:ids)"), {"ids": ids})
+    with crew_units(engine, admin_engine, 3, "K") as out:
+        yield out
 
 
 def report(

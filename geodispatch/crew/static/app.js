@@ -3,13 +3,20 @@
    Every press and fix goes into an IndexedDB outbox first (with the device time and, for a press,
    an idempotency key) and leaves it only when the server answered; the outbox is sent one item at
    a time in the order it was filled, so after an outage everything arrives once and in order.
-   Fixes go to the tracker ingest (/api/ingest/osmand), like every other tracker. */
+   Fixes go to the tracker ingest (/api/ingest/osmand), like every other tracker.
+
+   The screen comes pushed over GET /api/crew/stream (stream.js); GET /api/crew/assignment is
+   polled every 0.5 s only while the stream is down. A new assignment sounds (the #alert-sound
+   audio element) and vibrates, again every ALERT_REPEAT_MS, until the crew acknowledges it. */
 "use strict";
 (function () {
   const gd = window.gdCrew = { creds: null, assignment: null, fix: null, map: null, layers: null,
     queued: [], flushing: false, seenAssignment: null, routeFor: null, lastRoute: 0, online: true, sent: [] };
   const $ = (id) => document.getElementById(id);
   const FIX_MIN_INTERVAL_MS = 3000;
+  const POLL_MS = 500;
+  const ALERT_REPEAT_MS = 5000;
+  gd.alerts = [];  // what each alert did (vibrated, sound played or refused), newest last
   let lastFixQueued = 0;
 
   // ---- outbox (IndexedDB) ---------------------------------------------------------------------
@@ -99,6 +106,28 @@
     el.textContent = t("conn." + state);
   }
 
+  // The push channel; polling stands in only while it is down.
+  function startPolling() {
+    if (gd.pollTimer || !gd.creds) return;
+    $("conn").dataset.channel = "poll";
+    poll();
+    gd.pollTimer = setInterval(poll, POLL_MS);
+  }
+  function stopPolling() {
+    clearInterval(gd.pollTimer);
+    gd.pollTimer = null;
+  }
+  function startStream() {
+    if (!window.gdStream) { startPolling(); return; }
+    gd.stream = window.gdStream({
+      headers,
+      onScreen: (view) => { gd.pushed = (gd.pushed || 0) + 1; setConn("live"); render(view); },
+      onUp: () => { stopPolling(); $("conn").dataset.channel = "stream"; setConn("live"); },
+      onDown: startPolling,
+      onRevoked: () => logout(t("login.revoked")),
+    });
+  }
+
   async function poll() {
     if (!gd.creds) return;
     try {
@@ -112,14 +141,35 @@
     }
   }
 
-  function alertCrew() {
-    try { if (navigator.vibrate) navigator.vibrate([300, 150, 300, 150, 300]); } catch (e) { /* not supported */ }
-    try {
-      const ctx = new (window.AudioContext || window.webkitAudioContext)();
-      const o = ctx.createOscillator(), g = ctx.createGain();
-      o.frequency.value = 880; o.connect(g); g.connect(ctx.destination); g.gain.value = 0.2;
-      o.start(); o.stop(ctx.currentTime + 0.6);
-    } catch (e) { /* no audio */ }
+  // A new assignment: sound and vibration, repeated until the crew acknowledges it.
+  function alertCrew(assignmentId) {
+    const rec = { assignment_id: assignmentId, at: Date.now(), vibrated: false, sound: "none" };
+    gd.alerts.push(rec);
+    try { rec.vibrated = !!(navigator.vibrate && navigator.vibrate([300, 150, 300, 150, 300])); } catch (e) { /* not supported */ }
+    const audio = $("alert-sound");
+    if (audio && audio.play) {
+      try {
+        audio.currentTime = 0;
+        rec.sound = "requested";
+        const p = audio.play();
+        if (p && p.then) p.then(() => { rec.sound = "played"; }, (e) => { rec.sound = "refused:" + (e && e.name); });
+      } catch (e) { rec.sound = "refused"; }
+    }
+  }
+  function startAlerting(assignmentId) {
+    stopAlerting();
+    gd.alerting = assignmentId;
+    alertCrew(assignmentId);
+    gd.alertTimer = setInterval(() => alertCrew(assignmentId), ALERT_REPEAT_MS);
+  }
+  function stopAlerting() {
+    if (gd.alerting == null) return;
+    clearInterval(gd.alertTimer);
+    gd.alertTimer = null;
+    gd.alerting = null;
+    try { if (navigator.vibrate) navigator.vibrate(0); } catch (e) { /* not supported */ }
+    const audio = $("alert-sound");
+    if (audio && audio.pause) audio.pause();
   }
 
   function render(view) {
@@ -132,6 +182,7 @@
       b.classList.toggle("current", b.dataset.status === u.status);
     });
     gd.assignment = a;
+    if (gd.alerting != null && (!a || a.id !== gd.alerting || a.acknowledged_at)) stopAlerting();
     $("none").hidden = !!a;
     $("assignment").hidden = !a;
     $("assignment").dataset.id = a ? String(a.id) : "";
@@ -152,7 +203,7 @@
     $("new-banner").hidden = !!a.acknowledged_at;
     if (gd.seenAssignment !== a.id) {
       gd.seenAssignment = a.id;
-      if (!a.acknowledged_at) alertCrew();
+      if (!a.acknowledged_at) startAlerting(a.id);
       if (!a.delivered_at) queueStatus("delivered", a.id, "dlv-" + a.id);
       gd.routeFor = null;
     }
@@ -215,6 +266,7 @@
       if (!a) return;
       document.querySelector("[data-status=acknowledged]").disabled = true;
       $("new-banner").hidden = true;
+      stopAlerting();
       return queueStatus(status, a.id);
     }
     return queueStatus(status, null);
@@ -260,15 +312,16 @@
     $("login").hidden = true; $("main").hidden = false;
     setConn("connecting");
     refreshQueue().then(flush);
-    poll();
-    gd.pollTimer = setInterval(poll, 500);
+    startStream();
     gd.flushTimer = setInterval(flush, 2000);
     startGps();
   }
   function logout(msg) {
     localStorage.removeItem("gd.crew.creds");
     gd.creds = null;
-    clearInterval(gd.pollTimer); clearInterval(gd.flushTimer);
+    if (gd.stream) { gd.stream.stop(); gd.stream = null; }
+    stopPolling(); stopAlerting(); clearInterval(gd.flushTimer);
+    gd.seenAssignment = null;
     if (gd.watch != null) navigator.geolocation.clearWatch(gd.watch);
     $("main").hidden = true; $("login").hidden = false;
     $("login-error").textContent = msg || "";

@@ -1,8 +1,8 @@
 /* Crew terminal service worker: the app shell is served from the cache when the link is down.
    The API is never cached: presses and fixes wait in the page's IndexedDB outbox instead. */
 "use strict";
-const CACHE = "gd-crew-v1";
-const SHELL = ["/crew", "/crew/app.js", "/crew/app.css", "/crew/i18n.js", "/crew/manifest.webmanifest",
+const CACHE = "gd-crew-v2";
+const SHELL = ["/crew", "/crew/app.js", "/crew/app.css", "/crew/i18n.js", "/crew/stream.js", "/crew/alert.wav", "/crew/manifest.webmanifest",
   "/crew/icon.svg", "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css"];
 self.addEventListener("install", (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
