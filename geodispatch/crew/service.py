@@ -3,9 +3,11 @@ the other crews on it. Only the signed-in unit's assignment is ever read here.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
@@ -35,16 +37,48 @@ def incident_point(session: Session, incident_id: int) -> LatLng | None:
 
 def crew_view(*, session: Session, unit: Unit) -> dict[str, Any]:
     """The terminal's screen: the unit and its current assignment (``None`` when it has none)."""
-    a = current_assignment(session=session, unit_id=unit.id)
-    if a is None:
-        return {"unit": unit_json(unit), "assignment": None}
-    incident = session.get(Incident, a.incident_id)
-    assert incident is not None
-    point = incident_point(session, incident.id)
-    crews = session.execute(
-        select(Assignment, Unit.call_sign).join(Unit, Unit.id == Assignment.unit_id)
-        .where(Assignment.incident_id == incident.id, Assignment.status.in_(ACTIVE))
-        .order_by(Assignment.id)).all()
+    return crew_views(session=session, units=[unit])[unit.id]
+
+
+def crew_views(*, session: Session, units: Sequence[Unit]) -> dict[int, dict[str, Any]]:
+    """:func:`crew_view` of several units in four queries, whatever their number (the crew
+    stream's refresher reads every unit changed since its last pass at once)."""
+    if not units:
+        return {}
+    ids = [u.id for u in units]
+    current: dict[int, Assignment] = {}
+    for a in session.execute(
+            select(Assignment).where(Assignment.unit_id.in_(ids), Assignment.status.in_(ACTIVE))
+            .order_by(Assignment.unit_id, Assignment.id.desc())
+            .ext(distinct_on(Assignment.unit_id))).scalars():
+        current[a.unit_id] = a
+    incident_ids = sorted({a.incident_id for a in current.values()})
+    incidents: dict[int, tuple[Incident, LatLng | None]] = {}
+    crews: dict[int, list[tuple[Assignment, str]]] = {}
+    if incident_ids:
+        for inc, lat, lng in session.execute(
+                select(Incident, func.ST_Y(Incident.location), func.ST_X(Incident.location))
+                .where(Incident.id.in_(incident_ids))):
+            incidents[inc.id] = (inc, None if lat is None else LatLng(float(lat), float(lng)))
+        for other, cs in session.execute(
+                select(Assignment, Unit.call_sign).join(Unit, Unit.id == Assignment.unit_id)
+                .where(Assignment.incident_id.in_(incident_ids),
+                       Assignment.status.in_(ACTIVE))
+                .order_by(Assignment.id)):
+            crews.setdefault(other.incident_id, []).append((other, cs))
+    out: dict[int, dict[str, Any]] = {}
+    for unit in units:
+        mine = current.get(unit.id)
+        if mine is None:
+            out[unit.id] = {"unit": unit_json(unit), "assignment": None}
+            continue
+        incident, point = incidents[mine.incident_id]
+        out[unit.id] = _screen(unit, mine, incident, point, crews.get(mine.incident_id, []))
+    return out
+
+
+def _screen(unit: Unit, a: Assignment, incident: Incident, point: LatLng | None,
+            crews: list[tuple[Assignment, str]]) -> dict[str, Any]:
     return {"unit": unit_json(unit), "assignment": {
         "id": a.id, "status": a.status, "is_lead": a.is_lead,
         "dispatched_at": a.dispatched_at.isoformat(),

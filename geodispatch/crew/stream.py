@@ -3,8 +3,8 @@ streams (``GET /api/crew/stream``, Server-Sent Events).
 
 The workflow's after-commit hook (:func:`geodispatch.dispatch.publish.publish_after_commit`)
 tells the hub which units' screens changed (:meth:`CrewHub.units_changed`, from any thread). The
-hub's refresher reads each changed unit's screen once (:func:`~geodispatch.crew.service.crew_view`,
-the same document ``GET /api/crew/assignment`` answers), in one session for all units changed
+hub's refresher reads each changed unit's screen once (:func:`~geodispatch.crew.service.crew_views`,
+the same document ``GET /api/crew/assignment`` answers), in five queries for all units changed
 since its last pass, and hands it to every open stream of that unit: one read per changed unit,
 never one per terminal, and none for a unit with no open stream.
 
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geodispatch.crew.service import crew_view
+from geodispatch.crew.service import crew_views
 from geodispatch.tracking.models import Unit
 
 log = logging.getLogger(__name__)
@@ -191,13 +191,10 @@ class CrewHub:
                     sub.offer(eid, screen)
 
     def _read(self, unit_ids: list[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
         with self._factory() as session, session.begin():
-            units = session.execute(select(Unit).where(Unit.id.in_(unit_ids))).scalars()
-            for unit in units:
-                if unit.active:
-                    out[unit.id] = crew_view(session=session, unit=unit)
-        return out
+            units = list(session.execute(select(Unit).where(
+                Unit.id.in_(unit_ids), Unit.active.is_(True))).scalars())
+            return crew_views(session=session, units=units)
 
     async def watch_tokens(self) -> None:
         """End the streams of deactivated units and replaced tokens, every :data:`AUTH_CHECK_S`."""
