@@ -6,6 +6,7 @@
 * ``GET /api/analytics/incidents`` per-incident intervals (never the caller's phone number);
 * ``GET /api/analytics/heatmap`` the self-contained folium page;
 * ``GET /api/analytics/charts/{name}.png`` distribution / by-hour charts;
+* ``GET /api/analytics/report`` the commander's self-contained HTML report of a zone or region;
 * ``POST /api/analytics/refresh`` recompute intervals (not the read-only national role).
 
 Regional users see their own region only; a ``region`` outside it is refused.
@@ -25,6 +26,7 @@ from geodispatch.analytics.aggregates import DIMENSIONS, INTERVALS, aggregate, c
 from geodispatch.analytics.charts import chart_png
 from geodispatch.analytics.heatmap import METRICS, heatmap_html
 from geodispatch.analytics.intervals import refresh_intervals
+from geodispatch.analytics.report import build_report, resolve_scope
 from geodispatch.api.deps import SessionDep, SettingsDep, get_state, require_roles
 from geodispatch.api.security import ADMIN, ANALYST, NATIONAL, SUPERVISOR, Principal
 from geodispatch.errors import InvalidInput
@@ -156,6 +158,20 @@ def chart(
     png = chart_png(name, session=session, start=start, end=end,
                     region=principal.scope(region), target_s=target)
     return Response(png, media_type="image/png")
+
+
+@router.get("/report", summary="Self-contained HTML report of a zone or region over a period",
+            response_class=HTMLResponse)
+def report(
+    session: SessionDep, settings: SettingsDep, principal: Reader,
+    zone: Annotated[str | None, Query(description="zone code (with the zones below it)")] = None,
+    start: From = None, end: To = None, region: str | None = None,
+    target_s: float | None = None,
+) -> HTMLResponse:
+    scope = resolve_scope(session=session, start=start, end=end, region=principal.scope(region),
+                          zone=zone)
+    return HTMLResponse(build_report(session=session, scope=scope, target_s=target_s,
+                                     settings=settings))
 
 
 class RefreshOut(BaseModel):

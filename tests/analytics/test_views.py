@@ -78,6 +78,14 @@ def test_roles_scope_and_no_phone_numbers(settings: Settings, engine: Engine, re
         png = httpx.get(f"{base}/api/analytics/charts/by_hour.png", headers=h, timeout=60,
                         params={"region": region})
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        report = httpx.get(f"{base}/api/analytics/report", headers=h, timeout=60,
+                           params={"region": region, "from": T0.isoformat()})
+        assert report.status_code == 200, report.text
+        assert f"Response times: region {region}" in report.text and "30 incidents" in report.text
+        assert PHONE not in report.text
+        nozone = httpx.get(f"{base}/api/analytics/report", headers=h, timeout=60,
+                           params={"region": region, "zone": "NOPE"})
+        assert nozone.status_code in (400, 404, 422) and "NOPE" in nozone.text
         refreshed = httpx.post(f"{base}/api/analytics/refresh", headers=h, timeout=60,
                                params={"since": T0.isoformat()})
         assert refreshed.status_code == 200 and refreshed.json()["refreshed"] >= 30
@@ -89,4 +97,6 @@ def test_roles_scope_and_no_phone_numbers(settings: Settings, engine: Engine, re
         assert httpx.get(f"{base}/api/analytics/cells", params=q, headers=hd).status_code == 403
         hr = login(base, regional, "pw-123456")
         assert httpx.get(f"{base}/api/analytics/cells", params=q, headers=hr).status_code == 403
+        assert httpx.get(f"{base}/api/analytics/report", params={"region": region},
+                         headers=hr).status_code == 403
         assert httpx.get(f"{base}/api/analytics/cells", params=q).status_code == 401
