@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import h3
-from sqlalchemy import select, text
+from sqlalchemy import column, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -31,7 +31,7 @@ from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.geo import LatLng, haversine_m, valid_latlng
 from geodispatch.geocoding.service import Geocoder, IndexGeocoder, describe_point
 from geodispatch.incidents.classification import load_classification
-from geodispatch.incidents.models import Incident, IncidentEvent
+from geodispatch.incidents.models import INCIDENT_STATUSES, Incident, IncidentEvent
 from geodispatch.incidents.record import (
     PendingEvent,
     append_event,
@@ -540,13 +540,87 @@ def incident_notes(*, session: Session, incident_id: int) -> list[dict[str, Any]
             for r in rows]
 
 
+@dataclass(frozen=True)
+class IncidentSearch:
+    """What the console's search box and filters ask for; every part is optional.
+
+    ``q`` matches the reference, the address (as typed or as resolved), the call sign of a crew
+    ever assigned and, for users who may see callers' numbers, the caller's number (its digits).
+    ``statuses``, ``priorities`` and ``categories`` are any-of lists; ``zone`` is a zone code
+    (sector or district); ``received_from`` / ``received_to`` bound the time the call came in.
+    """
+
+    q: str | None = None
+    statuses: tuple[str, ...] = ()
+    priorities: tuple[int, ...] = ()
+    categories: tuple[str, ...] = ()
+    zone: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def list_incidents(*, session: Session, region: str | None, status: str | None = None,
-                   limit: int = 200) -> list[Incident]:
-    stmt = select(Incident).order_by(Incident.id.desc()).limit(max(1, min(limit, 1000)))
+                   limit: int = 200, search: IncidentSearch | None = None,
+                   match_phone: bool = False) -> list[Incident]:
+    """Incidents of ``region`` (None: every region), newest first, filtered by ``search``.
+
+    Unknown statuses, categories or zones and an empty time window are InvalidInput (naming
+    what is accepted), never an empty list that looks like "nothing happened".
+    """
+    f = search or IncidentSearch()
+    statuses = tuple(f.statuses) + tuple(x.strip() for x in (status or "").split(",") if x.strip())
+    bad = sorted(set(statuses) - set(INCIDENT_STATUSES))
+    if bad:
+        raise InvalidInput(f"unknown status {', '.join(bad)}; "
+                           f"known: {', '.join(INCIDENT_STATUSES)}")
+    if any(p not in (1, 2, 3, 4) for p in f.priorities):
+        raise InvalidInput("priority is 1, 2, 3 or 4")
+    if f.categories:
+        known = load_classification().categories
+        unknown = sorted(set(f.categories) - set(known))
+        if unknown:
+            raise InvalidInput(f"unknown category {', '.join(unknown)}; known: "
+                               f"{', '.join(sorted(known))}")
+    if f.received_from and f.received_to and f.received_from > f.received_to:
+        raise InvalidInput("'from' is after 'to'")
+    stmt = select(Incident).order_by(Incident.received_at.desc(), Incident.id.desc()) \
+        .limit(max(1, min(limit, 1000)))
     if region is not None:
         stmt = stmt.where(Incident.region == region)
-    if status:
-        stmt = stmt.where(Incident.status.in_(status.split(",")))
+    if statuses:
+        stmt = stmt.where(Incident.status.in_(statuses))
+    if f.priorities:
+        stmt = stmt.where(Incident.priority.in_(f.priorities))
+    if f.categories:
+        stmt = stmt.where(Incident.category.in_(f.categories))
+    if f.received_from:
+        stmt = stmt.where(Incident.received_at >= f.received_from)
+    if f.received_to:
+        stmt = stmt.where(Incident.received_at <= f.received_to)
+    if f.zone:
+        zone_ids = list(session.execute(text("SELECT id FROM zones WHERE code = :c"),
+                                        {"c": f.zone.strip()}).scalars())
+        if not zone_ids:
+            raise InvalidInput(f"unknown zone {f.zone!r}: give a sector or district code")
+        stmt = stmt.where(Incident.sector_id.in_(zone_ids) | Incident.district_id.in_(zone_ids))
+    q = (f.q or "").strip()
+    if q:
+        like = _like(q)
+        conds = [Incident.reference.ilike(like, escape="\\"),
+                 Incident.address.ilike(like, escape="\\"),
+                 Incident.address_resolved.ilike(like, escape="\\"),
+                 Incident.id.in_(  # (assignments and units belong to other domains)
+                     select(column("incident_id")).select_from(
+                         text("assignments a JOIN units u ON u.id = a.unit_id"))
+                     .where(text("u.call_sign ILIKE :crew ESCAPE '\\'").bindparams(crew=like)))]
+        digits = re.sub(r"\D", "", q)
+        if match_phone and len(digits) >= 4:
+            conds.append(Incident.caller_phone.like("%" + digits + "%"))
+        stmt = stmt.where(or_(*conds))
     return list(session.execute(stmt).scalars())
 
 

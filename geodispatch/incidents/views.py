@@ -6,6 +6,7 @@ dispatchers and supervisors of the incident's region.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -24,9 +25,9 @@ from geodispatch.api.security import (
     Principal,
 )
 from geodispatch.db import transaction
-from geodispatch.errors import NotFound
+from geodispatch.errors import InvalidInput, NotFound
 from geodispatch.incidents import service
-from geodispatch.incidents.access import incident_json, sees_phone, visible_incident
+from geodispatch.incidents.access import PHONE_ROLES, incident_json, sees_phone, visible_incident
 from geodispatch.incidents.classification import load_classification, load_dispositions
 from geodispatch.incidents.models import Incident, IncidentEvent
 from geodispatch.incidents.record import event_dict, incident_events
@@ -134,12 +135,37 @@ def place(incident_id: int, body: PlaceIncident, principal: Intake, uow: UnitOfW
         return incident_json(session, incident, principal)
 
 
-@router.get("", summary="Incidents of the caller's region, newest first")
-def list_incidents(principal: Readers, session: SessionDep,
-                   status: Annotated[str | None, Query()] = None,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-    items = service.list_incidents(session=session, region=principal.region, status=status,
-                                   limit=limit)
+def _csv(raw: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (raw or "").split(",") if x.strip())
+
+
+@router.get("", summary="Search the incidents of the caller's region, newest first")
+def list_incidents(
+    principal: Readers, session: SessionDep,
+    q: Annotated[str | None, Query(max_length=100, description=(
+        "reference, address, crew call sign, or the caller's number (roles that see it)"))] = None,
+    status: Annotated[str | None, Query(description="any of, comma-separated (closed, "
+                                                    "cancelled and merged included)")] = None,
+    priority: Annotated[str | None, Query(description="any of 1-4, comma-separated")] = None,
+    category: Annotated[str | None, Query(description="any of, comma-separated")] = None,
+    zone: Annotated[str | None, Query(max_length=64, description="sector or district code")
+                    ] = None,
+    received_from: Annotated[datetime | None, Query(alias="from")] = None,
+    received_to: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    try:
+        priorities = tuple(int(p) for p in _csv(priority))
+    except ValueError:
+        raise InvalidInput("priority is 1, 2, 3 or 4 (comma-separated)") from None
+    for name, value in (("from", received_from), ("to", received_to)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(f"'{name}' needs a time zone (e.g. 2026-12-04T08:00:00+02:00)")
+    search = service.IncidentSearch(q=q, statuses=_csv(status), priorities=priorities,
+                                    categories=_csv(category), zone=zone,
+                                    received_from=received_from, received_to=received_to)
+    items = service.list_incidents(session=session, region=principal.region, limit=limit,
+                                   search=search, match_phone=principal.role in PHONE_ROLES)
     rows = session.execute(
         select(Incident.id, Incident.location.ST_Y(), Incident.location.ST_X())
         .where(Incident.id.in_([i.id for i in items]))).all()

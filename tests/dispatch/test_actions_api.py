@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geodispatch.api.app import create_app
 from geodispatch.geo import LatLng
@@ -187,3 +187,50 @@ def test_nearby_open_incidents(api: tuple[str, dict[str, dict[str, str]]]) -> No
                      headers=h["dispatcher"]).status_code == 422
     assert httpx.get(f"{base}/api/incidents/{me['id']}/nearby",
                      headers=h["other_dispatcher"]).status_code == 404
+
+
+def test_search(api: tuple[str, dict[str, dict[str, str]]], engine: Engine) -> None:
+    """Search by reference, address, crew call sign and (for phone roles) number; filters by
+    status (closed included), priority, category, zone and time; bad filters are 422s."""
+    base, h = api
+    tag = uuid.uuid4().hex[:6]
+    a = _register(base, h["call_taker"], address=f"вулиця Пошукова {tag}, 5",
+                  caller_phone="+380509876543")
+    b = _register(base, h["call_taker"], category="robbery", description="second")
+    [uid] = _crews(engine, 1)
+    with engine.connect() as c:
+        call_sign = c.execute(text("SELECT call_sign FROM units WHERE id = :u"),
+                              {"u": uid}).scalar_one()
+    httpx.post(f"{base}/api/incidents/{b['id']}/assignments",
+               json={"unit_id": uid, "override_reason": "by radio"},
+               headers=h["dispatcher"]).raise_for_status()
+    httpx.post(f"{base}/api/incidents/{a['id']}/close", json={"disposition": "01"},
+               headers=h["dispatcher"]).raise_for_status()
+
+    def ids(who: str = "dispatcher", **params: Any) -> list[int]:
+        r = httpx.get(f"{base}/api/incidents", params=params, headers=h[who])
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()["items"]]
+
+    assert ids(q=a["reference"]) == [a["id"]]
+    assert ids(q=f"пошукова {tag}") == [a["id"]]  # address, case-insensitive
+    assert ids(q=call_sign.lower()) == [b["id"]]
+    assert a["id"] in ids(q="9876543")  # the caller's number, for a dispatcher
+    assert a["id"] not in ids("analyst", q="9876543")  # an analyst never matches a number
+    assert a["id"] in ids(status="closed") and b["id"] not in ids(status="closed")
+    assert b["id"] in ids(status="assigned,queued")
+    assert b["id"] in ids(category="robbery", priority="1")
+    assert b["id"] not in ids(category="robbery", priority="3")
+    assert ids(q="%") == ids(q="%", limit=1000)  # a literal %, not a wildcard
+    received = a["received_at"]
+    assert a["id"] in ids(**{"from": received, "to": received})
+    assert a["id"] not in ids(**{"from": "2020-01-01T00:00:00+00:00",
+                                 "to": "2020-01-02T00:00:00+00:00"})
+    assert ids("other_dispatcher", q=a["reference"]) == []  # another region
+    for bad in ({"status": "done"}, {"priority": "7"}, {"priority": "x"},
+                {"category": "nonsense"}, {"zone": "NO-SUCH-ZONE"},
+                {"from": "2026-12-02T00:00:00+00:00", "to": "2026-12-01T00:00:00+00:00"},
+                {"from": "2026-12-01T00:00:00"}):
+        r = httpx.get(f"{base}/api/incidents", params=bad, headers=h["dispatcher"])
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["detail"]

@@ -287,3 +287,37 @@ def test_ukrainian_panel_and_a_form_kept_across_live_updates(
         assert "Скасовано" in _timeline(page, "cancelled")
     finally:
         ctx.close()
+
+
+def test_search_finds_a_closed_incident_and_opens_its_history(
+        chromium: Any, server: str, tokens: Any, accounts: dict[str, Account],
+        artifacts: Path) -> None:
+    """A closed incident is gone from the queue but the search box finds it (by address, with
+    the status filter), and opening it shows its history."""
+    tag = uuid.uuid4().hex[:5]
+    inc = _register(server, tokens["call_taker"], address=f"Light Street {tag}")
+    other = _register(server, tokens["call_taker"], address=f"Light Street {tag} (open)")
+    httpx.post(f"{server}/api/incidents/{inc['id']}/close", json={"disposition": "DOVIDKA"},
+               headers=tokens["dispatcher"]).raise_for_status()
+    ctx, page = _page(chromium, server, accounts["dispatcher"])
+    try:
+        page.click("[data-testid=tab-search]")
+        page.fill("[data-testid=search-q]", f"light street {tag}")
+        page.click("[data-testid=search-go]")
+        page.wait_for_selector(f"[data-testid=search-item][data-id='{other['id']}']")
+        assert page.locator("[data-testid=search-item]").count() == 2
+        page.select_option("[data-testid=search-status]", "closed")
+        page.wait_for_function("() => document.querySelectorAll("
+                               "'[data-testid=search-item]').length === 1")
+        assert "Found: 1" in page.inner_text("[data-testid=search-result]")
+        page.screenshot(path=str(artifacts / "incident-04-search.png"))
+        page.click(f"[data-testid=search-item][data-id='{inc['id']}']")
+        page.wait_for_selector(f"[data-testid=incident-panel][data-id='{inc['id']}']")
+        assert "Information only" in _timeline(page, "closed")
+        assert "Registered" in _timeline(page, "registered")
+        page.fill("[data-testid=search-q]", "no-such-thing-" + tag)
+        page.click("[data-testid=search-go]")
+        page.wait_for_function("() => document.querySelector('[data-testid=search-result]')"
+                               ".textContent === 'Nothing found'")
+    finally:
+        ctx.close()
