@@ -202,19 +202,21 @@ class CrewHub:
             await asyncio.sleep(AUTH_CHECK_S)
             if not self._subs:
                 continue
+            checked = list(self._subs)
             try:
-                current = await self.call(self._tokens, list(self._subs))
+                current = await self.call(self._tokens, checked)
             except Exception:  # noqa: BLE001 - the next pass tries again
                 log.exception("could not check the crew streams' tokens")
                 continue
-            self.check_tokens(current)
+            self.check_tokens(current, checked)
 
-    def check_tokens(self, current: dict[int, str]) -> int:
-        """End every stream whose unit is not in ``current`` (unit id -> token hash of the active
-        units) or whose token hash changed; how many were ended."""
+    def check_tokens(self, current: dict[int, str], checked: Iterable[int]) -> int:
+        """End every stream of the ``checked`` units whose unit is not in ``current`` (unit id ->
+        token hash of the active units) or whose token hash changed; how many were ended.
+        (Streams of units that subscribed while the hashes were read wait for the next pass.)"""
         ended = 0
-        for uid, subs in list(self._subs.items()):
-            for sub in list(subs):
+        for uid in set(checked):
+            for sub in list(self._subs.get(uid, ())):
                 if current.get(uid) != sub.token_hash:
                     sub.end("revoked")
                     self.unsubscribe(sub)

@@ -49,8 +49,9 @@ def test_streams_of_a_deactivated_unit_or_a_replaced_token_are_ended() -> None:
     """check_tokens ends exactly the streams whose unit is gone or whose hash changed."""
     hub = _hub()
     keep, rotated, gone = hub.subscribe(1, "h1"), hub.subscribe(2, "h2"), hub.subscribe(3, "h3")
-    assert hub.check_tokens({1: "h1", 2: "h2-new"}) == 2
-    assert keep.ended is None
+    late = hub.subscribe(4, "h4")  # subscribed while the hashes were read: not judged yet
+    assert hub.check_tokens({1: "h1", 2: "h2-new"}, [1, 2, 3]) == 2
+    assert keep.ended is None and late.ended is None
     assert rotated.ended == "revoked" and gone.ended == "revoked"
     assert rotated.wake.is_set()
-    assert hub.open_streams() == 1
+    assert hub.open_streams() == 2
