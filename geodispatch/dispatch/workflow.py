@@ -380,8 +380,11 @@ def record_sent(*, session: Session, assignment_id: int, at: datetime, actor: st
     if found is None:
         return False
     get_incident(session=session, incident_id=found, lock=True)
+    # populate_existing: the delivery pass loaded this assignment before taking the lock; its
+    # status must be the one read under the lock (a close meanwhile ends it), not that copy.
     a = session.execute(select(Assignment).where(Assignment.id == assignment_id)
-                        .with_for_update()).scalar_one()
+                        .with_for_update().execution_options(populate_existing=True)
+                        ).scalar_one()
     if a.status not in ACTIVE:
         return False
     a.sent_at = a.sent_at or at

@@ -132,3 +132,17 @@ def test_unacknowledged_is_resent_and_alerts(db: Session, crew: Callable[..., in
     kinds = {(al.kind, al.unit_id) for al in supervisor_alerts(
         session=db, region=None, settings=settings, now=later)}
     assert ("not_acknowledged", uid) not in kinds
+
+
+def test_a_send_recorded_after_the_assignment_ended_is_refused(
+        db: Session, crew: Callable[..., int], incident: Callable[..., Incident]) -> None:
+    """The delivery pass holds the assignment it read before the lock; if the call was closed
+    meanwhile (here: the row changed behind that copy), no assignment_sent is recorded."""
+    _, inc, a = _assigned(db, crew, incident)
+    due = due_for_sending(session=db, now=datetime.now(UTC), ack_timeout_s=60)
+    assert a.id in [d.id for d in due] and a.status == "dispatched"
+    db.execute(text("UPDATE assignments SET status = 'cleared', cleared_at = now() "
+                    "WHERE id = :a"), {"a": a.id})
+    assert record_sent(session=db, assignment_id=a.id, at=datetime.now(UTC),
+                       actor="delivery") is False
+    assert "assignment_sent" not in _kinds(db, inc)
