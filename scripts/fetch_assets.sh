@@ -6,12 +6,14 @@
 #   leaflet          the dispatcher map, the crew app, the heatmaps
 #   swagger-ui-dist  /docs        (FastAPI's Swagger UI page, pointed at these local files)
 #   redoc            /redoc
+#   protomaps-leaflet  the offline vector base map with street names (static/basemap.js)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=geodispatch/api/static/vendor
 LEAFLET_VERSION=${LEAFLET_VERSION:-1.9.4}
 SWAGGER_UI_VERSION=${SWAGGER_UI_VERSION:-5.35.0}
 REDOC_VERSION=${REDOC_VERSION:-2.5.4}
+PROTOMAPS_LEAFLET_VERSION=${PROTOMAPS_LEAFLET_VERSION:-5.1.0}
 
 # fetch NPM_NAME VERSION DEST_DIR FILE... : copy FILEs (paths inside the package) into DEST_DIR
 fetch() {
@@ -39,6 +41,8 @@ fetch leaflet "$LEAFLET_VERSION" leaflet dist/leaflet.js dist/leaflet.css dist/i
 fetch swagger-ui-dist "$SWAGGER_UI_VERSION" swagger-ui \
   swagger-ui-bundle.js swagger-ui.css favicon-32x32.png oauth2-redirect.html LICENSE
 fetch redoc "$REDOC_VERSION" redoc bundles/redoc.standalone.js LICENSE
+fetch protomaps-leaflet "$PROTOMAPS_LEAFLET_VERSION" protomaps-leaflet \
+  dist/protomaps-leaflet.js LICENSE
 # Redoc's sidebar footer loads the Redocly logo from its CDN (no option turns it off); point it at
 # an empty inline SVG so /redoc makes no outside request.
 REDOC_JS=$VENDOR/redoc/redoc.standalone.js

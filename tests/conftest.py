@@ -36,6 +36,11 @@ os.environ["GEODISPATCH_ADMIN_DATABASE_URL"] = _test_url(
 # imported) must not decide what a test sees. Tests that route build or load their own.
 os.environ["GEODISPATCH_GRAPH_PATH"] = str(
     Path(__file__).resolve().parent.parent / "test-artifacts" / "no-graph-by-default.npz")
+# The same for the base map's vector tiles: none unless a test builds them (tests/tiles), and an
+# import run by a test (the demo's, a CLI's) does not build them behind the other tests' backs.
+os.environ["GEODISPATCH_TILES_PATH"] = str(
+    Path(__file__).resolve().parent.parent / "test-artifacts" / "no-tiles-by-default.mbtiles")
+os.environ["GEODISPATCH_TILES_ON_GRAPH_IMPORT"] = "false"
 get_settings.cache_clear()
 
 

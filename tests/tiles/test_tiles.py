@@ -171,6 +171,7 @@ def test_graph_import_also_builds_the_tiles(tmp_path: Path, monkeypatch: pytest.
 
     tiles = tmp_path / "city.mbtiles"
     monkeypatch.setenv("GEODISPATCH_TILES_PATH", str(tiles))
+    monkeypatch.setenv("GEODISPATCH_TILES_ON_GRAPH_IMPORT", "true")
     get_settings.cache_clear()
     try:
         assert main(["graph", "import", str(SF), "--out", str(tmp_path / "g.npz"), "--no-db",

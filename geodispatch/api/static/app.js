@@ -128,7 +128,7 @@
     });
     // The attribution is always shown: our own roads and zones are OpenStreetMap data too.
     map.attributionControl.addAttribution(gd.config.tile_attribution);
-    if (gd.config.tile_url) {
+    const rasterBase = () => { if (gd.config.tile_url) {
       const tiles = L.tileLayer(gd.config.tile_url, { maxZoom: 19, attribution: gd.config.tile_attribution });
       tiles.on("tileload", () => { gd.tileLoads += 1; });
       tiles.on("tileerror", () => {
@@ -139,7 +139,9 @@
       gd.layers.tiles = tiles;
     } else {
       goOffline();
-    }
+    } };
+    // The city's own vector tiles with street names when built (basemap.js), else the above.
+    gd.baseMap = window.gdBaseMap ? window.gdBaseMap(map, { attribution: gd.config.tile_attribution, fallback: rasterBase }) : rasterBase();
     const overlays = {};
     overlays[t("map.crews")] = gd.layers.crews;
     overlays[t("map.incidents")] = gd.layers.incidents;
