@@ -14,8 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.dispatch.models import Assignment
+from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import Incident
 from geodispatch.notify.outbox import enqueue_sms
+from geodispatch.settings import get_settings
 
 
 @dataclass
@@ -85,7 +87,10 @@ def assignment_message(*, session: Session, assignment: Assignment,
 
 
 def tell_caller(session: Session, incident: Incident, stage: str, **fields: object) -> None:
-    """Queue the caller's SMS for ``stage`` (``assigned``, ``arrived``, ``closed``) when the
-    incident has a caller's number (the outbox skips numbers that opted out)."""
-    if incident.caller_phone:
-        enqueue_sms(session=session, incident=incident, template=stage, **fields)
+    """Queue the caller's SMS for ``stage`` (``assigned``, ``arrived``, ``closed``,
+    ``cancelled``, ``merged``) when the incident has a caller's number (the outbox skips numbers
+    that opted out, stages the category does not notify and stages already told)."""
+    if incident.caller_phone and load_classification(get_settings()).notifies(
+            incident.category, stage):
+        text_fields: dict[str, Any] = dict(fields)
+        enqueue_sms(session=session, incident=incident, template=stage, **text_fields)

@@ -168,7 +168,8 @@ def assign(*, session: Session, incident_id: int, unit_id: int, actor: str,
                        "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
                        "unit_status_before": prev_status})
     _set_incident_status(session, incident, actor, "assigned", now)
-    eta_min = max(1, round((assignment.eta_s or 0) / 60)) if assignment.eta_s else "?"
+    # (a crew without an ETA, e.g. an override to one that was not ranked: the text without it)
+    eta_min = max(1, round(assignment.eta_s / 60)) if assignment.eta_s else None
     tell_caller(session, incident, "assigned", call_sign=unit.call_sign, eta_min=eta_min)
     queue_publish(session, PendingPublish(unit.device_id, assignment_message(
         session=session, assignment=assignment, incident=incident), assignment.id))
@@ -449,6 +450,7 @@ def cancel_incident(*, session: Session, incident_id: int, actor: str, reason: s
     append_event(session=session, incident_id=incident.id, kind="cancelled", actor=actor, at=now,
                  data={"reason": reason.strip(), "released_units": released,
                        "set": {"status": "cancelled"}})
+    tell_caller(session, incident, "cancelled")
     session.flush()
     return incident
 
@@ -479,6 +481,7 @@ def merge_incident(*, session: Session, incident_id: int, into_id: int, actor: s
     append_event(session=session, incident_id=master.id, kind="absorbed", actor=actor, at=now,
                  data={"duplicate_id": incident.id, "duplicate_reference": incident.reference,
                        "reason": reason})
+    tell_caller(session, incident, "merged", master_reference=master.reference)
     session.flush()
     return incident
 

@@ -27,6 +27,8 @@ DEFAULT_FILE = Path(__file__).with_name("classification.toml")
 APCO_FILE = "apco_disposition_codes.csv"
 _APCO_CODE = re.compile(r"^\d{2}$")
 _LOCAL_CODE = re.compile(r"^[A-Z][A-Z0-9_-]{0,7}$")
+#: The steps of an incident at which its caller may be told by SMS (one message per step).
+SMS_STAGES = ("registered", "assigned", "arrived", "closed", "cancelled", "merged")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Category:
     kinds: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
     label: dict[str, str] = field(default_factory=dict)
+    #: The SMS stages of this category; None: the file's ``[sms] stages``.
+    sms: tuple[str, ...] | None = None
 
     def accepts(self, kind: str, capabilities: tuple[str, ...] | list[str]) -> str | None:
         """None when a crew of this kind and capabilities may go, else why not."""
@@ -65,6 +69,14 @@ class Classification:
     categories: dict[str, Category]
     local_dispositions: dict[str, LocalDisposition]
     unassigned_limit_s: dict[int, float]
+    sms_stages: tuple[str, ...] = SMS_STAGES
+
+    def notifies(self, category: str, stage: str) -> bool:
+        """Whether a caller of ``category`` is told by SMS at ``stage`` (unknown category: the
+        default stages)."""
+        cat = self.categories.get(category)
+        stages = cat.sms if cat is not None and cat.sms is not None else self.sms_stages
+        return stage in stages
 
     def category(self, code: str) -> Category:
         try:
@@ -86,10 +98,21 @@ def _load(path: Path) -> Classification:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"classification file {path} is not readable: {exc}") from None
+    def stages(where: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ConfigurationError(f"classification file {path}: {where} must be a list of "
+                                     f"SMS stages ({', '.join(SMS_STAGES)}); [] for none")
+        wrong = [x for x in value if x not in SMS_STAGES]
+        if wrong:
+            raise ConfigurationError(f"classification file {path}: {where} names unknown SMS "
+                                     f"stages {wrong}; known: {', '.join(SMS_STAGES)}")
+        return tuple(value)
+
     cats = {
         code: Category(
             code=code, priority=int(v["priority"]), kinds=tuple(v.get("kinds", ())),
             capabilities=tuple(v.get("capabilities", ())), label=dict(v.get("label", {})),
+            sms=stages(f"categories.{code}.sms", v["sms"]) if "sms" in v else None,
         )
         for code, v in raw.get("categories", {}).items()
     }
@@ -108,6 +131,7 @@ def _load(path: Path) -> Classification:
         categories=cats,
         local_dispositions=local,
         unassigned_limit_s={int(k): float(v) for k, v in raw.get("unassigned_limit_s", {}).items()},
+        sms_stages=stages("[sms] stages", raw.get("sms", {}).get("stages", list(SMS_STAGES))),
     )
 
 

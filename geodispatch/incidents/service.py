@@ -355,12 +355,12 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                               "set": {"category": category.code, "priority": priority,
                                       "status": "queued"}})
     sms = None
-    if phone and not data.sms_opt_out:
+    if phone and not data.sms_opt_out and cls.notifies(category.code, "registered"):
         # (enqueue_sms itself skips a number that is not a valid E.164 one; the message says
         # the placeholder until the number is taken below)
 
         sms = enqueue_sms(session=session, incident=incident, template="registered",
-                          reference=incident.reference)
+                          once=False, reference=incident.reference)
     _number(session=session, incident=incident, event=event, year=received.year, sms=sms)
     return incident, True
 

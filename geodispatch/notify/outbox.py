@@ -84,12 +84,22 @@ def opt_out(*, session: Session, phone: str) -> None:
     session.flush()
 
 
-def enqueue_sms(*, session: Session, incident: Recipient, template: str,
+def enqueue_sms(*, session: Session, incident: Recipient, template: str, once: bool = True,
                 **fields: object) -> SmsMessage | None:
-    """Queue a message to the incident's caller; None when there is no phone or it opted out."""
+    """Queue a message to the incident's caller; None when there is no phone, it opted out, or
+    the caller was already told this (one message per template per incident: close, reopen,
+    close sends one "closed"; two crews on the way, one "assigned"). Which stages a category
+    notifies at all is the callers' decision (the classification file's ``sms``). ``once=False``
+    skips the look for an earlier message (a registration: the incident is new)."""
     phone = incident.caller_phone
     if not phone or not is_e164(phone) or incident.sms_opt_out or opted_out(session, phone):
         return None
+    if once:
+        told = session.execute(select(SmsMessage.id).where(
+            SmsMessage.incident_id == incident.id, SmsMessage.template == template,
+            SmsMessage.status.in_(("pending", "sending", "sent"))).limit(1)).first()
+        if told is not None:
+            return None
     fields.setdefault("reference", incident.reference)
     body, lang = render(template, incident.caller_lang or get_settings().sms_default_lang,
                         **fields)
