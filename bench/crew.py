@@ -15,7 +15,7 @@ idempotency key), and, when the run makes more assignments than there are crews,
 *available* right after so that it can be assigned again. With
 ``--channel poll`` it polls ``GET /api/crew/assignment`` every ``--poll`` seconds instead (the
 app's fallback, and how the app worked before the stream). A dispatcher watcher polls the
-incident's assignments every 50 ms until it sees the acknowledgement.
+incident's assignments every ``--watch-s`` (50 ms) from the acknowledgement until it sees it.
 
 - ``assignment_to_terminal_ms``: from the moment the assign request is *sent* (so the server's
   own work on it is included; the push often arrives before the answer) to the terminal
@@ -234,7 +234,7 @@ async def drive(base: str, crews: list[dict[str, Any]], incidents: list[int],
                             return
                     except (httpx.HTTPError, ValueError, KeyError):
                         err("watch")
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(args.watch_s)
 
         async def assign(incident_id: int, crew: dict[str, Any], watchers: list[Any]) -> None:
             t0 = time.monotonic()
@@ -315,6 +315,8 @@ def main() -> int:
                    help="how terminals get their assignment: the SSE stream (the app's), or "
                         "polling GET /api/crew/assignment (the app's fallback; the old figures)")
     p.add_argument("--poll", type=float, default=0.5, help="poll interval with --channel poll")
+    p.add_argument("--watch-s", type=float, default=0.05,
+                   help="the dispatcher re-reads an acknowledged assignment this often")
     p.add_argument("--connect-s", type=float, default=5.0,
                    help="spread the terminals' stream connects over this many seconds")
     args = p.parse_args()
