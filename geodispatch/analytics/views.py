@@ -3,6 +3,8 @@
 * ``GET /api/analytics/cells`` per-H3-cell count / median / p90 / share within target (JSON);
 * ``GET /api/analytics/summary`` the same figures grouped by hour, dow, category, priority,
   sector, region or cell;
+* ``GET /api/analytics/cells.geojson`` any interval's figures per H3 cell as GeoJSON hexagons,
+  filtered by category and priority (the console's heatmap and its GeoJSON export);
 * ``GET /api/analytics/incidents`` per-incident intervals (never the caller's phone number);
 * ``GET /api/analytics/heatmap`` the self-contained folium page;
 * ``GET /api/analytics/charts/{name}.png`` distribution / by-hour charts;
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from geodispatch.analytics.aggregates import DIMENSIONS, INTERVALS, aggregate, cell_stats
+from geodispatch.analytics.cellmap import cell_feature_collection
 from geodispatch.analytics.charts import chart_png
 from geodispatch.analytics.heatmap import METRICS, heatmap_html
 from geodispatch.analytics.intervals import refresh_intervals
@@ -92,6 +95,21 @@ def cells(
     stats = cell_stats(session=session, res=res, start=start, end=end,
                        region=principal.scope(region), target_s=target)
     return CellsOut(res=res, target_s=target, cells=[CellOut(**r) for r in stats.rows()])
+
+
+@router.get("/cells.geojson",
+            summary="Any interval's figures per H3 cell as GeoJSON hexagons (category, priority)")
+def cells_geojson(
+    session: SessionDep, settings: SettingsDep, principal: Reader, res: Res = 8,
+    interval: Annotated[str, Query(description=f"one of {', '.join(INTERVALS)}")] = (
+        "total_response_s"),
+    start: From = None, end: To = None, region: str | None = None,
+    category: str | None = None, priority: int | None = None, target_s: float | None = None,
+) -> dict[str, Any]:
+    target = settings.response_target_s if target_s is None else target_s
+    return cell_feature_collection(session=session, res=res, interval=interval, start=start,
+                                   end=end, region=principal.scope(region), category=category,
+                                   priority=priority, target_s=target)
 
 
 @router.get("/summary", summary="An interval's figures grouped by hour, category, zone, cell...")

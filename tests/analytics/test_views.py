@@ -100,3 +100,41 @@ def test_roles_scope_and_no_phone_numbers(settings: Settings, engine: Engine, re
         assert httpx.get(f"{base}/api/analytics/report", params={"region": region},
                          headers=hr).status_code == 403
         assert httpx.get(f"{base}/api/analytics/cells", params=q).status_code == 401
+
+
+def test_cells_geojson_matches_summary(settings: Settings, engine: Engine, region: str) -> None:
+    """The heatmap's GeoJSON has the figures of /summary per cell, any interval and filter."""
+    import h3
+
+    analyst = _user(engine, "analyst", region)
+    app = create_app(settings.model_copy(update={"serve_ingest": False}))
+    with running_server(app) as base:
+        h = login(base, analyst, "pw-123456")
+        q = {"res": 9, "interval": "travel_s", "category": "theft", "from": T0.isoformat()}
+        fc = httpx.get(f"{base}/api/analytics/cells.geojson", params=q, headers=h, timeout=30)
+        assert fc.status_code == 200, fc.text
+        body = fc.json()
+        assert body["type"] == "FeatureCollection" and body["interval"] == "travel_s"
+        summary = httpx.get(f"{base}/api/analytics/summary", headers=h, timeout=30,
+                            params={**q, "by": ["h3_9"]}).json()
+        by_cell = {r["h3_9"]: r for r in summary}
+        props = {f["properties"]["cell"]: f["properties"] for f in body["features"]}
+        assert sum(p["count"] for p in props.values()) == 15  # the theft half of 30
+        assert props.keys() == by_cell.keys()
+        for cell, p in props.items():
+            assert {k: p[k] for k in ("count", "n", "median_s", "p90_s", "within_target")} == {
+                k: by_cell[cell][k] for k in ("count", "n", "median_s", "p90_s", "within_target")}
+        feature = body["features"][0]
+        ring = feature["geometry"]["coordinates"][0]
+        assert len(ring) == 7 and ring[0] == ring[-1]
+        lng, lat = ring[0]
+        assert 30 < lng < 31 and 50 < lat < 51  # GeoJSON order: [lng, lat] (Kyiv)
+        assert h3.get_resolution(feature["properties"]["cell"]) == 9
+        # Travel is on scene minus en route: 210 + 20 k s for the odd (theft) k.
+        assert min(p["median_s"] for p in props.values()) >= 230
+        for bad in ({"interval": "phone"}, {"res": 12}):
+            r = httpx.get(f"{base}/api/analytics/cells.geojson", params=bad, headers=h)
+            assert r.status_code in (400, 422) and list(bad)[0] in r.text, r.text
+        other = httpx.get(f"{base}/api/analytics/cells.geojson", headers=h,
+                          params={"region": "ZZ"})
+        assert other.status_code == 403

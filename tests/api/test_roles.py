@@ -32,6 +32,7 @@ from tests.helpers import running_server
 ANON = "anonymous"
 EVERY_ROLE = frozenset(ALL_ROLES)
 OPS = frozenset({"call_taker", "dispatcher", "supervisor", "admin"})
+ANALYTICS = frozenset({"analyst", "supervisor", "admin", "national"})
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 # Routes anyone may call (documentation, the login itself, the static page).
@@ -81,6 +82,11 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/incidents/{incident_id}/sms"): OPS,
     ("GET", "/api/incidents/{incident_id}/nearby"): frozenset(
         {"call_taker", "dispatcher", "supervisor", "analyst", "admin", "national"}),
+    # Analytics (the console's analyst page reads these).
+    **{("GET", f"/api/analytics/{name}"): ANALYTICS
+       for name in ("cells", "cells.geojson", "summary", "incidents", "heatmap",
+                    "charts/{name}.png", "report")},
+    ("POST", "/api/analytics/refresh"): frozenset({"analyst", "supervisor", "admin"}),
 }
 # Unsafe routes national may call (none: national is read-only). Login is public, not "national".
 NATIONAL_WRITES: set[tuple[str, str]] = set()
