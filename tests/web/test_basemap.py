@@ -113,3 +113,39 @@ def test_without_tiles_the_map_falls_back_to_our_roads(
         assert page.evaluate("window.gd.map.gdBase.kind") == "fallback"
         page.wait_for_selector("#offline-badge", state="visible")
     assert tile_responses == [] and outside == []
+
+
+def test_crew_terminal_draws_the_vector_base_map(
+    chromium: Any, settings: Settings, accounts: dict[str, Account],
+    crews: list[dict[str, Any]], tiles: Path, artifacts: Path,  # noqa: F811
+) -> None:
+    """The crew terminal's assignment map is our vector tiles with street names too."""
+    import uuid
+
+    import httpx
+
+    from tests.helpers import login
+    from tests.web.test_crew_app import phone, send, sign_in
+
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tiles_path": tiles,
+                                                 "tile_url": ""}))
+    with running_server(app) as base:
+        d = accounts["dispatcher"]
+        h = login(base, d.username, d.password)
+        r = httpx.post(f"{base}/api/incidents", headers=h, json={
+            "lat": SPOT[0], "lng": SPOT[1], "category": "theft", "description": "base map",
+            "address": "Eastern Avenue", "idempotency_key": uuid.uuid4().hex})
+        assert r.status_code == 201, r.text
+        send(base, h, int(r.json()["id"]), crews[1]["id"])
+        context, page = phone(chromium, SPOT)
+        try:
+            sign_in(page, base, crews[1])
+            page.wait_for_function("() => window.gdCrew.map && window.gdCrew.map.gdBase")
+            # (the terminal fits crew and scene, here one point: zoom out to a street view)
+            page.evaluate(f"void window.gdCrew.map.setView([{SPOT[0]}, {SPOT[1]}], 16)")
+            page.wait_for_function("() => { const m = window.gdCrew.map;"
+                                   " return m && m.gdBase && m.gdBase.kind === 'vector'"
+                                   " && m.gdBase.drawnLabels.size >= 2; }")
+            page.screenshot(path=str(artifacts / "basemap-crew.png"))
+        finally:
+            context.close()

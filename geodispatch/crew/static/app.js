@@ -215,7 +215,8 @@
     if (!window.L || inc.lat == null) return;
     if (!gd.map) {
       gd.map = L.map("map", { zoomControl: true, attributionControl: true });
-      if (gd.tileUrl) L.tileLayer(gd.tileUrl, { maxZoom: 19, attribution: gd.tileAttribution }).addTo(gd.map);
+      const raster = () => { if (gd.tileUrl) L.tileLayer(gd.tileUrl, { maxZoom: 19, attribution: gd.tileAttribution }).addTo(gd.map); };
+      if (window.gdBaseMap) window.gdBaseMap(gd.map, { fallback: raster }); else raster();  // our vector tiles (street names) first
       gd.layers = L.layerGroup().addTo(gd.map);
       gd.map.setView([inc.lat, inc.lng], 14);
     }
