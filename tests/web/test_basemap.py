@@ -92,7 +92,7 @@ def test_dispatcher_map_draws_street_names_from_our_tiles_offline(
         page.evaluate("window.gd.map.removeLayer(window.gd.map.gdBase.layer)")
         page.wait_for_timeout(300)
         without = dark_pixels(page.locator("#map").screenshot())
-    assert with_labels > 400 and with_labels > 5 * max(without, 1), (with_labels, without)
+    assert with_labels - without > 800, (with_labels, without)  # markers etc. stay dark
     assert tile_responses and all(s in (200, 204) for _, s in tile_responses), tile_responses
     assert any(s == 200 for _, s in tile_responses)
     assert not [u for u in outside if "tile.openstreetmap.org" in u], "raster tiles requested"
