@@ -46,7 +46,8 @@ Object.assign(I18N.uk, {
   "ev.sms.tpl.cancelled": "скасування", "ev.sms.tpl.merged": "об'єднання",
   "ev.suppressed": "скасовано повідомлень у черзі: {n}", "ev.new": "новий",
   "actor.system": "система", "actor.sms": "SMS-шлюз", "actor.delivery": "доставка завдань",
-  "actor.unit": "екіпаж {cs}", "actor.gps": "GPS",
+  "actor.unit": "екіпаж {cs}", "actor.gps": "GPS", "actor.crewapp": "застосунок екіпажу",
+  "actor.terminal": "термінал екіпажу",
 });
 Object.assign(I18N.en, {
   "act.title": "Actions", "act.close": "Close", "act.cancel": "Cancel", "act.merge": "Duplicate / merge",
@@ -88,7 +89,8 @@ Object.assign(I18N.en, {
   "ev.sms.tpl.cancelled": "cancellation", "ev.sms.tpl.merged": "merge",
   "ev.suppressed": "queued messages cancelled: {n}", "ev.new": "new",
   "actor.system": "system", "actor.sms": "SMS gateway", "actor.delivery": "assignment delivery",
-  "actor.unit": "crew {cs}", "actor.gps": "GPS",
+  "actor.unit": "crew {cs}", "actor.gps": "GPS", "actor.crewapp": "crew app",
+  "actor.terminal": "crew terminal",
 });
 (function () {
   const gd = window.gd;
@@ -117,6 +119,8 @@ Object.assign(I18N.en, {
     if (!a) return "—";
     if (a.startsWith("unit:")) return t("actor.unit", { cs: a.slice(5) });
     if (a.startsWith("dispatcher:")) return a.slice(11);
+    if (a.startsWith("crew:")) return t("actor.crewapp");
+    if (a.startsWith("mqtt:")) return t("actor.terminal");
     if (["system", "sms", "delivery", "gps"].includes(a)) return t("actor." + a);
     return a;
   }
