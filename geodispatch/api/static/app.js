@@ -91,7 +91,9 @@
     $('[data-tab="newcall"]').hidden = !canCall;
     initMap();
     loadCategories().then(scheduleRender);
-    connectLive();
+    // Analysts have no live map (the server refuses them the feed): their page is analytics.js.
+    $("#conn").hidden = gd.user.role === "analyst";
+    if (gd.user.role !== "analyst") connectLive();
     if (["dispatcher", "supervisor", "admin", "national"].includes(gd.user.role)) pollAlerts();
     document.dispatchEvent(new CustomEvent("gd:started"));  // calls.js and other screens start
   }
