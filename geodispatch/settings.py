@@ -157,7 +157,8 @@ class Settings(BaseSettings):
     recommend_top_n: int = Field(5, description="Crews returned by a recommendation.")
     recommend_max_eta_s: float = Field(1800.0, description="Routing search bound in seconds.")
     classification_file: Path | None = Field(
-        None, description="TOML call classification (categories, dispositions); default built in."
+        None, description="TOML call classification (categories, local disposition codes mapped "
+        "onto APCO codes, SMS stages per category); default built in."
     )
     on_scene_alert_s: float = Field(3600.0, description="Supervisor alert: on scene longer than this.")
     not_moving_alert_s: float = Field(

@@ -68,7 +68,8 @@ def test_delivery_records_an_event(db: Session, tmp_path: Path, settings: Settin
     inc = _incident(db)
     gw = FileGateway(tmp_path / "sms.log")
     now = datetime.now(UTC) + timedelta(seconds=1)
-    while deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now, limit=500):
+    while deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings,
+                      now=now, limit=500):
         if _mine(db, inc).status != "pending":
             break
     m = _mine(db, inc)
@@ -81,8 +82,9 @@ def test_delivery_records_an_event(db: Session, tmp_path: Path, settings: Settin
 def test_retries_with_backoff_then_fails(db: Session, settings: Settings) -> None:
     """Failures are retried later; after sms_max_attempts the message is failed (an event)."""
     inc = _incident(db)
+    # (every other queued message, missed-call ones without an incident too)
     db.execute(text("UPDATE sms_outbox SET status = 'suppressed' WHERE status = 'pending' "
-                    "AND incident_id <> :i"), {"i": inc.id})
+                    "AND incident_id IS DISTINCT FROM :i"), {"i": inc.id})
     s = settings.model_copy(update={"sms_max_attempts": 3})
     gw = FlakyGateway(fail=10)
     now = datetime.now(UTC) + timedelta(seconds=1)
@@ -90,7 +92,8 @@ def test_retries_with_backoff_then_fails(db: Session, settings: Settings) -> Non
     m = _mine(db, inc)
     assert m.status == "pending" and m.attempts == 1
     assert m.next_attempt_at >= now + timedelta(seconds=4.9)
-    assert deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now) == 0  # not due yet
+    # not due yet
+    assert deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now) == 0
     for _ in range(2):
         now = m.next_attempt_at + timedelta(seconds=1)
         deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=s, now=now)
@@ -153,15 +156,17 @@ def test_http_gateway_against_standin(db: Session, settings: Settings,
     """JSON POST with the token; a 503 is retried; the provider's id is stored."""
     url, received, control = standin_gateway
     inc = _incident(db, lang="en")
+    # (every other queued message, missed-call ones without an incident too)
     db.execute(text("UPDATE sms_outbox SET status = 'suppressed' WHERE status = 'pending' "
-                    "AND incident_id <> :i"), {"i": inc.id})
+                    "AND incident_id IS DISTINCT FROM :i"), {"i": inc.id})
     gw = HttpGateway(url, "s3cret")
     control["fail"] = 1
     now = datetime.now(UTC) + timedelta(seconds=1)
     deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now)
     m = _mine(db, inc)
     assert m.status == "pending" and "503" in (m.last_error or "")
-    deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings, now=now + timedelta(minutes=5))
+    deliver_due(session=db, gateway=gw, record=record_sms_outcome, settings=settings,
+                now=now + timedelta(minutes=5))
     assert m.status == "sent" and m.gateway_id == "prov-1"
     assert received[0]["to"] == "+380671112233" and inc.reference in received[0]["body"]
     bad = HttpGateway(url, "wrong")
