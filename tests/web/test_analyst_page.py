@@ -26,14 +26,15 @@ from tests.helpers import login, running_server
 
 pytestmark = pytest.mark.browser
 
-T0 = datetime(2031, 5, 6, 9, 0, tzinfo=UTC)
+T0 = datetime(2031, 5, 6, 6, 0, tzinfo=UTC)
+N = 60
 PERIOD = {"from": "2031-04-07T00:00:00.000Z", "to": "2031-05-07T00:00:00.000Z"}
 """The page's default: the 30 local (here UTC) days up to the newest incident, inclusive."""
 
 
 @pytest.fixture(scope="module")
 def region(admin_engine: Engine) -> Iterator[dict[str, Any]]:
-    """A region of its own: two sectors and 30 incidents with intervals; closed/deleted after."""
+    """A region of its own: two sectors and 60 incidents with intervals; closed/deleted after."""
     code = f"W{uuid.uuid4().hex[:7].upper()}"
     with Session(admin_engine) as s, s.begin():
         sectors = []
@@ -42,12 +43,12 @@ def region(admin_engine: Engine) -> Iterator[dict[str, Any]]:
                 "INSERT INTO zones (code, name, level, region, res, cells) VALUES "
                 "(:c, :n, 'sector', :r, 9, '{}') RETURNING id"),
                 {"c": f"{code}-S{k + 1}", "n": f"Sector {k + 1}", "r": code}).scalar_one())
-        for k in range(30):
-            at = LatLng(50.45 + 0.004 * (k % 5), 30.52 + 0.004 * (k // 5))
+        for k in range(N):
+            at = LatLng(50.45 + 0.003 * (k % 6), 30.52 + 0.003 * (k // 6))
             inc = make_incident(s, received=T0 + timedelta(minutes=7 * k), at=at, region=code,
                                 category="theft" if k % 2 else "assault",
                                 priority=1 + k % 3)
-            inc.sector_id = sectors[0] if k < 18 else sectors[1]
+            inc.sector_id = sectors[0] if k < 36 else sectors[1]
             s.flush()
             make_assignment(s, inc, dispatched_after_s=60 + k, en_route_after_s=90 + 2 * k,
                             on_scene_after_s=300 + 20 * k, cleared_after_s=3000)
@@ -55,7 +56,10 @@ def region(admin_engine: Engine) -> Iterator[dict[str, Any]]:
     name = f"analyst_{uuid.uuid4().hex[:8]}"
     with Session(admin_engine) as s, s.begin():
         upsert_user(session=s, username=name, password="pw-123456", role="analyst", region=code)
-    yield {"code": code, "user": name, "password": "pw-123456", "sectors": sectors}
+        upsert_user(session=s, username="sup" + name, password="pw-123456", role="supervisor",
+                    region=code)
+    yield {"code": code, "user": name, "supervisor": "sup" + name, "password": "pw-123456",
+           "sectors": sectors}
     with Session(admin_engine) as s, s.begin():
         ids = "SELECT id FROM incidents WHERE region = :r"
         s.execute(text("DELETE FROM response_cell_days WHERE region = :r"), {"r": code})
@@ -116,7 +120,7 @@ def test_analyst_heatmap_table_filter_and_csv(
         page.wait_for_function(f"document.querySelectorAll('path.gd-heat-cell').length === "
                                f"{len(fc['features'])}")
         status = page.inner_text("[data-testid=an-status]")
-        assert f"{len(fc['features'])} cells · 30 incidents" in status
+        assert f"{len(fc['features'])} cells · {N} incidents" in status
 
         zones = httpx.get(f"{server}/api/analytics/summary", headers=h,
                           params={**q, "by": "sector_id"}).json()
@@ -137,11 +141,11 @@ def test_analyst_heatmap_table_filter_and_csv(
         q2 = {**q, "interval": "turnout_s", "category": "theft"}
         fc2 = httpx.get(f"{server}/api/analytics/cells.geojson", params=q2, headers=h).json()
         page.wait_for_function("document.querySelector('[data-testid=an-status]').textContent"
-                               ".includes('· 15 incidents')")
+                               ".includes('· 30 incidents')")
         assert page.locator("path.gd-heat-cell").count() == len(fc2["features"])
         zones2 = httpx.get(f"{server}/api/analytics/summary", headers=h,
                            params={**q2, "by": "sector_id"}).json()
-        assert sum(z["count"] for z in zones2) == 15
+        assert sum(z["count"] for z in zones2) == N // 2
         assert _zone_rows(page) == [[str(z["count"]), _mmss(z["median_s"]), _mmss(z["p90_s"]),
                                      _pct(z["within_target"])] for z in zones2]
         assert "Turnout · Median" in page.inner_text("[data-testid=an-legend]")
@@ -169,6 +173,42 @@ def test_analyst_heatmap_table_filter_and_csv(
         report.wait_for_load_state()
         body = report.inner_text("body")
         assert f"{region['code']}-S1" in body and "Sector 1" in body
+        assert errors == []
+    finally:
+        ctx.close()
+
+
+def test_supervisor_chooses_analytics_in_ukrainian(
+    chromium: Any, server: str, region: dict[str, Any]
+) -> None:
+    """A supervisor keeps the live console and reaches the heatmap from its (Ukrainian) tab."""
+    ctx = chromium.new_context(viewport={"width": 1400, "height": 900}, timezone_id="UTC")
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script("localStorage.setItem('gd.lang', 'uk')")
+    try:
+        page.goto(server + "/")
+        page.fill("[data-testid=login-username]", region["supervisor"])
+        page.fill("[data-testid=login-password]", region["password"])
+        page.click("[data-testid=login-submit]")
+        tab = page.locator("[data-testid=tab-analytics]")
+        tab.wait_for()
+        assert tab.inner_text() == "Аналітика"
+        assert page.locator("[data-testid=tab-queue]").is_visible()
+        assert page.locator("path.gd-heat-cell").count() == 0
+        tab.click()
+        page.wait_for_function("document.querySelectorAll('path.gd-heat-cell').length > 0")
+        assert "Загальний час реагування · 90-й процентиль" in page.inner_text(
+            "[data-testid=an-legend]")
+        assert page.locator("[data-testid=zone-row]").count() == 2
+        page.click("[data-testid=tab-queue]")  # the dispatcher's map is not covered by cells
+        page.wait_for_function("document.querySelectorAll('path.gd-heat-cell').length === 0")
+        page.click("[data-testid=lang-toggle]")
+        tab.click()
+        page.wait_for_function("document.querySelectorAll('path.gd-heat-cell').length > 0")
+        assert "Total response · 90th percentile" in page.inner_text("[data-testid=an-legend]")
         assert errors == []
     finally:
         ctx.close()
