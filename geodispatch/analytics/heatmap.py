@@ -30,6 +30,7 @@ from jinja2 import Template
 from sqlalchemy.orm import Session
 
 from geodispatch.analytics.aggregates import CellStats, cell_stats
+from geodispatch.analytics.basemap import add_base_map
 from geodispatch.errors import ConfigurationError, InvalidInput
 from geodispatch.geo import LatLng
 from geodispatch.settings import Settings, get_settings
@@ -255,12 +256,9 @@ def build_heatmap(
                        target_s=target)
     spec = METRICS[metric]
     geojson, bins, colours = cell_features(stats, metric)
-    tiles = settings.tile_url or None
     m = folium.Map(location=None, tiles=None, control_scale=True, prefer_canvas=False)
     _inline_leaflet(m)
-    if tiles:
-        folium.TileLayer(tiles=tiles, attr=settings.tile_attribution or OSM_ATTRIBUTION,
-                         name="OpenStreetMap", max_zoom=19).add_to(m)
+    add_base_map(m, settings, settings.tile_attribution or OSM_ATTRIBUTION, name="OpenStreetMap")
     # Always credit OpenStreetMap (the road data and the tiles both come from it).
     _Attribution(settings.tile_attribution or OSM_ATTRIBUTION).add_to(m)
     folium.GeoJson(

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.analytics.aggregates import CellStats
+from geodispatch.analytics.basemap import add_base_map
 from geodispatch.analytics.heatmap import (
     METRICS,
     OSM_ATTRIBUTION,
@@ -201,10 +202,7 @@ def _map_html(stats: CellStats, settings: Settings, subtitle: str) -> str:
     geojson, bins, colours = cell_features(stats, "p90_response")
     m = folium.Map(location=None, tiles=None, control_scale=True)
     _inline_leaflet(m)
-    if settings.tile_url:
-        folium.TileLayer(tiles=settings.tile_url,
-                         attr=settings.tile_attribution or OSM_ATTRIBUTION, name="base map",
-                         max_zoom=19).add_to(m)
+    add_base_map(m, settings, settings.tile_attribution or OSM_ATTRIBUTION, name="base map")
     _Attribution(settings.tile_attribution or OSM_ATTRIBUTION).add_to(m)
     folium.GeoJson(geojson, style_function=lambda f: {
         "fillColor": f["properties"]["fill"], "color": "#555", "weight": 0.6,
