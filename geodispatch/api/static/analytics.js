@@ -220,7 +220,7 @@
     A.layer = L.geoJSON(A.cells, {
       // SVG, not the console's canvas: each cell is an element (hover, tests, screen readers).
       renderer: A.renderer || (A.renderer = L.svg({ padding: 0.3 })),
-      style: (f) => ({ className: "gd-heat-cell", color: "#555", weight: 0.6, fillOpacity: 0.62,
+      style: (f) => ({ className: "gd-heat-cell", color: "#555", weight: 0.6, fillOpacity: 0.5,
         fillColor: colour(statValue(f.properties)) }),
       onEachFeature: (f, l) => {
         const p = f.properties;
