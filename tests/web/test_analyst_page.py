@@ -179,7 +179,7 @@ def test_analyst_heatmap_table_filter_and_csv(
 
 
 def test_supervisor_chooses_analytics_in_ukrainian(
-    chromium: Any, server: str, region: dict[str, Any]
+    chromium: Any, server: str, region: dict[str, Any], artifacts: Path
 ) -> None:
     """A supervisor keeps the live console and reaches the heatmap from its (Ukrainian) tab."""
     ctx = chromium.new_context(viewport={"width": 1400, "height": 900}, timezone_id="UTC")
@@ -198,6 +198,10 @@ def test_supervisor_chooses_analytics_in_ukrainian(
         assert tab.inner_text() == "Аналітика"
         assert page.locator("[data-testid=tab-queue]").is_visible()
         assert page.locator("path.gd-heat-cell").count() == 0
+        page.wait_for_timeout(300)  # the other screens add their tabs on gd:started too
+        fits = page.eval_on_selector(".side .tabs", "n => [n.scrollWidth, n.clientWidth]")
+        page.screenshot(path=str(artifacts / "analyst-supervisor-tabs.png"))
+        assert fits[0] <= fits[1], f"the side bar's tabs overflow: {fits}"
         tab.click()
         page.wait_for_function("document.querySelectorAll('path.gd-heat-cell').length > 0")
         assert "Загальний час реагування · 90-й процентиль" in page.inner_text(
