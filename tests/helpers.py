@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -126,3 +127,11 @@ def index_street(session: object, name: str, wkt: str,
             {"id": sid - n - 1_000_000_000_000, "s": sid, "hn": hn, "hk": housenumber_key(hn),
              "hv": housenumber_value(hn), "l": f"{name}, {hn}", "x": lng, "y": lat})
     return sid
+
+
+def require_sip_tools() -> None:
+    """Kamailio and SIPp are part of the project's services (``make services`` installs them):
+    a test that needs them fails, rather than skips, when they are missing."""
+    missing = [b for b in ("kamailio", "sipp") if shutil.which(b) is None]
+    assert not missing, (f"{' and '.join(missing)} not installed: `make services` installs the "
+                         "Debian packages kamailio and sip-tester")

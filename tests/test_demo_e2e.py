@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from geodispatch.settings import Settings
-from tests.helpers import free_port
+from tests.helpers import free_port, require_sip_tools
 
 pytestmark = pytest.mark.slow
 
@@ -268,11 +267,10 @@ def test_simulator_stats(demo_run: DemoRun, demo_engine: Engine) -> None:
     assert stats["assignments"] <= assigned, (stats, assigned)
 
 
-@pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("sipp")),
-                    reason="kamailio and sip-tester (Debian) are not installed")
 def test_phone_line_rang(demo_engine: Engine, demo_run: DemoRun) -> None:
     """The simulated phone line's SIP calls came through Kamailio: each has a record on line
     102, most with their AML point; the unanswered ones are callbacks."""
+    require_sip_tools()
     n = _scalar(demo_engine, "SELECT count(*) FROM calls WHERE source = 'sip' AND line = '102'")
     assert n >= 5, _logs(demo_run)  # type: ignore[operator]
     located = _scalar(demo_engine, "SELECT count(DISTINCT call_id) FROM call_locations "

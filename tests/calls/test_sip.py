@@ -8,7 +8,6 @@ config, ports, pid file and directory under the test's tmp dir.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,10 +23,12 @@ from geodispatch.calls.models import Call, CallCallback, CallLocation
 from geodispatch.calls.sipp import numbers_csv, sipp
 from geodispatch.notify.models import SmsMessage
 from geodispatch.settings import Settings
-from tests.helpers import free_port, running_server
+from tests.helpers import free_port, require_sip_tools, running_server
 
-pytestmark = pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("sipp")),
-                                reason="kamailio and sip-tester (Debian) are not installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _sip_tools() -> None:
+    require_sip_tools()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ callbacks."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,10 +17,12 @@ from sqlalchemy.orm import Session
 from geodispatch.api.app import create_app
 from geodispatch.calls.models import Call, CallCallback, CallLocation
 from geodispatch.settings import Settings
-from tests.helpers import running_server
+from tests.helpers import require_sip_tools, running_server
 
-pytestmark = pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("sipp")),
-                                reason="kamailio and sip-tester (Debian) are not installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _sip_tools() -> None:
+    require_sip_tools()
 
 BBOX = (39.28, -76.63, 39.30, -76.60)  # downtown Baltimore, the demo's default city
 
