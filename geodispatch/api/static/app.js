@@ -48,7 +48,12 @@
     const d = typeof epoch === "number" ? new Date(epoch * 1000) : new Date(epoch);
     return d.toLocaleTimeString(LANG === "uk" ? "uk-UA" : "en-GB");
   };
-  const fmtEta = (s) => (s === null || s === undefined) ? "—" : Math.floor(s / 60) + ":" + String(Math.round(s % 60)).padStart(2, "0");
+  // Rounded to whole seconds before splitting: 179.6 s is "3:00", never "2:60".
+  const fmtEta = (s) => {
+    if (s === null || s === undefined || !Number.isFinite(Number(s))) return "—";
+    const whole = Math.max(0, Math.round(Number(s)));
+    return Math.floor(whole / 60) + ":" + String(whole % 60).padStart(2, "0");
+  };
   const fmtKm = (m) => (m === null || m === undefined) ? "—" : (m / 1000).toFixed(1) + " km";
   const stBadge = (s) => '<span class="st st-' + esc(s) + '">' + esc(t("status." + s)) + "</span>";
   const prioBadge = (p) => '<span class="prio p' + esc(p) + '">' + esc(p) + "</span>";
@@ -580,20 +585,20 @@
     });
     const acc = $("#accept-btn");
     if (acc) acc.onclick = () => {
-      const idx = gd.reco.selectedIdx || 0;
-      const r = recoRows()[idx];
-      if (idx === 0) assign(id, r, null);
-      else { $("#override-box").hidden = false; $("#override-unit").value = String(r.unit_id); $("#override-reason").focus(); }
+      // Every ranked crew is a recommendation for the server: only a crew outside the ranking
+      // (chosen in the override box) needs a reason.
+      const r = recoRows()[gd.reco.selectedIdx || 0];
+      if (r) assign(id, r, null);
     };
     const ov = $("#override-btn");
     if (ov) ov.onclick = () => { $("#override-box").hidden = false; $("#override-reason").focus(); };
     const conf = $("#override-confirm");
     if (conf) conf.onclick = () => {
       const reason = $("#override-reason").value.trim();
-      if (!reason) { $("#override-reason").focus(); $("#override-reason").style.borderColor = "#b3261e"; return; }
       const unitId = Number($("#override-unit").value);
-      const r = recoRows().find((x) => x.unit_id === unitId) || { unit_id: unitId };
-      assign(id, r, reason);
+      const ranked = recoRows().find((x) => x.unit_id === unitId);
+      if (!reason && !ranked) { $("#override-reason").focus(); $("#override-reason").style.borderColor = "#b3261e"; return; }
+      assign(id, ranked || { unit_id: unitId }, reason || null);
     };
   }
   async function recommend(id) {
@@ -631,8 +636,15 @@
     const label = (c) => (c.label && typeof c.label === "object" ? c.label[LANG] || c.label.en : c.label) || c.name || c.code;
     gd.categories = (cats && cats.length ? cats : DEFAULT_CATEGORIES).map((c) =>
       typeof c === "string" ? { code: c, label: c } : { code: c.code || c.name || c.id, label: label(c), priority: c.priority });
-    $('#newcall [name="category"]').innerHTML = gd.categories.map((c) =>
-      '<option value="' + esc(c.code) + '">' + esc(c.label) + (c.priority ? " (" + c.priority + ")" : "") + "</option>").join("");
+    // The preselected category is "other" (the server's own default), never the first of the
+    // list (armed threat, priority 1); "selected" also makes a form reset return to it.
+    const sel = $('#newcall [name="category"]');
+    const keep = sel.value;
+    const fallback = gd.categories.some((c) => c.code === "other") ? "other" : "";
+    sel.innerHTML = (fallback ? "" : '<option value="" selected>—</option>') + gd.categories.map((c) =>
+      '<option value="' + esc(c.code) + '"' + (c.code === fallback ? " selected" : "") + ">" + esc(c.label) +
+      (c.priority ? " (" + c.priority + ")" : "") + "</option>").join("");
+    if (keep && gd.categories.some((c) => c.code === keep)) sel.value = keep;
   }
   function setCallPoint(lat, lng, label) {
     gd.callPoint = { lat, lng };
@@ -782,7 +794,7 @@
     document.dispatchEvent(new CustomEvent("gd:lang"));
   }
   // What other console scripts (calls.js) use of this one.
-  gd.ui = { api, esc, fmtTime, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender,
+  gd.ui = { api, esc, fmtTime, fmtEta, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender,
     loadIncidentDetails, categoryLabel, stBadge, prioBadge };
   document.addEventListener("DOMContentLoaded", () => {
     applyI18n();
