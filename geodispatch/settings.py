@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     not_moving_alert_s: float = Field(
         180.0, description="Supervisor alert: dispatched this long without moving or reporting en route."
     )
+    alerts_max_age_s: float = Field(
+        86400.0, description="Supervisor timers older than this (an imported or never-closed "
+        "record, a crew silent for days) are left out of the alerts and counted in one "
+        "'stale_records' alert instead.",
+    )
     monitor_interval_s: float = Field(2.0, description="How often GPS arrival detection runs.")
     assignment_ack_timeout_s: float = Field(
         60.0, description="Supervisor alert and resend: an assignment the crew has not "
