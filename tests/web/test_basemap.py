@@ -89,7 +89,7 @@ def test_dispatcher_map_draws_street_names_from_our_tiles_offline(
         # (docs/screenshots/dispatcher-map.png is this picture)
         page.screenshot(path=str(artifacts / "basemap-dispatcher.png"))
         with_labels = dark_pixels(shot)
-        page.evaluate("window.gd.map.removeLayer(window.gd.map.gdBase.layer)")
+        page.evaluate("void window.gd.map.removeLayer(window.gd.map.gdBase.layer)")
         page.wait_for_timeout(300)
         without = dark_pixels(page.locator("#map").screenshot())
     assert with_labels - without > 800, (with_labels, without)  # markers etc. stay dark
