@@ -186,7 +186,9 @@ class Settings(BaseSettings):
     jwt_secret: str = Field(
         "", description="HMAC secret for access tokens; empty = a random one kept in var/jwt.secret."
     )
-    jwt_ttl_minutes: int = Field(720, description="Access-token lifetime (one shift).")
+    jwt_ttl_minutes: float = Field(
+        720, gt=0, description="Access-token lifetime in minutes; the console renews its token "
+        "(POST /api/auth/refresh) well before it runs out, so a session lasts the whole shift.")
     login_rate_per_minute: int = Field(10, description="Failed logins allowed per user+address a minute.")
     tile_url: str = Field(
         "https://tile.openstreetmap.org/{z}/{x}/{y}.png",

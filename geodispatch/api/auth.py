@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from geodispatch.api.deps import PrincipalDep, SessionDep, SettingsDep
@@ -15,6 +15,7 @@ from geodispatch.api.errors import RateLimited, problem_response
 from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import Principal, hash_password, issue_token, verify_password
 from geodispatch.errors import Unauthenticated
+from geodispatch.settings import Settings
 from geodispatch.users.models import User
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -26,6 +27,7 @@ class Token(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...", "token_type": "bearer",
         "role": "dispatcher", "region": "KV", "username": "o.petrenko", "language": "uk",
+        "expires_in": 43200,
     }]})
 
     access_token: str
@@ -34,6 +36,7 @@ class Token(BaseModel):
     region: str | None
     username: str = ""
     language: str = "uk"
+    expires_in: int = Field(description="Seconds until the token expires (RFC 6749 5.1).")
 
 
 class Me(BaseModel):
@@ -95,8 +98,32 @@ def login(
         raise Unauthenticated("wrong username or password")
     limiter.succeeded(form.username, address)
     p = Principal(username=user.username, role=user.role, region=user.region)
-    return Token(access_token=issue_token(p, settings), role=p.role, region=p.region,
-                 username=user.username, language=user.language)
+    return _token(p, user.language, settings)
+
+
+def _token(principal: Principal, language: str, settings: Settings) -> Token:
+    return Token(access_token=issue_token(principal, settings), role=principal.role,
+                 region=principal.region, username=principal.username, language=language,
+                 expires_in=int(settings.jwt_ttl_minutes * 60))
+
+
+@router.post(
+    "/refresh",
+    response_model=Token,
+    summary="A fresh token for the same user and role (a shift-long console session)",
+    responses={401: problem_response("The token is invalid, expired, or its account changed", {
+        "type": "about:blank", "title": "Unauthenticated", "status": 401,
+        "detail": "invalid token: Signature has expired", "instance": "/api/auth/refresh"})},
+)
+def refresh(principal: PrincipalDep, session: SessionDep, settings: SettingsDep) -> Token:
+    """Exchange a valid, not yet expired token for a new one with a full lifetime.
+
+    The new token names the same user, role and region. An expired token is refused (log in
+    again), and so is one whose account was deactivated or given another role or region since
+    (the account check every request makes), so a refresh never outlives a revocation.
+    """
+    language = session.scalar(select(User.language).where(User.username == principal.username))
+    return _token(principal, language or "uk", settings)
 
 
 @router.get("/me", response_model=Me, summary="Who am I")

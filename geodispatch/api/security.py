@@ -33,7 +33,7 @@ from geodispatch.users.credentials import (  # re-exported: the API's view of ac
 
 __all__ = ["ACCOUNT_TTL_S", "ADMIN", "ALL_ROLES", "ANALYST", "CALL_TAKER", "DISPATCHER",
            "NATIONAL", "SUPERVISOR", "AccountCheck", "Principal", "decode_token",
-           "hash_password", "issue_token", "verify_password"]
+           "decode_token_expiry", "hash_password", "issue_token", "verify_password"]
 
 #: How long an account lookup is trusted (seconds).
 ACCOUNT_TTL_S = 1.0
@@ -75,11 +75,19 @@ def issue_token(principal: Principal, settings: Settings) -> str:
 
 
 def decode_token(token: str, settings: Settings) -> Principal:
+    return decode_token_expiry(token, settings)[0]
+
+
+def decode_token_expiry(token: str, settings: Settings) -> tuple[Principal, datetime]:
+    """The token's principal and expiry; Unauthenticated when it is invalid or expired."""
     try:
-        claims = jwt.decode(token, settings.resolved_jwt_secret, algorithms=["HS256"])
+        claims = jwt.decode(token, settings.resolved_jwt_secret, algorithms=["HS256"],
+                            options={"require": ["exp", "sub"]})
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from None
-    return Principal(username=claims["sub"], role=claims["role"], region=claims.get("region"))
+    principal = Principal(username=claims["sub"], role=claims["role"],
+                          region=claims.get("region"))
+    return principal, datetime.fromtimestamp(float(claims["exp"]), UTC)
 
 
 class AccountCheck:

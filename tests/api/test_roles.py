@@ -60,6 +60,8 @@ DEVICE = {
 # role-checked (not public) and obey the national-read-only rule.
 DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/auth/me"): EVERY_ROLE,
+    # A shift-long session: every role renews its own token (same user and role).
+    ("POST", "/api/auth/refresh"): EVERY_ROLE,
     ("GET", "/api/web/config"): EVERY_ROLE,
     ("GET", "/api/geocode/search"): EVERY_ROLE,
     ("GET", "/api/geocode/reverse"): EVERY_ROLE,
@@ -88,8 +90,9 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
                     "charts/{name}.png", "report")},
     ("POST", "/api/analytics/refresh"): frozenset({"analyst", "supervisor", "admin"}),
 }
-# Unsafe routes national may call (none: national is read-only). Login is public, not "national".
-NATIONAL_WRITES: set[tuple[str, str]] = set()
+# Unsafe routes national may call: only the token refresh, which changes nothing recorded
+# (national is read-only). Login is public, not "national".
+NATIONAL_WRITES: set[tuple[str, str]] = {("POST", "/api/auth/refresh")}
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 DUMMY_ID = "987654321"
