@@ -73,7 +73,8 @@ def test_refresh_gives_a_later_token_for_the_same_user_and_role(
         assert (fresh["username"], fresh["role"], fresh["region"], fresh["language"]) == (
             user, "dispatcher", "KV", "en")
         assert fresh["expires_in"] == 720 * 60
-        old, new = _claims(settings, first["access_token"]), _claims(settings, fresh["access_token"])
+        old = _claims(settings, first["access_token"])
+        new = _claims(settings, fresh["access_token"])
         assert new["exp"] > old["exp"]
         assert (new["sub"], new["role"], new["region"]) == (old["sub"], old["role"], old["region"])
         me = httpx.get(f"{base}/api/auth/me",
