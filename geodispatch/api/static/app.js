@@ -109,10 +109,8 @@
     try {
       const data = await api("GET", "/api/dispatch/alerts");
       gd.alerts = (data && data.items) || [];
-      $("#alerts-box").hidden = gd.alerts.length === 0;
-      $("#alerts").innerHTML = gd.alerts.map((a, k) => '<li class="' + esc(a.severity) + '" data-k="' + k + '">' +
-        esc(a.message) + "</li>").join("");
-    } catch (e) { $("#alerts-box").hidden = true; }
+    } catch (e) { gd.alerts = []; }
+    document.dispatchEvent(new CustomEvent("gd:alerts"));  // alerts.js words and groups them
     clearTimeout(gd.alertsTimer);
     gd.alertsTimer = setTimeout(pollAlerts, 15000);
   }
@@ -281,11 +279,13 @@
     const all = Object.values(gd.incidents).filter((i) => OPEN.includes(i.status))
       .sort((a, b) => (a.priority - b.priority) || ((a.received_at || 0) - (b.received_at || 0)));
     const queue = all.filter((i) => UNASSIGNED.includes(i.status));
+    if (gd.queueUi) gd.queueUi.order(queue);  // queue.js: priority, then share of its limit
     const active = all.filter((i) => !UNASSIGNED.includes(i.status));
     $("#queue").innerHTML = queue.map(incidentLi).join("");
     $("#active").innerHTML = active.map(incidentLi).join("").replaceAll('data-testid="queue-item"', 'data-testid="active-item"');
     $("#queue-count").textContent = queue.length;
     $("#queue-empty").hidden = queue.length > 0;
+    document.dispatchEvent(new CustomEvent("gd:queue-rendered"));
   }
 
   // --- live feed -------------------------------------------------------------------------------
@@ -309,6 +309,7 @@
     ws.onopen = () => { ws.send(JSON.stringify({ token: gd.token })); };
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
+      document.dispatchEvent(new CustomEvent("gd:live", { detail: msg }));
       if (msg.type === "snapshot") {
         setConn("live"); gd.wsBackoff = 500;
         msg.units.forEach(upsertUnit); msg.incidents.forEach(upsertIncident);
@@ -795,7 +796,7 @@
   }
   // What other console scripts (calls.js) use of this one.
   gd.ui = { api, esc, fmtTime, fmtEta, setCallPoint, switchTab, showIncident, upsertIncident, scheduleRender,
-    loadIncidentDetails, categoryLabel, stBadge, prioBadge };
+    loadIncidentDetails, categoryLabel, stBadge, prioBadge, renderQueue, showCrew };
   document.addEventListener("DOMContentLoaded", () => {
     applyI18n();
     $("#login-form").addEventListener("submit", doLogin);
@@ -805,11 +806,6 @@
     $("#panel-close").onclick = closePanel;
     $("#crew-filter").oninput = renderCrews;
     $("#queue").onclick = $("#active").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) showIncident(Number(li.dataset.id)); };
-    $("#alerts").onclick = (ev) => {
-      const li = ev.target.closest("li[data-k]");
-      const a = li && gd.alerts[Number(li.dataset.k)];
-      if (a && a.incident_id) showIncident(a.incident_id); else if (a && a.unit_id) showCrew(a.unit_id);
-    };
     $("#crews").onclick = (ev) => { const li = ev.target.closest("li[data-id]"); if (li) { const u = gd.units[li.dataset.id]; showCrew(Number(li.dataset.id)); if (u && u.lat !== null) gd.map.panTo([u.lat, u.lng]); } };
     $("#address-search").onclick = () => searchAddress(false);
     $('#newcall [name="address"]').addEventListener("keydown", addressKey);
