@@ -26,7 +26,8 @@ COUNT_SOCKETS = """
   window.__sockets = 0;
   window.WebSocket = function (...args) { window.__sockets += 1; return new Real(...args); };
   window.WebSocket.prototype = Real.prototype;
-  Object.assign(window.WebSocket, { OPEN: Real.OPEN, CLOSED: Real.CLOSED, CONNECTING: Real.CONNECTING });
+  Object.assign(window.WebSocket,
+    { OPEN: Real.OPEN, CLOSED: Real.CLOSED, CONNECTING: Real.CONNECTING });
 })();
 """
 
