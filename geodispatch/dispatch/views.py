@@ -11,7 +11,13 @@ from fastapi import APIRouter, Body, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geodispatch.api.deps import SessionDep, SettingsDep, UnitOfWork, require_roles
+from geodispatch.api.deps import (
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    UnitOfWork,
+    require_roles,
+)
 from geodispatch.api.security import ADMIN, DISPATCHER, NATIONAL, SUPERVISOR, Principal
 from geodispatch.db import transaction
 from geodispatch.dispatch import alerts as supervision
@@ -29,6 +35,7 @@ from geodispatch.dispatch.schemas import (
 )
 from geodispatch.errors import NotFound
 from geodispatch.incidents.access import incident_json, visible_incident
+from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.service import get_by_reference
 from geodispatch.tracking.models import Unit
 
@@ -170,6 +177,15 @@ def lead(incident_id: int, body: LeadBody, principal: Operations, uow: UnitOfWor
         _after_commit(request, session)
         incident = visible_incident(session, principal, incident_id)
         return incident_json(session, incident, principal, assignments=True)
+
+
+@router.get("/api/dispatch/limits",
+            summary="How long an incident of each priority may wait unassigned")
+def limits(principal: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Seconds by priority (1-4): the limits of the 'unassigned' supervisor alert, from the
+    classification file; the console sorts and marks its queue by them."""
+    cls = load_classification(settings)
+    return {"unassigned_limit_s": {str(p): cls.unassigned_limit(p) for p in (1, 2, 3, 4)}}
 
 
 @router.get("/api/dispatch/alerts", summary="Supervisor timers and alerts of the region")

@@ -50,14 +50,11 @@ Readers = Annotated[Principal, Depends(require_roles(
 
 @router.get("/categories", summary="The call classification list")
 def categories(principal: Anyone, settings: SettingsDep) -> dict[str, Any]:
-    """The categories, and how long an incident of each priority may wait unassigned (seconds:
-    the limits the supervisor alerts use; the console sorts and marks its queue by them)."""
     cls = load_classification(settings)
     return {"categories": [
         {"code": c.code, "priority": c.priority, "kinds": list(c.kinds),
          "capabilities": list(c.capabilities), "label": c.label}
-        for c in cls.categories.values()],
-        "unassigned_limit_s": {str(p): cls.unassigned_limit(p) for p in (1, 2, 3, 4)}}
+        for c in cls.categories.values()]}
 
 
 @router.get("/dispositions",

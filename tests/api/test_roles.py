@@ -62,6 +62,7 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/auth/me"): EVERY_ROLE,
     # A shift-long session: every role renews its own token (same user and role).
     ("POST", "/api/auth/refresh"): EVERY_ROLE,
+    ("GET", "/api/dispatch/limits"): EVERY_ROLE,
     ("GET", "/api/web/config"): EVERY_ROLE,
     ("GET", "/api/geocode/search"): EVERY_ROLE,
     ("GET", "/api/geocode/reverse"): EVERY_ROLE,

@@ -176,9 +176,9 @@ def test_queue_is_sorted_by_priority_then_share_of_limit_and_marks_overdue(
     with running_server(_app(settings, classification_file=waiting["classification"])) as base:
         acc = accounts["dispatcher"]
         try:
-            cats = httpx.get(f"{base}/api/incidents/categories",
-                             headers=login(base, acc.username, acc.password)).json()
-            assert cats["unassigned_limit_s"] == {"1": 100.0, "2": 300.0, "3": 600.0,
+            limits = httpx.get(f"{base}/api/dispatch/limits",
+                               headers=login(base, acc.username, acc.password)).json()
+            assert limits["unassigned_limit_s"] == {"1": 100.0, "2": 300.0, "3": 600.0,
                                                   "4": 1800.0}
             log_in(page, base, acc)
             page.wait_for_function("window.gd.queueUi.loaded")

@@ -1,6 +1,6 @@
 /* The queue's order and its overdue marks. Unassigned incidents are sorted by priority, then by
  * how much of their priority's unassigned limit they have used (the limits the supervisor
- * alerts use, from GET /api/incidents/categories), most used first; each shows its wait against
+ * alerts use, from GET /api/dispatch/limits), most used first; each shows its wait against
  * the limit, and one past it is marked overdue, in colour and in words. Waits are counted on the
  * server's clock (the live feed's sent_at gives the offset), re-drawn every 5 s. */
 "use strict";
@@ -55,7 +55,7 @@
   }
   async function loadLimits() {
     try {
-      const data = await gd.ui.api("GET", "/api/incidents/categories");
+      const data = await gd.ui.api("GET", "/api/dispatch/limits");
       const l = data && data.unassigned_limit_s;
       if (l && typeof l === "object") {
         Q.limits = {};
