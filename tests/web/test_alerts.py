@@ -166,7 +166,8 @@ def _tidy(base: str, acc: Account, ids: dict[str, tuple[int, str]]) -> None:
 
 
 def test_queue_is_sorted_by_priority_then_share_of_limit_and_marks_overdue(
-    page: Any, settings: Settings, accounts: dict[str, Account], waiting: dict[str, Any]
+    page: Any, settings: Settings, accounts: dict[str, Account], waiting: dict[str, Any],
+    artifacts: Path,
 ) -> None:
     """The server lists each priority's limit; the queue shows P1 before P2 and, within a
     priority, the longest wait against the limit first; exactly the incidents past their
@@ -203,6 +204,7 @@ def test_queue_is_sorted_by_priority_then_share_of_limit_and_marks_overdue(
                     assert "overdue" in (li.get_attribute("class") or "")
                 else:
                     assert re.search(r"^waiting [\d.]+ min of (1\.7|5) min$", words), words
+            page.screenshot(path=str(artifacts / "queue-overdue.png"))
         finally:
             _tidy(base, acc, ids)
             page.goto("about:blank")
@@ -210,7 +212,7 @@ def test_queue_is_sorted_by_priority_then_share_of_limit_and_marks_overdue(
 
 def test_supervisor_alerts_are_grouped_counted_localised_in_minutes(
     page: Any, settings: Settings, accounts: dict[str, Account], waiting: dict[str, Any],
-    crews: list[dict[str, Any]],
+    crews: list[dict[str, Any]], artifacts: Path,
 ) -> None:
     """The supervisor's alerts tab groups the alerts by kind with a count each; the overdue
     incidents read "(P1) waiting 2.5 min (limit 1.7 min)" in English and "чекає … хв (норма …)"
@@ -254,6 +256,7 @@ def test_supervisor_alerts_are_grouped_counted_localised_in_minutes(
             stale_uk = page.locator("[data-testid=alert-group][data-kind=gps_stale] "
                                     "[data-testid=alert]").all_inner_texts()
             assert f"{crews[0]['call_sign']} (вільний): позицій ще не було" in stale_uk
+            page.screenshot(path=str(artifacts / "supervisor-alerts-tab.png"))
         finally:
             _tidy(base, accounts["dispatcher"], ids)
             page.goto("about:blank")

@@ -5,6 +5,7 @@ no shortcut while typing (Debian's headless Chromium through Playwright)."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ def _app(settings: Settings) -> Any:
 
 def test_keyboard_only_from_queue_to_closed(
     page: Any, settings: Settings, accounts: dict[str, Account],
-    crews: list[dict[str, Any]], engine: Engine,
+    crews: list[dict[str, Any]], engine: Engine, artifacts: Path,
 ) -> None:
     """q and j reach the new incident in the focusable queue; o opens the other-crew list (where j
     is no shortcut); a assigns the recommended crew; n
@@ -103,6 +104,7 @@ def test_keyboard_only_from_queue_to_closed(
             page.wait_for_selector("[data-testid=keys-help]:not([hidden])")
             assert page.locator("[data-testid=keys-row]").count() >= 10
             assert "Assign another crew" in page.inner_text("[data-testid=keys-help]")
+            page.screenshot(path=str(artifacts / "keys-help.png"))
             kb.press("j")  # swallowed by the open help
             assert page.evaluate("window.gd.selected && window.gd.selected.id") == inc["id"]
             kb.press("Escape")
