@@ -28,12 +28,13 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import rfc8785
 from geoalchemy2.elements import WKBElement
 from sqlalchemy import Table, event, insert, select, text, update
@@ -410,10 +411,56 @@ def _note_touched(session: Session, _ctx: Any) -> None:
             touched.add(int(incident_id))
 
 
+_INFO_CLOSING = "geodispatch.record.closing"
+
+
+def close_at_commit(session: Session, statement: str, params: Mapping[str, Any],
+                    then: Callable[[Sequence[Any]], None]) -> None:
+    """Run ``statement`` as the transaction's last statement, sent together with its COMMIT.
+
+    For a statement that takes a hot row lock (the region's reference counter): the lock is
+    then held for the statement and the commit's WAL flush inside PostgreSQL alone, never
+    across a round trip to this process (where a thread holding it could wait for the GIL
+    behind every other request). ``statement`` is psycopg SQL (``%(name)s`` parameters); it
+    must return one row, which ``then`` receives once the commit has succeeded. If the
+    statement or the commit fails, the exception ends the commit and the transaction is rolled
+    back as any other failed commit; ``then`` is not called. The commit is the session's own
+    (``session.commit()``, the end of ``session.begin()``): whoever owns the transaction
+    still decides whether it commits.
+    """
+    session.info.setdefault(_INFO_CLOSING, []).append((statement, dict(params), then))
+
+
+def _close(session: Session) -> None:
+    closing: list[tuple[str, dict[str, Any], Callable[[Sequence[Any]], None]]] = (
+        session.info.pop(_INFO_CLOSING, []))
+    if not closing:
+        return
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("closing statements need the psycopg driver")
+    cursors = []
+    with raw.pipeline():
+        for statement, params, _then in closing:
+            cursors.append(raw.execute(statement, params))
+        raw.commit()  # the ORM's commit that follows finds nothing left to commit
+    for (_statement, _params, then), cur in zip(closing, cursors, strict=True):
+        row = cur.fetchone()
+        if row is None:
+            raise RuntimeError("a closing statement returned no row")
+        then(row)
+
+
 @event.listens_for(Session, "before_commit")
 def _seal_state(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint's release: the real commit looks at everything touched so far
+    _check_projection(session)
+    _close(session)
+
+
+def _check_projection(session: Session) -> None:
     session.flush()
     # Only incidents whose rows the ORM changed after their last event (or that have no event
     # in this transaction) are projected again; an incident recorded by its last change costs
@@ -440,5 +487,6 @@ def _seal_state(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
+    session.info.pop(_INFO_CLOSING, None)
     session.info.pop(_INFO_STATE, None)
     session.info.pop(_INFO_TOUCHED, None)

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from geodispatch.incidents.models import INCIDENT_STATUSES, Incident, IncidentEv
 from geodispatch.incidents.record import (
     PendingEvent,
     append_event,
+    close_at_commit,
     event_body,
     iso_utc,
     note_written,
@@ -123,8 +125,12 @@ SELECT ref.v, ev.id, (SELECT count(*) FROM inc), (SELECT count(*) FROM sms) FROM
 """)
 
 
+#: The same statement for psycopg itself (run with its COMMIT in one round trip).
+_NUMBER_SQL_RAW = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", _NUMBER_SQL.text)
+
+
 def _number(*, session: Session, incident: Incident, event: PendingEvent, year: int,
-            sms: SmsMessage | None = None) -> None:
+            sms: SmsMessage | None = None, at_commit: bool = False) -> None:
     """Take the region's next reference number and write it and the ``registered`` event.
 
     Everything else was written before: from the counter row's lock to the commit there is this
@@ -133,6 +139,11 @@ def _number(*, session: Session, incident: Incident, event: PendingEvent, year: 
     string of letters, digits, ``-`` and ``~`` is written as it is, so the replaced body is the
     canonical body the number would have given; a region code that JSON would escape takes the
     slower path through :func:`next_reference`.)
+
+    With ``at_commit`` the statement is sent together with the transaction's COMMIT
+    (:func:`~geodispatch.incidents.record.close_at_commit`), so the counter row is locked for
+    the statement and the WAL flush alone: until then the incident carries its placeholder
+    reference, which the statement replaces.
     """
     prefix = f"{incident.region}-{year}-"
     placeholder = incident.reference
@@ -150,16 +161,27 @@ def _number(*, session: Session, incident: Incident, event: PendingEvent, year: 
     body = event_body(incident_id=event.incident_id, incident_seq=event.incident_seq,
                       kind=event.kind, actor=event.actor, at=event.at, data=event.data,
                       state=event.state)
-    number, event_id, _, _ = session.execute(_NUMBER_SQL, {
+    params = {
         "region": incident.region, "year": year, "prefix": prefix, "incident_id": incident.id,
         "placeholder": placeholder, "seq": event.incident_seq, "kind": event.kind,
         "actor": event.actor, "at": event.at, "data": json.dumps(event.data), "body": body,
-    }).one()
-    event.state["incidents"][0]["reference"] = number
-    event.data["reference"] = number
-    set_committed_value(incident, "reference", number)
-    if sms is not None:  # the queued SMS, as the statement left it
-        set_committed_value(sms, "body", sms.body.replace(placeholder, number))
+    }
+
+    def numbered(row: Sequence[Any]) -> None:
+        number = str(row[0])
+        event.state["incidents"][0]["reference"] = number
+        event.data["reference"] = number
+        set_committed_value(incident, "reference", number)
+        if sms is not None:  # the queued SMS, as the statement left it
+            set_committed_value(sms, "body", sms.body.replace(placeholder, number))
+
+    if at_commit:
+        # The rows hold the placeholder until the commit, as the event's state does: the
+        # commit-time safety net finds them recorded.
+        note_written(session, event)
+        close_at_commit(session, _NUMBER_SQL_RAW, params, numbered)
+        return
+    numbered(session.execute(_NUMBER_SQL, params).one())
     note_written(session, event)
 
 
@@ -279,7 +301,8 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
                          zone_index: ZoneLookup | None = None,
                          settings: Settings | None = None,
                          region: str | None = None, warnings: list[str] | None = None,
-                         geocoder: Geocoder | None = None) -> tuple[Incident, bool]:
+                         geocoder: Geocoder | None = None, number_at_commit: bool = False
+                         ) -> tuple[Incident, bool]:
     """Register a call; return the incident and whether it was created now.
 
     The call is registered whatever the request's place, category or phone number look like:
@@ -291,6 +314,11 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
     With an ``idempotency_key`` a retry returns the incident the first attempt made (also when
     both attempts race: the loser's insert hits the unique key inside a savepoint, which is
     rolled back together with its reference number, and the winner's row is returned).
+
+    With ``number_at_commit`` (the API's registrations) the reference number is taken in the
+    commit's own round trip: until the transaction commits, ``incident.reference`` is a
+    placeholder (``pending-...``), and afterwards the number. Serving registrations this way
+    keeps the region's counter row locked for a WAL flush, not for a request's remaining work.
     """
     settings = settings or get_settings()
     warnings = warnings if warnings is not None else []
@@ -361,7 +389,8 @@ def register_incident_ex(*, session: Session, data: IncidentCreate, actor: str,
 
         sms = enqueue_sms(session=session, incident=incident, template="registered",
                           once=False, reference=incident.reference)
-    _number(session=session, incident=incident, event=event, year=received.year, sms=sms)
+    _number(session=session, incident=incident, event=event, year=received.year, sms=sms,
+            at_commit=number_at_commit)
     return incident, True
 
 

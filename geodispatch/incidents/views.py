@@ -114,8 +114,10 @@ def register(body: IncidentCreate, principal: Intake, uow: UnitOfWork, request: 
     with transaction(uow) as session:
         incident, created = service.register_incident_ex(
             session=session, data=body, actor=principal.username, zone_index=zone_index,
-            settings=settings, region=principal.region, warnings=warnings)
+            settings=settings, region=principal.region, warnings=warnings,
+            number_at_commit=True)
         out = incident_json(session, incident, principal)
+    out["reference"] = incident.reference  # taken by the commit
     if not created:
         response.status_code = 200
     out["created"] = created
