@@ -16,15 +16,25 @@ from fastapi import FastAPI
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port the OS says is free for TCP and UDP both (SIP runs over UDP), so parallel
+    checkouts running the SIP tests never share one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 @contextmanager
-def running_server(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` with a real uvicorn on a free port; yield its base URL."""
-    port = free_port()
+def running_server(app: FastAPI, *, timeout: float = 30.0, port: int | None = None
+                   ) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on ``port`` (default: a free one); yield its base URL."""
+    port = port or free_port()
     # Open streams (the crew app's SSE) never finish by themselves: cut them 5 s into shutdown.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=5)

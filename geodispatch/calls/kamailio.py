@@ -1,9 +1,12 @@
 """The SIP edge: render the project's Kamailio configuration and run Kamailio on its own ports.
 
 Kamailio (Debian ``kamailio`` + ``kamailio-utils-modules`` for ``http_client``) proxies each
-call to the call-takers' phones and reports its signalling to ``POST /api/calls/sip``
-(:mod:`geodispatch.calls.views`). Everything it needs lives in one directory of its own
-(config, pid file, runtime dir, log), so it never touches a system Kamailio.
+call to the call-takers' phones and reports its signalling to ``POST /api/calls/sip/batch``
+(:mod:`geodispatch.calls.sip`) without ever holding a call up for it: the reports queue in
+Kamailio's memory and reporter processes post them in batches, keeping and retrying a batch
+while the project is unreachable. Everything it needs lives in one directory of its own
+(config, pid file, runtime dir, log), so it never touches a
+system Kamailio.
 """
 
 from __future__ import annotations
@@ -29,23 +32,74 @@ class EdgeConfig:
     sip_port: int
     operator: str  # host:port of the answering phone (or the ACD)
     noanswer: str  # host:port for R-URI users starting with "noanswer" (tests, demo)
-    report_url: str  # http://host:port/api/calls/sip
+    report_url: str  # http://host:port/api/calls/sip (batches go to .../sip/batch)
     token: str = ""
     children: int = 4
+    reporters: int = 4  # processes posting the queued reports (one queue each)
+    batch: int = 100  # most reports in one POST
+    retry_ms: int = 200  # pause before a refused or undelivered batch is posted again
 
 
 def render(cfg: EdgeConfig) -> str:
     """The configuration text for ``cfg``."""
     if any(c in cfg.token for c in '"\r\n\\'):
         raise ValueError("the phone-system token cannot hold quotes, backslashes or newlines")
+    if not 1 <= cfg.reporters <= 32 or not 1 <= cfg.batch <= 1000 or cfg.retry_ms < 1:
+        raise ValueError("reporters 1..32, batch 1..1000, retry_ms >= 1")
     header = f"\\r\\nX-Phone-System-Token: {cfg.token}" if cfg.token else ""
+    n = cfg.reporters
+    queues = "\n".join(
+        f'modparam("mqueue", "mqueue", "name=rep{i}")'
+        for i in range(n))
+    timers = "\n".join(
+        f'modparam("rtimer", "timer", "name=rep{i};interval=5000u;mode=1")\n'
+        f'modparam("rtimer", "exec", "timer=rep{i};route=REPORTER_{i}")' for i in range(n))
+    enqueue = "\n".join(
+        f'    {"if" if i == 0 else "} else if"} ($var(shard) == {i}) {{\n'
+        f'        mq_add("rep{i}", "r", "$var(q)");' for i in range(n)) + "\n    }"
+    reporters = "\n\n".join(REPORTER.replace("@I@", str(i)) for i in range(n))
     text = TEMPLATE.read_text()
-    for key, value in {"SIP_ADDR": cfg.sip_addr, "SIP_PORT": str(cfg.sip_port),
-                       "OPERATOR": cfg.operator, "NOANSWER": cfg.noanswer,
-                       "REPORT_URL": cfg.report_url, "TOKEN_HEADER": header,
-                       "CHILDREN": str(cfg.children), "MODULES": MODULES}.items():
+    for key, value in {"QUEUES": queues + "\n" + timers, "ENQUEUE": enqueue,
+                       "REPORTER_ROUTES": reporters, "SIP_ADDR": cfg.sip_addr,
+                       "SIP_PORT": str(cfg.sip_port), "OPERATOR": cfg.operator,
+                       "NOANSWER": cfg.noanswer, "REPORT_URL": cfg.report_url,
+                       "BATCH_URL": cfg.report_url.rstrip("/") + "/batch",
+                       "TOKEN_HEADER": header, "CHILDREN": str(cfg.children),
+                       "REPORTERS": str(n), "BATCH": str(cfg.batch),
+                       "BATCH_BYTES": str(BATCH_BYTES), "PV_BUFFER": str(BATCH_BYTES * 2),
+                       "RETRY_MS": str(cfg.retry_ms), "RETRY_US": str(cfg.retry_ms * 1000),
+                       "MODULES": MODULES}.items():
         text = text.replace(f"@{key}@", value)
     return text
+
+
+#: A batch stops growing past this many bytes (a PIDF-LO body is a few kB).
+BATCH_BYTES = 60000
+
+# One reporter: post the queued reports of its queue (rep@I@), or the batch it holds because
+# the last post failed; a failure is logged and retried after a pause, never dropped.
+REPORTER = """route[REPORTER_@I@] {
+    if ($var(held) != 1) {
+        $var(batch) = "";
+        $var(n) = 0;
+        while ($var(n) < @BATCH@ && $(var(batch){s.len}) < @BATCH_BYTES@ && mq_fetch("rep@I@")) {
+            $var(batch) = $var(batch) + $mqv(rep@I@) + "\\n";
+            $var(n) = $var(n) + 1;
+        }
+        if ($var(n) == 0) {
+            return;
+        }
+    }
+    $var(code) = http_client_query("@BATCH_URL@", "$var(batch)",
+                                   "Content-Type: text/plain@TOKEN_HEADER@", "$var(res)");
+    if ($var(code) == 200) {
+        $var(held) = 0;
+    } else {
+        $var(held) = 1;
+        xlog("L_ERR", "geodispatch: reports not delivered ($var(code)), kept; retry\\n");
+        usleep("@RETRY_US@");
+    }
+}"""
 
 
 class Kamailio:

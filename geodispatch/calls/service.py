@@ -16,12 +16,14 @@ sequencer seals it into the signed log with the incidents' events.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import and_, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +31,7 @@ from geodispatch.calls.models import OUTCOMES, Call, CallCallback, CallLocation
 from geodispatch.db import get_row
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.incidents.models import Incident
-from geodispatch.incidents.record import append_call_event
+from geodispatch.incidents.record import CallEventSpec, append_call_event, append_call_events
 from geodispatch.notify.outbox import enqueue_sms_to
 from geodispatch.phone import normalise_phone
 from geodispatch.settings import Settings, get_settings
@@ -123,6 +125,90 @@ def ring(*, session: Session, source: str, external_id: str, caller: str | None,
         for loc in waiting:
             _attach(session, call, loc, actor)
     return call, True
+
+
+@dataclass(frozen=True)
+class Ring:
+    """One first report of a call for :func:`ring_many`."""
+
+    external_id: str
+    caller: str | None
+    line: str | None = None
+    at: datetime | None = None
+
+
+def ring_many(*, session: Session, source: str, rings: Sequence[Ring], actor: str = "phone",
+              settings: Settings | None = None) -> dict[str, tuple[Call, bool]]:
+    """:func:`ring` for many calls at once (a burst's INVITEs reported together): the same rows
+    and events, in a handful of statements whatever their number. Returns external id ->
+    (call, created now); a call id given twice is one call (its first report counts)."""
+    settings = settings or get_settings()
+    first: dict[str, Ring] = {}
+    for r in rings:
+        if not r.external_id or len(r.external_id) > 255:
+            raise InvalidInput("a call needs the phone system's call id (1..255 characters)")
+        first.setdefault(r.external_id, r)
+    if not first:
+        return {}
+    out: dict[str, tuple[Call, bool]] = {
+        c.external_id: (c, False) for c in session.execute(select(Call).where(
+            Call.source == source, Call.external_id.in_(list(first)))).scalars()}
+    new = sorted(((ext, r, _utc(r.at)) for ext, r in first.items() if ext not in out),
+                 key=lambda x: x[2])
+    if not new:
+        return out
+    # Calls already ringing when each of these started (as ring() counts them); the batch's
+    # own earlier calls are added below.
+    counts: dict[datetime, int] = {w: int(n) for w, n in session.execute(text(
+        "SELECT t.w, (SELECT count(*) FROM calls c WHERE c.state = 'ringing' "
+        "AND c.ring_at <= t.w) FROM unnest(CAST(:ws AS timestamptz[])) AS t(w)"),
+        {"ws": [w for _, _, w in new]}).all()}
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for k, (ext, r, when) in enumerate(new):
+        rows.append({"source": source, "external_id": ext,
+                     "caller_phone": caller_number(r.caller, settings),
+                     "line": (r.line or settings.calls_default_line)[:64], "ring_at": when,
+                     "recorded_at": now, "queue_position": int(counts[when]) + k + 1,
+                     "state": "ringing", "note": "", "event_count": 0})
+    inserted = session.execute(
+        pg_insert(Call).values(rows).on_conflict_do_nothing(
+            constraint="uq_calls_source_external_id").returning(Call.id, Call.external_id)
+    ).all()
+    made = {ext: int(i) for i, ext in inserted}
+    calls = {c.external_id: c for c in session.execute(select(Call).where(
+        Call.id.in_(list(made.values())))).scalars()}
+    specs = []
+    for row in rows:
+        ext = str(row["external_id"])
+        if ext not in made:
+            continue  # another transaction recorded it meanwhile
+        c = calls[ext]
+        specs.append(CallEventSpec(call_id=c.id, kind="rang", actor=actor, at=c.ring_at, data={
+            "source": source, "external_id": ext, "line": c.line,
+            "queue_position": c.queue_position, "has_number": c.caller_phone is not None}))
+        out[ext] = (c, True)
+    append_call_events(session=session, events=specs)
+    lost = [ext for ext in first if ext not in out]
+    for c2 in session.execute(select(Call).where(Call.source == source,
+                                                 Call.external_id.in_(lost))).scalars():
+        out[c2.external_id] = (c2, False)
+    # Locations that arrived for these numbers before the ring (AML sent as the call started).
+    window = timedelta(seconds=settings.calls_location_window_s)
+    by_phone: dict[str, list[Call]] = {}
+    for c, created in out.values():
+        if created and c.caller_phone:
+            by_phone.setdefault(c.caller_phone, []).append(c)
+    if by_phone:
+        waiting = session.execute(select(CallLocation).where(
+            CallLocation.phone.in_(list(by_phone)), CallLocation.call_id.is_(None))
+            .order_by(CallLocation.received_at, CallLocation.id)).scalars().all()
+        for loc in waiting:
+            match = [c for c in by_phone.get(loc.phone or "", [])
+                     if c.ring_at - window <= loc.received_at <= c.ring_at + window]
+            if match:
+                _attach(session, max(match, key=lambda c: (c.ring_at, c.id)), loc, actor)
+    return out
 
 
 def answer(*, session: Session, call: Call, operator: str, at: datetime | None = None,

@@ -26,7 +26,8 @@ from geodispatch.api.security import ADMIN, CALL_TAKER, DISPATCHER, SUPERVISOR, 
 from geodispatch.calls import service
 from geodispatch.calls.locations import Refused, receive_aml_https, receive_aml_sms, receive_pidf
 from geodispatch.calls.models import Call, CallCallback, CallLocation, CallLocationReject
-from geodispatch.errors import InvalidInput, Unauthenticated
+from geodispatch.calls.sip import parse_batch, parse_report, record_reports
+from geodispatch.errors import Conflict, InvalidInput, Unauthenticated
 from geodispatch.incidents.record import call_events, event_dict
 from geodispatch.settings import Settings
 
@@ -192,44 +193,33 @@ def webhook(raw: RawBody, who: PhoneSystem, session: SessionDep,
     return out
 
 
-SIP_EVENTS = ("invite", "answered", "cancel", "bye", "failure")
-
-
 @router.post("/api/calls/sip", summary="The SIP edge (Kamailio) reports a call's signalling")
 def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: SessionDep,
                settings: SettingsDep) -> Any:
-    """Query ``event`` (invite | answered | cancel | bye | failure), ``call_id`` (SIP Call-ID),
-    ``from``, ``line`` (R-URI user), ``operator``, ``code``, ``geolocation``; the body is the
-    INVITE's body as it is (a PIDF-LO location in it is read) or ``-``."""
-    q = request.query_params
-    event = q.get("event", "")
-    if event not in SIP_EVENTS:
-        raise InvalidInput(f"event must be one of {', '.join(SIP_EVENTS)}")
-    ext = q.get("call_id", "")
-    if not ext or len(ext) > 255:
-        raise InvalidInput("call_id (the SIP Call-ID) is required, at most 255 characters")
-    call, created = service.ring(session=session, source="sip", external_id=ext,
-                                 caller=q.get("from") or None,
-                                 line=(q.get("line") or None), actor="sip", settings=settings)
-    out: dict[str, Any] = {"created": created}
-    body = raw.decode("utf-8", "replace")
-    if event == "invite" and "presence" in body:
-        try:
-            receive_pidf(session=session, body=body, phone=call.caller_phone, call=call,
-                         settings=settings)
-        except Refused as exc:
-            out["location_refused"] = exc.reason
-    elif event == "answered":
-        call = service.get_call(session=session, call_id=call.id, lock=True)
-        service.answer(session=session, call=call, operator=(q.get("operator") or "sip")[:64],
-                       actor="sip")
-    elif event in ("cancel", "bye", "failure"):
-        call = service.get_call(session=session, call_id=call.id, lock=True)
-        service.hang_up(session=session, call=call, actor="sip",
-                        reason=f"SIP {q.get('code', '')[:3]}" if event == "failure"
-                        else event.upper())
-    out["call"] = call_json(session, call)
+    """One report. Query ``event`` (invite | answered | cancel | bye | failure), ``call_id``
+    (SIP Call-ID), ``from``, ``line`` (R-URI user), ``operator``, ``code``, ``at`` (epoch
+    seconds when the edge saw it); the body is the INVITE's body as it is (a PIDF-LO location
+    in it is read) or ``-``. The project's own Kamailio posts batches instead (below)."""
+    report = parse_report(request.query_params, raw.decode("utf-8", "replace"))
+    answer = record_reports(session=session, reports=[report], settings=settings)[0]
+    if not answer["ok"]:
+        raise Conflict(answer["error"])
+    call = service.get_call(session=session, call_id=answer["call_id"])
+    out: dict[str, Any] = {"created": answer["created"], "call": call_json(session, call)}
+    if "location_refused" in answer:
+        out["location_refused"] = answer["location_refused"]
     return out
+
+
+@router.post("/api/calls/sip/batch", summary="The SIP edge reports a batch of signalling")
+def sip_batch(raw: RawBody, who: PhoneSystem, session: SessionDep,
+              settings: SettingsDep) -> dict[str, Any]:
+    """The body holds one report a line, each the URL-encoded fields of ``/api/calls/sip`` with
+    the INVITE's body as ``body``. Answered 200 with one result a line (a report the project
+    cannot use is answered ``ok: false`` with the reason, not retried by the edge)."""
+    results = record_reports(session=session, reports=parse_batch(raw.decode("utf-8", "replace")),
+                             settings=settings)
+    return {"results": results, "recorded": sum(1 for r in results if r.get("created"))}
 
 
 @router.post("/api/calls/aml/sms", summary="AML SMS (ETSI TS 103 625) from the SMS centre")

@@ -62,6 +62,19 @@ def _wait(procs: list[subprocess.Popen[bytes]], timeout: float, work: Path) -> N
             raise AssertionError(f"sipp {p.args} exited {rc}\n{logs}")
 
 
+def _records(engine: Engine, numbers: list[str], timeout: float) -> dict[str, Call]:
+    """The SIP calls from ``numbers`` once each has ended (or ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with Session(engine) as s:
+            calls = {c.caller_phone: c for c in s.execute(select(Call).where(
+                Call.source == "sip", Call.caller_phone.in_(numbers))).scalars()}
+        if (all(n in calls and calls[n].ended_at is not None for n in numbers)
+                or time.monotonic() > deadline):
+            return calls
+        time.sleep(0.2)
+
+
 def test_sipp_calls_through_kamailio(edge: tuple[int, int, int, Path], engine: Engine) -> None:
     """Answered, abandoned and PIDF-LO calls each leave the right record."""
     sip, op, noans, work = edge
@@ -84,6 +97,8 @@ def test_sipp_calls_through_kamailio(edge: tuple[int, int, int, Path], engine: E
     ]
     _wait(callers, 90, work)
     _wait([phone, ringer], 30, work)
+    # Kamailio reports from its queue: the last hang-ups arrive a moment after the calls end.
+    _records(engine, answered + abandoned + [r[0] for r in located], 20)
     with Session(engine) as s:
         calls = {c.caller_phone: c for c in s.execute(
             select(Call).where(Call.source == "sip")).scalars()}
@@ -107,3 +122,50 @@ def test_sipp_calls_through_kamailio(edge: tuple[int, int, int, Path], engine: E
                 CallLocation.call_id == calls[n].id)).scalar_one()
             assert (loc.kind, loc.lat, loc.lng, loc.radius_m) == ("pidf-lo", lat, lng, radius)
         assert len([c for c in calls if c and c.startswith("+380")]) >= 35
+
+
+def test_calls_ring_while_the_project_is_down_and_are_recorded_when_it_returns(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """With nothing listening at the report URL the edge still connects the calls; its
+    reporters keep the reports and retry, and once the server comes up every call is recorded
+    with the times the edge saw (ringing before the server started)."""
+    port, sip, op, noans = free_port(), free_port(), free_port(), free_port()
+    k = Kamailio(EdgeConfig("127.0.0.1", sip, f"127.0.0.1:{op}", f"127.0.0.1:{noans}",
+                            f"http://127.0.0.1:{port}/api/calls/sip", retry_ms=100),
+                 tmp_path / "kamailio")
+    answered = [f"+38067400{n:04d}" for n in range(4)]
+    abandoned = [f"+38067500{n:04d}" for n in range(3)]
+    k.start()
+    try:
+        phone = sipp("uas_operator.xml", port=op, workdir=tmp_path, calls=4)
+        ringer = sipp("uas_ringing.xml", port=noans, workdir=tmp_path, calls=3)
+        time.sleep(0.5)
+        _wait([
+            sipp("uac_answered.xml", port=free_port(), workdir=tmp_path,
+                 target=f"127.0.0.1:{sip}", calls=4, rate=10,
+                 inject=numbers_csv(tmp_path / "a.csv", [[n] for n in answered])),
+            sipp("uac_abandoned.xml", port=free_port(), workdir=tmp_path,
+                 target=f"127.0.0.1:{sip}", service="noanswer", calls=3, rate=10,
+                 inject=numbers_csv(tmp_path / "b.csv", [[n] for n in abandoned])),
+        ], 60, tmp_path)  # the calls went through with the project down
+        _wait([phone, ringer], 30, tmp_path)
+        assert _records(engine, answered + abandoned, 0) == {}
+        assert "reports not delivered" in k.log.read_text()
+        started = time.time()
+        app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+        with running_server(app, port=port):
+            calls = _records(engine, answered + abandoned, 30)
+    finally:
+        k.stop()
+    assert sorted(calls) == sorted(answered + abandoned)
+    for n in answered:
+        c = calls[n]
+        assert c.state == "ended" and c.answered_at is not None and c.operator == "102"
+        assert c.ring_at.timestamp() < started < c.recorded_at.timestamp()
+    with Session(engine) as s:
+        for n in abandoned:
+            c = calls[n]
+            assert c.state == "abandoned" and c.ring_at.timestamp() < started
+            assert s.execute(select(CallCallback).where(CallCallback.call_id == c.id)
+                             ).scalar_one().status == "pending"
