@@ -1,26 +1,27 @@
 """Calls benchmark (not a test): a burst of 100 ringing calls, then 20 calls/s for a minute.
 
     .venv/bin/python bench/calls.py [--burst 100] [--rate 20] [--seconds 60] [--aml-share 0.2]
-                                    [--children 8]
+                                    [--children 16] [--reporters 4] [--screen push|poll]
 
 Everything is real and on this machine: a ``geodispatch serve --no-ingest`` uvicorn process on a
 database of its own (``<db>_bench_calls``, emptied and migrated first), the project's Kamailio
-SIP edge (``geodispatch.calls.kamailio``, ``--children`` worker processes) reporting each call to
-``POST /api/calls/sip`` before relaying it, SIPp callers and SIPp call-taker phones
-(``geodispatch/calls/sipp/``). The burst is ``--burst`` callers dialling within 0.2 s to a phone
-that never answers; they ring together for half a second and hang up (abandoned: each a callback
-with an SMS). Then ``--rate`` calls a second for ``--seconds`` are answered by the operator phone
-and hung up 0.3 s later. A share of the numbers (``--aml-share``) sends an AML HTTPS form POST
-(ETSI TS 103 625) as soon as its call is on the call-taker's list.
+SIP edge (``geodispatch.calls.kamailio``, ``--children`` SIP worker processes, ``--reporters``
+reporter processes posting the queued reports in batches to ``POST /api/calls/sip/batch``),
+SIPp callers and SIPp call-taker phones (``geodispatch/calls/sipp/``). The burst is ``--burst``
+callers dialling within 0.2 s to a phone that never answers; they ring together for half a
+second and hang up (abandoned: each a callback with an SMS). Then ``--rate`` calls a second for
+``--seconds`` are answered by the operator phone and hung up 0.3 s later. A share of the numbers
+(``--aml-share``) sends an AML HTTPS form POST (ETSI TS 103 625) as soon as its call is on the
+call-taker's screen.
 
 - ``ring_to_record_ms``: from SIPp sending the INVITE (its ``-trace_msg`` time) to the call's
   record being written (``calls.recorded_at``; same clock). ``ring_to_phone_ms``: INVITE sent ->
-  INVITE at the call-taker's phone; Kamailio relays only after the report was answered, so this
-  bounds the record's commit too.
-- ``aml_to_screen_ms``: from posting the AML to the first answer of the call-taker screen's own
-  query (``GET /api/calls?state=ringing,answered,ended``) that shows the location on the call.
-  One client sends that query with ``--screen-pause-s`` between answers (default 0.05 s: when the
-  data is there; 1.0 is the console's own rhythm, whose phase is then part of the figure).
+  INVITE at the call-taker's phone (Kamailio relays at once; the report goes its own way).
+- ``aml_to_screen_ms``: from posting the AML to the call-taker screen having it. ``--screen
+  push`` (default, the console now): the screen is a live-feed client (``/api/live``) and the
+  time is that of the ``calls`` message carrying the location. ``--screen poll`` (the old
+  console): one client sends ``GET /api/calls?state=ringing,answered,ended`` with
+  ``--screen-pause-s`` between answers and the time is that of the first answer showing it.
 - ``unrecorded``: INVITEs SIPp sent whose Call-ID has no record 10 s after the run.
 
 The last line of output is one JSON object.
@@ -70,7 +71,6 @@ from geodispatch.calls.sipp import numbers_csv, sipp  # noqa: E402
 from geodispatch.db import app_engine  # noqa: E402
 
 PASSWORD = "bench-calls-password"
-SCREEN_POLL_S = 1.0  # static/calls.js polls the list once a second
 CENTRE = (50.4501, 30.5234)
 _HEAD = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)")
 
@@ -118,10 +118,73 @@ def aml_form(number: str, k: int) -> dict[str, str]:
             "location_source": "gps", "location_confidence": "0.68"}
 
 
-async def screen(base: str, aml_numbers: set[str], stop: asyncio.Event, pause_s: float
-                 ) -> dict[str, Any]:
-    """The call-taker screen's query, again and again; an AML is posted for a chosen number as
-    soon as its call appears, and its arrival on the screen is timed."""
+async def _token(client: httpx.AsyncClient) -> str:
+    r = await client.post("/api/auth/token", data={"username": "bench_calltaker",
+                                                    "password": PASSWORD})
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+async def screen_push(base: str, aml_numbers: set[str], stop: asyncio.Event, pause_s: float
+                      ) -> dict[str, Any]:
+    """The call-taker screen as the console runs it: the live feed (``/api/live``) pushes each
+    changed call; an AML is posted for a chosen number as soon as its call is pushed, and the
+    push that carries its location is timed."""
+    import websockets
+
+    posted: dict[str, float] = {}
+    loc_id: dict[str, int] = {}
+    seen: dict[tuple[str, int], float] = {}  # (number, location id) -> first pushed
+    errors: dict[str, int] = {}
+    pushes = 0
+    pending: list[asyncio.Task[None]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        token = await _token(client)
+
+        async def send_aml(number: str, k: int) -> None:
+            posted[number] = time.time()
+            try:
+                r = await client.post("/api/calls/aml/https", data=aml_form(number, k))
+                if r.status_code != 200:
+                    errors[f"aml_{r.status_code}"] = errors.get(f"aml_{r.status_code}", 0) + 1
+                    return
+                loc_id[number] = int(r.json()["location"]["id"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                errors["aml"] = errors.get("aml", 0) + 1
+
+        url = base.replace("http://", "ws://") + "/api/live"
+        async with websockets.connect(url, max_size=1 << 26, open_timeout=60) as ws:
+            await ws.send(json.dumps({"token": token}))
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                msg = json.loads(raw)
+                if msg.get("type") != "calls":
+                    continue
+                pushes += 1
+                for c in msg["calls"]:
+                    n = c.get("caller_phone")
+                    if n in aml_numbers and n not in posted:
+                        pending.append(asyncio.create_task(send_aml(n, len(posted))))
+                    loc = c.get("location")
+                    if loc and n in posted:
+                        seen.setdefault((n, int(loc["id"])), now)
+        await asyncio.gather(*pending, return_exceptions=True)
+    shown = {n: seen[(n, i)] for n, i in loc_id.items() if (n, i) in seen}
+    lat = [(shown[n] - posted[n]) * 1000 for n in shown]
+    return {"aml_posted": len(posted), "aml_accepted": len(loc_id), "aml_shown": len(shown),
+            "aml_to_screen_p50_ms": _r(_pct(lat, 0.5)), "aml_to_screen_p99_ms": _r(_pct(lat, 0.99)),
+            "aml_to_screen_max_ms": _r(max(lat) if lat else float("nan")),
+            "screen_pushes": pushes, "screen_errors": errors}
+
+
+async def screen_poll(base: str, aml_numbers: set[str], stop: asyncio.Event, pause_s: float
+                      ) -> dict[str, Any]:
+    """The old call-taker screen (``--screen poll``): its query, again and again; an AML is
+    posted for a chosen number as soon as its call appears, and its arrival is timed."""
     posted: dict[str, float] = {}  # number -> when the AML POST was sent
     loc_id: dict[str, int] = {}
     shown: dict[str, float] = {}
@@ -194,7 +257,8 @@ async def run_calls(base: str, edge_port: int, op_port: int, noans_port: int, wo
                     args: argparse.Namespace, burst: list[str], steady: list[str],
                     aml_numbers: set[str]) -> tuple[dict[str, Any], list[int]]:
     stop = asyncio.Event()
-    watcher = asyncio.create_task(screen(base, aml_numbers, stop, args.screen_pause_s))
+    watch = screen_push if args.screen == "push" else screen_poll
+    watcher = asyncio.create_task(watch(base, aml_numbers, stop, args.screen_pause_s))
     await asyncio.sleep(1.0)
     target = f"127.0.0.1:{edge_port}"
     log(f"burst: {len(burst)} ringing calls")
@@ -222,6 +286,10 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--aml-share", type=float, default=0.2)
     p.add_argument("--children", type=int, default=16, help="Kamailio worker processes")
+    p.add_argument("--screen", choices=("push", "poll"), default="push",
+                   help="the call-taker screen: the live feed's pushes (the console now), or "
+                        "the old query of the list again and again")
+    p.add_argument("--reporters", type=int, default=4, help="Kamailio reporter processes")
     p.add_argument("--screen-pause-s", type=float, default=0.05,
                    help="pause between the screen client's queries (the console's is 1 s; "
                         "shorter measures when the data is there rather than the poll phase)")
@@ -251,7 +319,8 @@ def main() -> int:
     edge_port, op_port, noans_port = _free_port(), _free_port(), _free_port()
     kam = Kamailio(EdgeConfig("127.0.0.1", edge_port, f"127.0.0.1:{op_port}",
                               f"127.0.0.1:{noans_port}", f"{base}/api/calls/sip",
-                              children=args.children), work / "kamailio")
+                              children=args.children, reporters=args.reporters),
+                   work / "kamailio")
     load_before = round(os.getloadavg()[0], 2)
     phones = []
     try:
@@ -303,7 +372,8 @@ def main() -> int:
         "calls": len(sent), "unrecorded": unrecorded, "records": len(rows),
         "states": states, "callbacks": len(callbacks), "callbacks_with_sms": cb_with_sms,
         "burst": args.burst, "rate_per_s": args.rate, "seconds": args.seconds,
-        "kamailio_children": args.children,
+        "kamailio_children": args.children, "kamailio_reporters": args.reporters,
+        "screen": args.screen,
         "ring_to_record_p50_ms": _r(_pct(to_record, 0.5)),
         "ring_to_record_p99_ms": _r(_pct(to_record, 0.99)),
         "ring_to_record_max_ms": _r(max(to_record) if to_record else float("nan")),
@@ -314,7 +384,7 @@ def main() -> int:
         "ring_to_phone_p50_ms": _r(_pct(to_phone, 0.5)),
         "ring_to_phone_p99_ms": _r(_pct(to_phone, 0.99)),
         "aml_numbers": len(aml_numbers), "aml_matched_to_calls": located, **out,
-        "screen_poll_s": SCREEN_POLL_S, "screen_pause_s": args.screen_pause_s,
+        "screen_pause_s": args.screen_pause_s if args.screen == "poll" else None,
         "load_avg_1m_start": load_before,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }

@@ -230,6 +230,9 @@ class Settings(BaseSettings):
         "that rang within this many seconds before or after it arrived.")
     calls_aml_max_age_s: float = Field(
         86400.0, description="AML whose fix time is older than this (or this far ahead) is refused.")
+    calls_feed_poll_s: float = Field(
+        0.2, gt=0, description="How often the live feed looks for changed calls to push to the "
+        "call-takers' screens.")
     calls_default_line: str = Field("102", description="Line name of a call reported without one.")
     calls_nearby_radius_m: float = Field(
         300.0, description="The call-taker's duplicate check lists open incidents of the same "

@@ -6,6 +6,8 @@ bare token). Messages to the client are JSON objects:
 * ``{"type": "snapshot", "user": {...}, "units": [...], "incidents": [...]}`` once, first;
 * ``{"type": "units", "sent_at": epoch_s, "units": [...]}`` — newest state of changed units;
 * ``{"type": "incidents", "incidents": [...]}`` — current state of changed incidents;
+* ``{"type": "calls", "calls": [...]}`` — current state of changed calls (as ``GET /api/calls``
+  gives them; only to the roles that see calls: call-taker, dispatcher, supervisor, admin);
 * ``{"type": "auth", "expires_at": epoch_s}`` — a renewed token was accepted.
 
 A stream lives as long as its token: the console sends each renewed token
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 LIVE_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN, NATIONAL})
+CALL_ROLES = frozenset({CALL_TAKER, DISPATCHER, SUPERVISOR, ADMIN})
 FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
@@ -116,7 +119,7 @@ async def live(ws: WebSocket) -> None:
                            "incidents": incidents}, default=str, separators=(",", ":"))
 
     # Register first so nothing that happens while the snapshot is built is lost.
-    client = hub.add(ws, region)
+    client = hub.add(ws, region, sees_calls=principal.role in CALL_ROLES)
     try:
         await ws.send_text(await in_thread(_snapshot))
         sender = asyncio.create_task(client.run())

@@ -15,7 +15,9 @@ Design (why a slow browser never slows ingest):
 
 Incident changes come from the append-only ``incident_events`` table, polled by id (one query per
 ``live_incident_poll_s`` for the whole process, not per client), and are coalesced per incident the
-same way. Caller phone numbers are never part of the feed.
+same way. Caller phone numbers are never part of the incidents in the feed; calls (with the
+caller's number and location, :mod:`geodispatch.calls.feed`) go only to clients whose role sees
+the call list (``sees_calls``), as ``{"type": "calls", "calls": [...]}``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class LiveClient:
     max_rate_hz: float
     pending_units: dict[int, str] = field(default_factory=dict)
     pending_incidents: dict[int, str] = field(default_factory=dict)
+    sees_calls: bool = False
+    pending_calls: dict[int, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sent_batches: int = 0
     closed: bool = False
@@ -119,7 +123,10 @@ class LiveClient:
             self.wake.clear()
             units, self.pending_units = self.pending_units, {}
             incidents, self.pending_incidents = self.pending_incidents, {}
+            calls, self.pending_calls = self.pending_calls, {}
             started = time.monotonic()
+            if calls:
+                await self._send('{"type":"calls","calls":[' + ",".join(calls.values()) + "]}")
             if incidents:
                 await self._send(
                     '{"type":"incidents","incidents":[' + ",".join(incidents.values()) + "]}")
@@ -173,9 +180,23 @@ class LiveHub:
                     c.pending_incidents[int(row["id"])] = fragment
                     c.wake.set()
 
+    def wants_calls(self) -> bool:
+        """Whether any client watches calls (the calls' poller idles otherwise)."""
+        return any(c.sees_calls for c in self.clients)
+
+    def publish_calls(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Queue call changes for the clients that see calls (in the event loop)."""
+        watchers = [c for c in self.clients if c.sees_calls]
+        for row in rows:
+            fragment = json.dumps(row, default=str, separators=(",", ":"))
+            for c in watchers:
+                c.pending_calls[int(row["id"])] = fragment
+                c.wake.set()
+
     # --- clients ------------------------------------------------------------------------------
-    def add(self, ws: Sender, region: str | None) -> LiveClient:
-        client = LiveClient(ws=ws, region=region, max_rate_hz=self.max_rate_hz)
+    def add(self, ws: Sender, region: str | None, *, sees_calls: bool = False) -> LiveClient:
+        client = LiveClient(ws=ws, region=region, max_rate_hz=self.max_rate_hz,
+                            sees_calls=sees_calls)
         self.clients.add(client)
         return client
 
@@ -184,7 +205,8 @@ class LiveHub:
         client.wake.set()
         self.clients.discard(client)
 
-    def unit_snapshot(self, fleet: FleetSnapshot | None, region: str | None) -> list[dict[str, Any]]:
+    def unit_snapshot(self, fleet: FleetSnapshot | None, region: str | None
+                      ) -> list[dict[str, Any]]:
         if fleet is None:
             return []
         out = [unit_to_dict(s) for s in fleet.snapshot()]

@@ -77,7 +77,8 @@ def render(cfg: EdgeConfig) -> str:
 BATCH_BYTES = 60000
 
 # One reporter: post the queued reports of its queue (rep@I@), or the batch it holds because
-# the last post failed; a failure is logged and retried after a pause, never dropped.
+# the last post failed; a failure (the project down, 5xx, 401/403 of a wrong token) is logged
+# and retried after a pause, never dropped. Only a batch the project calls unusable is let go.
 REPORTER = """route[REPORTER_@I@] {
     if ($var(held) != 1) {
         $var(batch) = "";
@@ -94,6 +95,10 @@ REPORTER = """route[REPORTER_@I@] {
                                    "Content-Type: text/plain@TOKEN_HEADER@", "$var(res)");
     if ($var(code) == 200) {
         $var(held) = 0;
+    } else if ($var(code) == 400 || $var(code) == 413 || $var(code) == 422) {
+        # the project says this batch can never be used: logged here, not retried for ever
+        $var(held) = 0;
+        xlog("L_ERR", "geodispatch: batch refused ($var(code)): $var(batch)\\n");
     } else {
         $var(held) = 1;
         xlog("L_ERR", "geodispatch: reports not delivered ($var(code)), kept; retry\\n");

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ from geodispatch.calls.models import OUTCOMES, Call, CallCallback, CallLocation
 from geodispatch.db import get_row
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.incidents.models import Incident
+from geodispatch.incidents.nearby import NearbyIncident, nearby_open_incidents
 from geodispatch.incidents.record import CallEventSpec, append_call_event, append_call_events
 from geodispatch.notify.outbox import enqueue_sms_to
 from geodispatch.phone import normalise_phone
@@ -190,9 +191,10 @@ def ring_many(*, session: Session, source: str, rings: Sequence[Ring], actor: st
         out[ext] = (c, True)
     append_call_events(session=session, events=specs)
     lost = [ext for ext in first if ext not in out]
-    for c2 in session.execute(select(Call).where(Call.source == source,
-                                                 Call.external_id.in_(lost))).scalars():
-        out[c2.external_id] = (c2, False)
+    if lost:  # recorded by another transaction between our look and our insert
+        for c2 in session.execute(select(Call).where(Call.source == source,
+                                                     Call.external_id.in_(lost))).scalars():
+            out[c2.external_id] = (c2, False)
     # Locations that arrived for these numbers before the ring (AML sent as the call started).
     window = timedelta(seconds=settings.calls_location_window_s)
     by_phone: dict[str, list[Call]] = {}
@@ -419,77 +421,19 @@ def latest_location(*, session: Session, call_id: int) -> CallLocation | None:
 OPEN_INCIDENT_STATES = ("registered", "queued", "assigned", "en_route", "on_scene")
 
 
-@dataclass(frozen=True)
-class NearbyIncident:
-    id: int
-    reference: str
-    category: str
-    status: str
-    priority: int
-    received_at: datetime
-    caller_phone: str | None
-    address: str | None
-    lat: float | None
-    lng: float | None
-    distance_m: float | None
-    same_number: bool
-    same_category: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["received_at"] = self.received_at.isoformat()
-        return out
-
-
-def nearby_incidents(*, session: Session, lat: float | None, lng: float | None,
-                     phone: str | None, category: str | None, region: str | None,
-                     now: datetime | None = None, settings: Settings | None = None,
-                     limit: int = 20) -> list[NearbyIncident]:
-    """Open incidents a call may be a second report of, closest first.
-
-    An incident qualifies when it was received within ``calls_nearby_window_s`` and either
-    came from the same number (wherever it is), or lies within ``calls_nearby_radius_m`` of the
-    caller's location and has the same category (any category while none is chosen yet).
-    Same-number matches come first, then by distance.
-    """
+def nearby_for_call(*, session: Session, call: Call, lat: float | None, lng: float | None,
+                    category: str | None, region: str | None, now: datetime | None = None,
+                    settings: Settings | None = None) -> list[NearbyIncident]:
+    """Open incidents ``call`` may be a second report of: the one duplicate check
+    (:func:`geodispatch.incidents.nearby.nearby_open_incidents`) around ``lat``/``lng`` and
+    from the call's number, received within ``calls_nearby_window_s``, within
+    ``calls_nearby_radius_m`` (of the same category once one is chosen)."""
     settings = settings or get_settings()
-    now = _utc(now)
-    if (lat is None) != (lng is None):
-        raise InvalidInput("give both lat and lng, or neither")
-    if lat is not None and lng is not None and not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        raise InvalidInput("lat must be in -90..90 and lng in -180..180")
-    number = caller_number(phone, settings)
-    since = now - timedelta(seconds=settings.calls_nearby_window_s)
-    conds = []
-    dist: Any = None
-    if lat is not None and lng is not None:
-        here = func.ST_SetSRID(func.ST_MakePoint(lng, lat), 4326)
-        dist = func.ST_Distance(func.Geography(Incident.location), func.Geography(here))
-        near = func.ST_DWithin(func.Geography(Incident.location), func.Geography(here),
-                               settings.calls_nearby_radius_m)
-        conds.append(and_(near, Incident.category == category) if category else near)
-    if number:
-        conds.append(Incident.caller_phone == number)
-    if not conds:
-        return []
-    stmt = select(Incident, Incident.location.ST_Y(), Incident.location.ST_X(),
-                  dist if dist is not None else literal(None)).where(
-        Incident.status.in_(OPEN_INCIDENT_STATES), Incident.received_at >= since,
-        or_(*conds))
-    if region is not None:
-        stmt = stmt.where(Incident.region == region)
-    rows = session.execute(stmt.limit(200)).all()
-    out = [NearbyIncident(
-        id=i.id, reference=i.reference, category=i.category, status=i.status,
-        priority=i.priority, received_at=i.received_at, caller_phone=i.caller_phone,
-        address=i.address or i.address_resolved, lat=None if y is None else float(y),
-        lng=None if x is None else float(x), distance_m=None if d is None else round(float(d), 1),
-        same_number=number is not None and i.caller_phone == number,
-        same_category=category is not None and i.category == category)
-        for i, y, x, d in rows]
-    out.sort(key=lambda n: (not n.same_number, n.distance_m if n.distance_m is not None
-                            else float("inf"), -n.received_at.timestamp()))
-    return out[:limit]
+    return nearby_open_incidents(
+        session=session, lat=lat, lng=lng, phone=call.caller_phone,
+        radius_m=settings.calls_nearby_radius_m, category=category, region=region,
+        since=_utc(now) - timedelta(seconds=settings.calls_nearby_window_s),
+        statuses=OPEN_INCIDENT_STATES)
 
 
 # --- what a supervisor sees ---------------------------------------------------------------------

@@ -159,6 +159,11 @@ def record_reports(*, session: Session, reports: Sequence[SipReport | InvalidInp
         call, created = calls[r.call_id]
         created = created and r.call_id not in seen  # the call's first report made it
         seen.add(r.call_id)
+        if r.event == "invite" and "presence" not in r.body:
+            # Recorded by ring_many already: nothing more to do (and no savepoint to pay for).
+            answers.append({"ok": True, "call_id": call.id, "created": created,
+                            "state": call.state})
+            continue
         try:
             with session.begin_nested():
                 res = apply_report(session=session, report=r, call=call, settings=settings)

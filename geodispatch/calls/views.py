@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.errors import problem
@@ -26,9 +25,9 @@ from geodispatch.api.security import ADMIN, CALL_TAKER, DISPATCHER, SUPERVISOR, 
 from geodispatch.calls import service
 from geodispatch.calls.locations import Refused, receive_aml_https, receive_aml_sms, receive_pidf
 from geodispatch.calls.models import Call, CallCallback, CallLocation, CallLocationReject
+from geodispatch.calls.present import call_json, location_json
 from geodispatch.calls.sip import parse_batch, parse_report, record_reports
 from geodispatch.errors import Conflict, InvalidInput, Unauthenticated
-from geodispatch.incidents.record import call_events, event_dict
 from geodispatch.settings import Settings
 
 router = APIRouter(tags=["calls"])
@@ -60,38 +59,6 @@ def phone_system(request: Request) -> str:
 
 
 PhoneSystem = Annotated[str, Depends(phone_system)]
-
-
-def call_json(session: Session, c: Call, *, events: bool = False,
-              latest: dict[int, CallLocation] | None = None) -> dict[str, Any]:
-    """``latest``: the calls' newest locations when the caller fetched them for a whole list."""
-    loc = (latest.get(c.id) if latest is not None
-           else service.latest_location(session=session, call_id=c.id))
-    out: dict[str, Any] = {
-        "id": c.id, "source": c.source, "external_id": c.external_id,
-        "caller_phone": c.caller_phone, "line": c.line, "state": c.state,
-        "ring_at": c.ring_at.isoformat(), "recorded_at": c.recorded_at.isoformat()
-        if c.recorded_at else None, "queue_position": c.queue_position,
-        "answered_at": c.answered_at.isoformat() if c.answered_at else None,
-        "operator": c.operator, "ended_at": c.ended_at.isoformat() if c.ended_at else None,
-        "outcome": c.outcome, "outcome_by": c.outcome_by, "incident_id": c.incident_id,
-        "transferred_to": c.transferred_to, "note": c.note,
-        "closed_at": c.closed_at.isoformat() if c.closed_at else None,
-        "location": None if loc is None else location_json(loc),
-    }
-    if events:
-        out["events"] = [event_dict(e) for e in call_events(session=session, call_id=c.id)]
-        out["locations"] = [location_json(x) for x in session.execute(
-            select(CallLocation).where(CallLocation.call_id == c.id)
-            .order_by(CallLocation.received_at, CallLocation.id)).scalars()]
-    return out
-
-
-def location_json(x: CallLocation) -> dict[str, Any]:
-    return {"id": x.id, "kind": x.kind, "phone": x.phone, "lat": x.lat, "lng": x.lng,
-            "radius_m": x.radius_m, "method": x.method, "confidence": x.confidence,
-            "fix_at": x.fix_at.isoformat() if x.fix_at else None,
-            "received_at": x.received_at.isoformat(), "call_id": x.call_id}
 
 
 def _str(body: dict[str, Any], key: str, limit: int, required: bool = False) -> str | None:
@@ -215,10 +182,14 @@ def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: Sessio
 def sip_batch(raw: RawBody, who: PhoneSystem, session: SessionDep,
               settings: SettingsDep) -> dict[str, Any]:
     """The body holds one report a line, each the URL-encoded fields of ``/api/calls/sip`` with
-    the INVITE's body as ``body``. Answered 200 with one result a line (a report the project
-    cannot use is answered ``ok: false`` with the reason, not retried by the edge)."""
-    results = record_reports(session=session, reports=parse_batch(raw.decode("utf-8", "replace")),
-                             settings=settings)
+    the INVITE's body hex-encoded as ``body_hex``. Answered 200 with one result a line (a report
+    the project cannot use is answered ``ok: false`` with the reason, not retried by the edge);
+    a body without one report in it is refused (422)."""
+    reports = parse_batch(raw.decode("utf-8", "replace"))
+    errors = [r for r in reports if isinstance(r, InvalidInput)]
+    if len(errors) == len(reports):  # nothing the edge would send: refused (and not retried)
+        raise InvalidInput(f"no report in the batch ({errors[0] if errors else 'empty'})")
+    results = record_reports(session=session, reports=reports, settings=settings)
     return {"results": results, "recorded": sum(1 for r in results if r.get("created"))}
 
 
@@ -375,9 +346,9 @@ def nearby(call_id: int, principal: Operators, session: SessionDep, settings: Se
         loc = service.latest_location(session=session, call_id=call.id)
         if loc is not None:
             lat, lng = loc.lat, loc.lng
-    items = service.nearby_incidents(session=session, lat=lat, lng=lng, phone=call.caller_phone,
-                                     category=category or None, region=principal.region,
-                                     settings=settings)
+    items = service.nearby_for_call(session=session, call=call, lat=lat, lng=lng,
+                                    category=category or None, region=principal.region,
+                                    settings=settings)
     return {"radius_m": settings.calls_nearby_radius_m,
             "window_s": settings.calls_nearby_window_s,
             "lat": lat, "lng": lng, "items": [n.as_dict() for n in items]}

@@ -33,6 +33,7 @@ from geodispatch.geo import LatLng, haversine_m, valid_latlng
 from geodispatch.geocoding.service import Geocoder, IndexGeocoder, describe_point
 from geodispatch.incidents.classification import load_classification
 from geodispatch.incidents.models import INCIDENT_STATUSES, Incident, IncidentEvent
+from geodispatch.incidents.nearby import NearbyIncident, nearby_open_incidents
 from geodispatch.incidents.record import (
     PendingEvent,
     append_event,
@@ -505,34 +506,16 @@ def reclassify(*, session: Session, incident_id: int, category: str, reason: str
     return incident
 
 
-OPEN_STATUSES = ("registered", "queued", "assigned", "en_route", "on_scene", "cleared")
-
-
-def nearby_open(*, session: Session, incident: Incident, radius_m: float = 1000.0,
-                limit: int = 10) -> list[dict[str, Any]]:
-    """Open incidents of the same region that may be the same event: within ``radius_m`` of
-    this one, or from the same caller's number (wherever they are). Same number first, then by
-    distance; the incident itself is never listed. Without a location only the number counts.
-    """
-    conds = ["i.caller_phone = :phone"] if incident.caller_phone else []
-    if incident.location is not None:
-        conds.append("ST_DWithin(i.location::geography, me.location::geography, :r)")
-    if not conds:
-        return []
-    rows = session.execute(text(
-        "SELECT i.id, i.reference, i.status, i.category, i.priority, i.received_at, "
-        "coalesce(i.address, i.address_resolved) AS address, ST_Y(i.location) AS lat, "
-        "ST_X(i.location) AS lng, "
-        "ST_Distance(i.location::geography, me.location::geography) AS distance_m, "
-        "(i.caller_phone IS NOT NULL AND i.caller_phone = :phone) AS same_number "
-        "FROM incidents i, incidents me WHERE me.id = :me AND i.id <> me.id "
-        "AND i.region = me.region AND i.status = ANY(:open) AND (" + " OR ".join(conds) + ") "
-        "ORDER BY same_number DESC, distance_m NULLS LAST, i.received_at DESC LIMIT :n"),
-        {"me": incident.id, "phone": incident.caller_phone, "r": radius_m,
-         "open": list(OPEN_STATUSES), "n": limit}).mappings()
-    return [{**r, "received_at": r["received_at"].isoformat(),
-             "distance_m": None if r["distance_m"] is None else round(float(r["distance_m"]), 1)}
-            for r in rows]
+def merge_candidates(*, session: Session, incident: Incident, radius_m: float = 1000.0,
+                     limit: int = 10) -> list[NearbyIncident]:
+    """Open incidents of the same region that may be the same event as ``incident`` (its merge
+    candidates): :func:`geodispatch.incidents.nearby.nearby_open_incidents` around its place
+    and from its caller's number, itself left out."""
+    where = incident_point(session, incident)
+    return nearby_open_incidents(
+        session=session, lat=where.lat if where else None, lng=where.lng if where else None,
+        phone=incident.caller_phone, radius_m=radius_m, region=incident.region,
+        exclude_id=incident.id, limit=limit)
 
 
 NOTE_MAX_CHARS = 2000

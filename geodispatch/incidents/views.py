@@ -188,9 +188,9 @@ def nearby(incident_id: int, principal: Readers, session: SessionDep,
            radius_m: Annotated[float, Query(gt=0, le=20000)] = 1000.0,
            limit: Annotated[int, Query(ge=1, le=50)] = 10) -> dict[str, Any]:
     incident = visible_incident(session, principal, incident_id)
-    items = service.nearby_open(session=session, incident=incident, radius_m=radius_m,
-                                limit=limit)
-    return {"radius_m": radius_m, "items": items}
+    items = service.merge_candidates(session=session, incident=incident, radius_m=radius_m,
+                                     limit=limit)
+    return {"radius_m": radius_m, "items": [n.as_dict() for n in items]}
 
 
 @router.post("/{incident_id}/notes", status_code=201,

@@ -53,7 +53,8 @@ DEVICE = {
     # Centre to centre (NENA-STA-024): a centre's Ed25519 signature, never a console JWT.
     ("GET", "/incidents/{incident_id}"), ("POST", "/api/federation/notifications"),
     # Phone systems (PBX webhook, SIP edge, SMS centre's AML): the centre's phone-system token.
-    ("POST", "/api/calls/events"), ("POST", "/api/calls/sip"), ("POST", "/api/calls/aml/sms"),
+    ("POST", "/api/calls/events"), ("POST", "/api/calls/sip"), ("POST", "/api/calls/sip/batch"),
+    ("POST", "/api/calls/aml/sms"),
     ("POST", "/api/calls/aml/https"),
 }
 # The declared matrix: (method, path) -> roles allowed. Routes not listed here must still be

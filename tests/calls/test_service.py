@@ -205,8 +205,8 @@ def test_transfer_while_ringing_closes_the_call(db: Session, ring: Callable[...,
     assert db.get(Call, c.id) is c
 
 
-def test_nearby_incidents_for_the_duplicate_check(db: Session, make_incident: Callable[..., Any]
-                                                  ) -> None:
+def test_nearby_incidents_for_the_duplicate_check(db: Session, make_incident: Callable[..., Any],
+                                                  ring: Callable[..., Call]) -> None:
     """Open, recent incidents within the radius of the same category, and the same number's
     anywhere; not another category once one is chosen, not old, not far, not closed."""
     tag = uuid.uuid4().int % 10_000_000
@@ -222,26 +222,20 @@ def test_nearby_incidents_for_the_duplicate_check(db: Session, make_incident: Ca
     done.status = "closed"
     db.flush()
     mine = {near.id, noise.id, far_same.id, far.id, old.id, done.id}
+    call, anonymous = ring(me), ring(None)
 
-    def ids(**kw: Any) -> list[int]:
-        found = service.nearby_incidents(session=db, lat=lat, lng=lng, phone=me, region=None,
-                                         **kw)
-        return [n.id for n in found if n.id in mine]
+    def found(c: Call = call, **kw: Any) -> list[Any]:
+        kw = {"lat": lat, "lng": lng, "region": None, "category": None, **kw}
+        return [n for n in service.nearby_for_call(session=db, call=c, **kw) if n.id in mine]
 
-    assert ids(category="theft") == [far_same.id, near.id]  # same number first, then distance
-    assert ids(category=None) == [far_same.id, noise.id, near.id]  # noise: 72 m, theft: 111 m
-    found = service.nearby_incidents(session=db, lat=lat, lng=lng, phone=me, region=None,
-                                     category="theft")
-    by_id = {n.id: n for n in found}
+    assert [n.id for n in found(category="theft")] == [far_same.id, near.id]  # number first
+    assert [n.id for n in found()] == [far_same.id, noise.id, near.id]  # noise 72 m, theft 111 m
+    by_id = {n.id: n for n in found(category="theft")}
     assert by_id[near.id].distance_m == pytest.approx(111.2, abs=1.0)
     assert by_id[far_same.id].same_number and not by_id[near.id].same_number
-    assert service.nearby_incidents(session=db, lat=None, lng=None, phone=None, region=None,
-                                    category=None) == []
-    assert [n.id for n in service.nearby_incidents(
-        session=db, lat=None, lng=None, phone=me, region=None, category=None)
-        if n.id in mine] == [far_same.id]
-    assert not [n for n in service.nearby_incidents(  # another region's console sees none
-        session=db, lat=lat, lng=lng, phone=me, region="ZZ", category=None) if n.id in mine]
+    assert "caller_phone" not in by_id[near.id].as_dict()
+    assert found(anonymous, lat=None, lng=None) == []
+    assert [n.id for n in found(lat=None, lng=None)] == [far_same.id]
+    assert found(region="ZZ") == []  # another region's console sees none
     with pytest.raises(InvalidInput):
-        service.nearby_incidents(session=db, lat=lat, lng=None, phone=me, region=None,
-                                 category=None)
+        found(lng=None)

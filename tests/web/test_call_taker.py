@@ -221,3 +221,39 @@ def test_registering_the_form_is_the_new_incident_outcome_and_callbacks(
         call = call_of(base, headers, number)
         inc_id = int(page.get_attribute("[data-testid=call-result]", "data-id") or 0)
         assert call["outcome"] == "new_incident" and call["incident_id"] == inc_id
+
+
+def test_a_ringing_call_is_pushed_to_the_screen_without_polling(
+    call_page: Any, settings: Settings, accounts: dict[str, Account]
+) -> None:
+    """With the screen open and its list read, a call that starts ringing appears through the
+    live feed (a "calls" message) without the screen reading /api/calls again; its AML, which
+    arrives after, is drawn the same way; a hang-up takes it off the ringing list."""
+    page = call_page
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    ct: Account = accounts["call_taker"]
+    number = phone()
+    with running_server(app) as base:
+        reads: list[str] = []
+        page.on("request", lambda r: reads.append(r.url) if "/api/calls?" in r.url else None)
+        log_in(page, base, ct)
+        page.wait_for_function("window.gd.calls.fed === true && window.gd.calls.polls >= 1")
+        page.wait_for_timeout(300)  # the first reads are done
+        polls, n_reads = page.evaluate("window.gd.calls.polls"), len(reads)
+        t0 = time.monotonic()
+        ext = ring(base, number)
+        page.wait_for_selector(incoming(number) + "[data-state=ringing]", timeout=5_000)
+        shown_s = time.monotonic() - t0
+        loc = aml(base, number, SCENE[0] + 0.001, SCENE[1], 25.0)
+        page.wait_for_selector(incoming(number) + " .badge:has-text('AML')", timeout=5_000)
+        r = httpx.post(f"{base}/api/calls/events", json={"event": "hangup", "call_id": ext})
+        assert r.status_code == 200
+        page.wait_for_selector(incoming(number), state="detached", timeout=5_000)
+        page.wait_for_selector(f"[data-testid=callback-item]:has-text('{number}')",
+                               timeout=5_000)
+        state = page.evaluate("() => ({polls: window.gd.calls.polls,"
+                              " pushes: window.gd.calls.pushes})")
+    assert shown_s < 2.0, shown_s  # a push, not the next read of a poll
+    assert state["polls"] == polls and len(reads) == n_reads, reads[n_reads:]
+    assert state["pushes"] >= 3  # ring, located, abandoned
+    assert loc["call_id"] is not None

@@ -3,7 +3,10 @@
  * AML / PIDF-LO location, drawn as a point with its accuracy circle and fix time), the duplicate
  * check (open incidents nearby or from the same number, to attach the call as an additional
  * caller), the outcome buttons (an answered call is not closed without one) and the callbacks of
- * abandoned calls. Everything goes through /api/calls; the list is polled once a second.
+ * abandoned calls. The list is read once from /api/calls (at start and whenever the live feed
+ * reconnects) and then kept by the calls the live feed (/api/live, "calls" messages) pushes as
+ * they change; only while the feed is down is the list read again, every few seconds. A 1 s
+ * timer only redraws the waiting times.
  * State lives in window.gd.calls so browser tests can inspect it. */
 "use strict";
 Object.assign(I18N.uk, {
@@ -53,7 +56,7 @@ Object.assign(I18N.en, {
 (function () {
   const gd = window.gd;
   const C = (gd.calls = {
-    items: [], active: null, callbacks: [], nearby: [], timer: null, ticks: 0, polls: 0,
+    items: [], active: null, callbacks: [], nearby: [], timer: null, ticks: 0, polls: 0, pushes: 0,
     layer: null, amlPoint: null, amlCircle: null, shownLocationId: null, lastError: null,
   });
   const ROLES = ["call_taker", "dispatcher", "supervisor", "admin"];
@@ -72,28 +75,65 @@ Object.assign(I18N.en, {
     $('[data-tab="calls"]').hidden = false;
     if (gd.user.role === "call_taker") ui().switchTab("calls");
     if (!C.layer) C.layer = L.layerGroup().addTo(gd.map);
+    load();
     tick();
   }
   function stop() {
-    clearTimeout(C.timer); C.timer = null;
+    clearTimeout(C.timer); C.timer = null; C.fed = false;
     C.active = null; C.items = []; C.callbacks = [];
     if (C.layer) C.layer.clearLayers();
   }
 
-  // --- polling ---------------------------------------------------------------------------------
+  // --- the list: read once, then kept by the live feed's pushes ---------------------------------
+  const live = () => gd.ws && gd.ws.readyState === WebSocket.OPEN && C.fed;
+  async function load() {
+    try {
+      const data = await ui().api("GET", "/api/calls?state=ringing,answered,ended&limit=200");
+      // A push that raced the read and is newer than what it gave is kept.
+      const seen = new Map(C.items.map((c) => [c.id, c]));
+      C.items = data.items.map((c) => { const s = seen.get(c.id); return s && s.version > c.version ? s : c; });
+      C.polls += 1; C.lastError = null;
+      await adoptActive();
+      await loadCallbacks();
+    } catch (e) { C.lastError = e.message; }
+    render();
+  }
+  // Every second: redraw the waiting times; read the list only while the live feed is down.
   async function tick() {
     clearTimeout(C.timer);
     if (!gd.token) return;
-    try {
-      const data = await ui().api("GET", "/api/calls?state=ringing,answered,ended&limit=200");
-      C.items = data.items; C.polls += 1; C.lastError = null;
-      await adoptActive();
-      if (C.ticks % 3 === 0) await loadCallbacks();
-    } catch (e) { C.lastError = e.message; }
     C.ticks += 1;
-    render();
+    if (!live() && C.ticks % 5 === 0) await load();
+    else render();
     C.timer = setTimeout(tick, 1000);
   }
+  const LISTED = ["ringing", "answered", "ended"];
+  let callbacksDue = null;
+  function onPush(calls) {
+    C.pushes += 1;
+    const byId = new Map(C.items.map((c) => [c.id, c]));
+    for (const c of calls) {
+      const had = byId.get(c.id);
+      if (had && had.version > c.version) continue;
+      if (LISTED.includes(c.state)) byId.set(c.id, c); else byId.delete(c.id);
+      if (C.active && C.active.id === c.id) {
+        if (c.state === "closed") afterChange(c, true);
+        else { C.active = c; showLocation(c.location); }
+      }
+      if (c.state === "abandoned" && !callbacksDue) {  // a new callback, or one just done
+        callbacksDue = setTimeout(async () => { callbacksDue = null; await loadCallbacks(); render(); }, 200);
+      }
+    }
+    C.items = Array.from(byId.values()).sort((a, b) => b.id - a.id).slice(0, 200);
+    if (!C.active) adoptActive();
+    render();
+  }
+  document.addEventListener("gd:live", (ev) => {
+    const msg = ev.detail;
+    if (!gd.user || !ROLES.includes(gd.user.role)) return;
+    if (msg.type === "snapshot") { C.fed = true; load(); }  // (re)connected: read what was missed
+    else if (msg.type === "calls") onPush(msg.calls);
+  });
   // The current call is the one this call-taker answered and has not closed: after a reload too.
   async function adoptActive() {
     const mine = C.items.filter((c) => c.operator === gd.user.username && c.state !== "ringing" && !c.outcome);
@@ -151,6 +191,8 @@ Object.assign(I18N.en, {
     } catch (e) { $("#calls-error").textContent = t("err.generic", { d: e.message }); }
   }
   function activate(call, fresh) {
+    const i = C.items.findIndex((c) => c.id === call.id);
+    if (i >= 0) C.items[i] = call;
     C.active = call; C.nearby = []; C.shownLocationId = null; C.formPointFromCall = false; C.categoryTouched = false;
     ui().switchTab("newcall");
     const f = $("#newcall");
@@ -256,7 +298,11 @@ Object.assign(I18N.en, {
       C.active = null; C.location = null; C.shownLocationId = null; C.layer.clearLayers();
       C.amlPoint = C.amlCircle = null;
     } else C.active = call;
-    if (!fromPoll) tick();
+    if (!fromPoll) {  // this screen's own change: shown now, not when the feed brings it back
+      const i = C.items.findIndex((c) => c.id === call.id);
+      if (i >= 0) { if (LISTED.includes(call.state)) C.items[i] = call; else C.items.splice(i, 1); }
+      render();
+    }
   }
   async function attach(id, ref) {
     const call = await setOutcome("additional_caller", { incident_id: id });
