@@ -321,8 +321,6 @@
           gd.selected.dirty = true;
         }
       }
-      // Other screens take what is theirs from the same stream (calls.js: "snapshot", "calls").
-      document.dispatchEvent(new CustomEvent("gd:live", { detail: msg }));
       scheduleRender();
     };
     ws.onclose = (ev) => {
