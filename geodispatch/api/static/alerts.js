@@ -27,7 +27,7 @@
     "al.notify.ask": "Дозволити сповіщення на робочому столі", "al.notify.on": "сповіщення на робочому столі увімкнено",
     "al.notify.denied": "сповіщення заборонено в браузері", "al.notify.none": "браузер не підтримує сповіщень",
     "al.new": "Нова подія P{p}: {ref}", "al.title": "‼ P{p} {ref} — нова подія", "al.none": "Попереджень немає",
-    "al.min": "{m} хв", "al.h": "{h} год",
+    "al.min": "{m} хв", "al.h": "{h} год", "al.more": "показати всі ({n})", "al.less": "згорнути",
     "alk.unassigned": "Без екіпажу понад норму", "alk.on_scene_too_long": "Задовго на місці",
     "alk.not_acknowledged": "Екіпаж не підтвердив виклик", "alk.dispatched_not_moving": "Направлений, але не рухається",
     "alk.gps_stale": "Немає свіжих координат", "alk.stale_records": "Старі записи",
@@ -49,7 +49,7 @@
     "al.notify.ask": "Allow desktop notifications", "al.notify.on": "desktop notifications on",
     "al.notify.denied": "notifications blocked in the browser", "al.notify.none": "this browser has no notifications",
     "al.new": "New P{p} incident: {ref}", "al.title": "‼ P{p} {ref} — new incident", "al.none": "No alerts",
-    "al.min": "{m} min", "al.h": "{h} h",
+    "al.min": "{m} min", "al.h": "{h} h", "al.more": "show all ({n})", "al.less": "show fewer",
     "alk.unassigned": "Unassigned too long", "alk.on_scene_too_long": "On scene too long",
     "alk.not_acknowledged": "Assignment not acknowledged", "alk.dispatched_not_moving": "Dispatched, not moving",
     "alk.gps_stale": "No recent position", "alk.stale_records": "Old records",
@@ -69,8 +69,9 @@
 
   const A = (gd.alertsUi = {
     played: 0, notified: 0, flashing: false, pending: {}, seen: null, mine: new Set(),
-    priorities: loadPriorities(), audio: null, groups: [],
+    priorities: loadPriorities(), audio: null, groups: [], expanded: {},
   });
+  const SHOWN = 8;  // alerts shown per group until "show all" (60 unassigned must not bury the rest)
 
   // --- the per-console setting ---------------------------------------------------------------
   function loadPriorities() {
@@ -241,8 +242,10 @@
     $("#alerts-count").classList.toggle("hot", items.some((a) => a.severity === "high"));
     box.innerHTML = A.groups.length ? A.groups.map((g) => '<section class="alert-group" data-testid="alert-group" data-kind="' + esc(g.kind) + '">' +
       '<h4>' + esc(t("alk." + g.kind)) + ' <span class="count" data-testid="alert-group-count">' + g.items.length + "</span></h4>" +
-      '<ul class="list alerts">' + g.items.map((a) => '<li class="' + esc(a.severity) + '" data-testid="alert" data-k="' + a.k + '" tabindex="0">' +
-        esc(words(a)) + "</li>").join("") + "</ul></section>").join("")
+      '<ul class="list alerts">' + g.items.slice(0, A.expanded[g.kind] ? g.items.length : SHOWN).map((a) =>
+        '<li class="' + esc(a.severity) + '" data-testid="alert" data-k="' + a.k + '" tabindex="0">' + esc(words(a)) + "</li>").join("") + "</ul>" +
+      (g.items.length > SHOWN ? '<button type="button" class="link" data-testid="alert-more" data-kind="' + esc(g.kind) + '">' +
+        esc(A.expanded[g.kind] ? t("al.less") : t("al.more", { n: g.items.length })) + "</button>" : "") + "</section>").join("")
       : '<p class="muted" data-testid="alerts-none">' + esc(t("al.none")) + "</p>";
   }
   function notifyState() {
@@ -278,6 +281,8 @@
     $("#tab-queue").after(sec);
     btn.onclick = () => gd.ui.switchTab("alerts");
     sec.addEventListener("click", (ev) => {
+      const more = ev.target.closest("button[data-testid=alert-more]");
+      if (more) { A.expanded[more.dataset.kind] = !A.expanded[more.dataset.kind]; renderAlerts(); return; }
       const li = ev.target.closest("li[data-k]");
       const a = li && (gd.alerts || [])[Number(li.dataset.k)];
       if (a && a.incident_id) gd.ui.showIncident(a.incident_id);
