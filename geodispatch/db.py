@@ -56,8 +56,13 @@ R = TypeVar("R", bound=Base)
 def get_row(session: Session, model: type[R], row_id: int, *, what: str,
             lock: bool = False) -> R:
     """The row of ``model`` with this primary key (``FOR UPDATE`` when ``lock``), or NotFound
-    naming ``what`` ("incident 7 not found")."""
-    row = session.get(model, row_id, with_for_update=lock or None)
+    naming ``what`` ("incident 7 not found").
+
+    A locked read also refreshes a copy the session already holds: the values under the lock
+    are the committed ones, not what this session read before another transaction changed the
+    row (``Session.get`` alone returns the identity map's copy untouched).
+    """
+    row = session.get(model, row_id, with_for_update=lock or None, populate_existing=lock)
     if row is None:
         raise NotFound(f"{what} {row_id} not found")
     return row
