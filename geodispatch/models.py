@@ -2,6 +2,7 @@
 
 from geodispatch.analytics.models import ResponseInterval
 from geodispatch.calls.models import Call, CallCallback, CallLocation, CallLocationReject
+from geodispatch.crew.models import CrewShift, UnitRoster
 from geodispatch.db import Base
 from geodispatch.dispatch.models import Assignment, CrewReportKey
 from geodispatch.federation.models import (
@@ -23,6 +24,7 @@ from geodispatch.zones.models import Zone, ZoneCell, ZoneMembershipChange
 __all__ = [
     "Assignment",
     "CrewReportKey",
+    "CrewShift",
     "Base",
     "Call",
     "CallCallback",
@@ -50,6 +52,7 @@ __all__ = [
     "TreeHeadRecord",
     "Unit",
     "UnitLatest",
+    "UnitRoster",
     "User",
     "Zone",
     "ZoneCell",

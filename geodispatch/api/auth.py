@@ -14,8 +14,9 @@ from geodispatch.api.deps import PrincipalDep, SessionDep, SettingsDep
 from geodispatch.api.errors import RateLimited, problem_response
 from geodispatch.api.ratelimit import LoginLimiter
 from geodispatch.api.security import Principal, hash_password, issue_token, verify_password
-from geodispatch.errors import Unauthenticated
+from geodispatch.errors import PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
+from geodispatch.users.credentials import OFFICER
 from geodispatch.users.models import User
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -97,6 +98,8 @@ def login(
         limiter.failed(form.username, address)
         raise Unauthenticated("wrong username or password")
     limiter.succeeded(form.username, address)
+    if user.role == OFFICER:
+        raise PermissionDenied("an officer signs in on the crew app (/crew), bound to a unit")
     p = Principal(username=user.username, role=user.role, region=user.region)
     return _token(p, user.language, settings)
 

@@ -16,7 +16,10 @@ since (same epoch, no later notice), else the current screen.
 
 The auth watcher (:meth:`CrewHub.check_tokens`, every :data:`AUTH_CHECK_S`) reads the token hash
 and active flag of every unit with an open stream in one query and ends the streams whose unit
-was deactivated or whose token was replaced since they connected.
+was deactivated or whose token was replaced since they connected. A stream opened with an
+officer's shift token (:mod:`geodispatch.crew.roster`) ends when the shift does: at once when the
+sign-off was committed by this process (:meth:`CrewHub.shifts_ended`), else at the watcher's next
+pass, which also reads which of the streams' shifts are still open.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from geodispatch.crew.roster import open_shifts
 from geodispatch.crew.service import crew_views
 from geodispatch.tracking.models import Unit
 
@@ -53,9 +57,10 @@ class Subscriber:
 
     unit_id: int
     token_hash: str
+    shift_id: int | None = None  # signed in with an officer's shift token, not the device's
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     latest: tuple[str, dict[str, Any]] | None = None  # (event id, screen)
-    ended: str | None = None  # "revoked": the unit's token no longer lets it in
+    ended: str | None = None  # "revoked" (the unit's token), "signed_off" (the shift ended)
 
     def offer(self, event_id: str, screen: dict[str, Any]) -> None:
         self.latest = (event_id, screen)
@@ -105,6 +110,23 @@ class CrewHub:
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
+    def shifts_ended(self, shift_ids: Iterable[int]) -> None:
+        """End the streams of these shifts now (after the sign-off's commit, from any thread)."""
+        ids = set(shift_ids)
+        loop = self._loop
+        if ids and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._end_shifts, ids)
+
+    def _end_shifts(self, shift_ids: set[int]) -> int:
+        ended = 0
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                if sub.shift_id in shift_ids:
+                    sub.end("signed_off")
+                    self.unsubscribe(sub)
+                    ended += 1
+        return ended
+
     def now(self) -> int:
         """The newest notice's seq: a screen read after this call is at least this new."""
         with self._lock:
@@ -147,8 +169,9 @@ class CrewHub:
             return self._idle.wait_for(lambda: self._busy == 0, timeout_s)
 
     # ---- the event loop ---------------------------------------------------------------------
-    def subscribe(self, unit_id: int, token_hash: str) -> Subscriber:
-        sub = Subscriber(unit_id, token_hash)
+    def subscribe(self, unit_id: int, token_hash: str, shift_id: int | None = None
+                  ) -> Subscriber:
+        sub = Subscriber(unit_id, token_hash, shift_id)
         self._subs.setdefault(unit_id, set()).add(sub)
         return sub
 
@@ -203,25 +226,44 @@ class CrewHub:
             if not self._subs:
                 continue
             checked = list(self._subs)
+            shifts = sorted({s.shift_id for subs in self._subs.values() for s in subs
+                             if s.shift_id is not None})
             try:
                 current = await self.call(self._tokens, checked)
+                still_open = await self.call(self._open, shifts)
             except Exception:  # noqa: BLE001 - the next pass tries again
                 log.exception("could not check the crew streams' tokens")
                 continue
-            self.check_tokens(current, checked)
+            self.check_tokens(current, checked, still_open, shifts)
 
-    def check_tokens(self, current: dict[int, str], checked: Iterable[int]) -> int:
+    def check_tokens(self, current: dict[int, str], checked: Iterable[int],
+                     still_open: Iterable[int] = (), checked_shifts: Iterable[int] = ()) -> int:
         """End every stream of the ``checked`` units whose unit is not in ``current`` (unit id ->
-        token hash of the active units) or whose token hash changed; how many were ended.
-        (Streams of units that subscribed while the hashes were read wait for the next pass.)"""
+        token hash of the active units) or whose token hash changed, and every stream of the
+        ``checked_shifts`` not in ``still_open``; how many were ended. (Streams that subscribed
+        while these were read wait for the next pass.)"""
         ended = 0
+        open_ids, judged = set(still_open), set(checked_shifts)
         for uid in set(checked):
             for sub in list(self._subs.get(uid, ())):
-                if current.get(uid) != sub.token_hash:
+                if sub.shift_id is not None:
+                    if uid in current and (sub.shift_id not in judged
+                                           or sub.shift_id in open_ids):
+                        continue
+                    sub.end("signed_off" if uid in current else "revoked")
+                elif current.get(uid) != sub.token_hash:
                     sub.end("revoked")
-                    self.unsubscribe(sub)
-                    ended += 1
+                else:
+                    continue
+                self.unsubscribe(sub)
+                ended += 1
         return ended
+
+    def _open(self, shift_ids: list[int]) -> set[int]:
+        if not shift_ids:
+            return set()
+        with self._factory() as session:
+            return open_shifts(session=session, shift_ids=shift_ids)
 
     def _tokens(self, unit_ids: list[int]) -> dict[int, str]:
         with self._factory() as session:

@@ -110,6 +110,8 @@ class IncidentEvent(Base):
 
     A call (:mod:`geodispatch.calls`) is a subject of the record of its own: its events have
     ``call_id`` set and no ``incident_id``, and are numbered 1..N per call in ``incident_seq``.
+    So is a unit's crew roster (:mod:`geodispatch.crew.roster`: who signed on to the car and
+    off it): ``unit_id`` set, numbered 1..N per unit.
     """
 
     __tablename__ = "incident_events"
@@ -117,7 +119,8 @@ class IncidentEvent(Base):
         UniqueConstraint("incident_id", "incident_seq", name="uq_incident_events_incident_seq"),
         CheckConstraint("incident_seq > 0", name="ck_incident_events_seq_positive"),
         UniqueConstraint("call_id", "incident_seq", name="uq_incident_events_call_seq"),
-        CheckConstraint("(incident_id IS NULL) <> (call_id IS NULL)",
+        UniqueConstraint("unit_id", "incident_seq", name="uq_incident_events_unit_seq"),
+        CheckConstraint("num_nonnulls(incident_id, call_id, unit_id) = 1",
                         name="ck_incident_events_one_subject"),
     )
 
@@ -127,6 +130,8 @@ class IncidentEvent(Base):
     #: The call whose record this event is (:mod:`geodispatch.calls`); its number among the
     #: call's events is ``incident_seq`` (``call_seq`` in the body).
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    #: The unit whose crew roster this event is (sign-on, sign-off); ``unit_seq`` in the body.
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
     incident_seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))

@@ -55,11 +55,14 @@ PROJECTED_TABLES: dict[str, str] = {"incidents": "id", "assignments": "incident_
 #: record pepper, so a changed value is still detected and the number itself never leaves.
 SEALED_COLUMNS = frozenset({("incidents", "caller_phone"), ("calls", "caller_phone"),
                             ("call_callbacks", "phone"), ("call_locations", "phone"),
-                            ("call_locations", "raw")})
+                            ("call_locations", "raw"), ("crew_shifts", "token_hash")})
 #: Tables projected from a call's events (a call is a subject of the record of its own, from its
 #: first ring: most calls never become an incident), and the column that names the call.
 CALL_PROJECTED_TABLES: dict[str, str] = {"calls": "id", "call_callbacks": "call_id",
                                          "call_locations": "call_id"}
+#: Tables projected from a unit's crew-roster events (who signed on to the car, who off), and
+#: the column that names the unit.
+ROSTER_PROJECTED_TABLES: dict[str, str] = {"crew_shifts": "unit_id"}
 _SAFE_INT = 2**53 - 1
 _INFO_STATE = "geodispatch.record.state"
 _INFO_TOUCHED = "geodispatch.record.touched"
@@ -145,6 +148,11 @@ def project(session: Session, incident_ids: Sequence[int]) -> dict[int, dict[str
 def project_calls(session: Session, call_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The projected state of each call (its row, callbacks, matched locations) now."""
     return _project(session, CALL_PROJECTED_TABLES, call_ids)
+
+
+def project_rosters(session: Session, unit_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The projected state of each unit's crew roster (its shifts) now."""
+    return _project(session, ROSTER_PROJECTED_TABLES, unit_ids)
 
 
 def _project(session: Session, tables: Mapping[str, str], ids: Sequence[int]
@@ -417,6 +425,54 @@ def append_call_events(*, session: Session, events: Sequence[CallEventSpec]) -> 
                                              state=states[e.call_id])})
     return [int(i) for i in session.execute(
         insert(IncidentEvent).returning(IncidentEvent.id), rows).scalars()]
+
+
+def roster_event_body(*, unit_id: int, unit_seq: int, kind: str, actor: str, at: datetime,
+                      data: Mapping[str, Any], state: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of one event of a unit's crew roster (the Merkle leaf)."""
+    return rfc8785.dumps({"v": BODY_VERSION, "unit_id": unit_id, "unit_seq": unit_seq,
+                          "kind": kind, "actor": actor, "at": iso_utc(at), "data": data,
+                          "state": state})
+
+
+def append_roster_event(*, session: Session, unit_id: int, kind: str, actor: str,
+                        data: Mapping[str, Any] | None = None, at: datetime | None = None
+                        ) -> int:
+    """Append one event to a unit's crew roster (flushes; the caller commits).
+
+    The body is ``{"v": 1, "unit_id", "unit_seq" (1..N per unit), "kind", "actor", "at",
+    "data", "state": {"crew_shifts": [every shift of the unit]}}``, sealed into the same signed
+    log as the incidents' events. The only lock is the unit's ``unit_rosters`` row (created on
+    the first event). Callers change the shifts first.
+    """
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    payload = normalise(dict(data or {}))
+    session.flush()
+    seq = session.execute(text(
+        "INSERT INTO unit_rosters (unit_id, event_count) VALUES (:u, 1) ON CONFLICT (unit_id) "
+        "DO UPDATE SET event_count = unit_rosters.event_count + 1 RETURNING event_count"),
+        {"u": unit_id}).scalar_one()
+    for obj in list(session.identity_map.values()):
+        if getattr(obj, "__tablename__", None) == "unit_rosters" \
+                and getattr(obj, "unit_id", None) == unit_id:
+            set_committed_value(obj, "event_count", int(seq))
+    state = project_rosters(session, [unit_id])[unit_id]
+    body = roster_event_body(unit_id=unit_id, unit_seq=int(seq), kind=kind, actor=actor,
+                             at=when, data=payload, state=state)
+    event_id = session.execute(
+        insert(IncidentEvent).values(incident_id=None, unit_id=unit_id, incident_seq=int(seq),
+                                     kind=kind, actor=actor, at=when, data=payload, body=body)
+        .returning(IncidentEvent.id)
+    ).scalar_one()
+    return int(event_id)
+
+
+def roster_events(*, session: Session, unit_id: int) -> Sequence[IncidentEvent]:
+    """One unit's crew-roster events in order."""
+    return session.execute(
+        select(IncidentEvent).where(IncidentEvent.unit_id == unit_id)
+        .order_by(IncidentEvent.incident_seq)
+    ).scalars().all()
 
 
 def call_events(*, session: Session, call_id: int) -> Sequence[IncidentEvent]:

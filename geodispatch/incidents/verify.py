@@ -66,11 +66,13 @@ import geodispatch.models  # noqa: F401  (every table: foreign keys get their co
 from geodispatch.incidents.record import (
     CALL_PROJECTED_TABLES,
     PROJECTED_TABLES,
+    ROSTER_PROJECTED_TABLES,
     SEALED_COLUMNS,
     _pepper,
     _table,
     project,
     project_calls,
+    project_rosters,
     sealed_value,
 )
 from geodispatch.ledger.merkle import MerkleTree
@@ -645,23 +647,67 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
                         phases=phases)
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """A subject of the record other than an incident: which column names it in
+    ``incident_events``, what its body calls it and its number, where its event count is kept
+    (``counts`` selects ``(id, count)`` of every subject that should have events) and how its
+    rows are projected."""
+
+    label: str
+    column: str
+    seq_key: str
+    counts: str
+    tables: Any
+    project: Any
+
+
+_SUBJECTS = (
+    _Subject("call", "call_id", "call_seq", "SELECT id, event_count FROM calls",
+             CALL_PROJECTED_TABLES, project_calls),
+    _Subject("unit", "unit_id", "unit_seq",
+             "SELECT unit_id, event_count FROM unit_rosters WHERE event_count > 0",
+             ROSTER_PROJECTED_TABLES, project_rosters),
+)
+
+
 def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
                   leaf_hashes: list[bytes], leaf_seqs: list[int], queued: dict[int, float],
                   seen: bytearray) -> tuple[int, int, float | None]:
-    """Steps 2 and 3 for the calls' records (events with ``call_id``), the exact way.
+    """Steps 2 and 3 for the records of calls and of units' crew rosters (see
+    :func:`_verify_subject`), summed."""
+    events = pending = 0
+    oldest: float | None = None
+    for subject in _SUBJECTS:
+        e, p, o = _verify_subject(session, f, subject, position, leaf_hashes, leaf_seqs,
+                                  queued, seen)
+        events += e
+        pending += p
+        if o is not None:
+            oldest = max(oldest or 0.0, o)
+    return events, pending, oldest
 
-    Each call event's body must hash to its leaf and say what its columns say; each call's
-    events are numbered 1..N (N = ``calls.event_count``); the rows of each call (the call,
-    its callbacks, its matched locations) must equal its newest event's state. Returns the
-    number of call events, how many wait to be sealed and the oldest wait.
+
+def _verify_subject(session: Session, f: _Findings, subject: _Subject,
+                    position: dict[int, int], leaf_hashes: list[bytes], leaf_seqs: list[int],
+                    queued: dict[int, float], seen: bytearray
+                    ) -> tuple[int, int, float | None]:
+    """Steps 2 and 3 for one kind of subject (the calls' records: events with ``call_id``;
+    the units' crew rosters: ``unit_id``), the exact way.
+
+    Each event's body must hash to its leaf and say what its columns say; each subject's
+    events are numbered 1..N (N = its event count); the rows of each subject (a call, its
+    callbacks, its matched locations; a unit's shifts) must equal its newest event's state.
+    Returns the number of events, how many wait to be sealed and the oldest wait.
     """
     events = pending = 0
     oldest: float | None = None
     numbers: dict[int, list[int]] = {}
     newest: dict[int, tuple[int, Any]] = {}
+    name, key, seq_key = subject.label, subject.column, subject.seq_key
     rows = session.execute(text(
-        "SELECT id, call_id, incident_seq, kind, actor, " + _ISO_UTC_SQL.format("at")
-        + ", data, body FROM incident_events WHERE call_id IS NOT NULL ORDER BY id"))
+        f"SELECT id, {key}, incident_seq, kind, actor, " + _ISO_UTC_SQL.format("at")
+        + f", data, body FROM incident_events WHERE {key} IS NOT NULL ORDER BY id"))
     for eid, cid, cseq, kind, actor, at, data, body in rows:
         events += 1
         body = bytes(body)
@@ -669,29 +715,28 @@ def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
         if lpos is not None:
             seen[lpos] = 1
             if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
-                f.add(f"event {eid} (call {cid} #{cseq}): its body was changed after it was "
+                f.add(f"event {eid} ({name} {cid} #{cseq}): its body was changed after it was "
                       f"sealed as leaf {leaf_seqs[lpos]}")
                 continue
         else:
             age = queued.get(int(eid))
             if age is None:
-                f.add(f"event {eid} (call {cid} #{cseq}) is neither sealed nor queued for "
+                f.add(f"event {eid} ({name} {cid} #{cseq}) is neither sealed nor queued for "
                       "sealing: it was inserted with the log's trigger disabled")
             else:
                 pending += 1
                 oldest = max(oldest or 0.0, age)
         b = _json_or_none(body)
         if not isinstance(b, dict):
-            f.add(f"event {eid} (call {cid}): its sealed body is not a JSON object")
+            f.add(f"event {eid} ({name} {cid}): its sealed body is not a JSON object")
             continue
-        have = {"call_id": cid, "call_seq": cseq, "kind": kind, "actor": actor, "at": at,
-                "data": data}
+        have = {key: cid, seq_key: cseq, "kind": kind, "actor": actor, "at": at, "data": data}
         for col, value in have.items():
             if b.get(col) != value:
-                f.add(f"event {eid} (call {b.get('call_id')} #{b.get('call_seq')}): column "
-                      f"{'incident_seq' if col == 'call_seq' else col} is {value!r} but its "
+                f.add(f"event {eid} ({name} {b.get(key)} #{b.get(seq_key)}): column "
+                      f"{'incident_seq' if col == seq_key else col} is {value!r} but its "
                       f"sealed body says {b.get(col)!r}")
-        b_cid, b_seq = b.get("call_id"), b.get("call_seq")
+        b_cid, b_seq = b.get(key), b.get(seq_key)
         bcid: int = b_cid if type(b_cid) is int else int(cid)
         bseq: int = b_seq if type(b_seq) is int else int(cseq)
         numbers.setdefault(bcid, []).append(bseq)
@@ -699,31 +744,31 @@ def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
         if prev is None or prev[0] < bseq:
             newest[bcid] = (bseq, b.get("state"))
     counts: dict[int, int] = {int(i): int(n) for i, n in session.execute(
-        text("SELECT id, event_count FROM calls")).all()}
+        text(subject.counts)).all()}
     for cid in sorted(set(numbers) | set(counts)):
         got = numbers.get(cid, [])
         n = max([counts.get(cid, 0), *got])
         missing = sorted(set(range(1, n + 1)) - set(got))
         if cid not in counts:
-            f.add(f"call {cid}: its row was deleted (its record has {len(got)} events)")
+            f.add(f"{name} {cid}: its row was deleted (its record has {len(got)} events)")
         elif not got:
-            f.add(f"call {cid} has no events: it was inserted outside the record")
+            f.add(f"{name} {cid} has no events: it was inserted outside the record")
             continue
         if missing:
             shown = ", ".join(f"#{m}" for m in missing[:10])
-            f.add(f"call {cid}: event {shown} of {n} is missing (removed)")
+            f.add(f"{name} {cid}: event {shown} of {n} is missing (removed)")
         if len(got) != len(set(got)):
-            f.add(f"call {cid}: an event number appears twice")
+            f.add(f"{name} {cid}: an event number appears twice")
     ids = sorted(set(counts) & set(newest))
     for start in range(0, len(ids), 1000):
         chunk = ids[start:start + 1000]
-        now = project_calls(session, chunk)
+        now = subject.project(session, chunk)
         for cid in chunk:
             kept = newest[cid][1]
             if not isinstance(kept, dict):
-                f.add(f"call {cid}: its newest event carries no state")
+                f.add(f"{name} {cid}: its newest event carries no state")
                 continue
-            _diff_rows(f, f"call {cid}", None, CALL_PROJECTED_TABLES, kept, now[cid])
+            _diff_rows(f, f"{name} {cid}", None, subject.tables, kept, now[cid])
     return events, pending, oldest
 
 

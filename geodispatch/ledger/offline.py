@@ -254,7 +254,7 @@ class _Piece:
     problems: list[tuple[int, str]] = field(default_factory=list)
     ns: list[int] = field(default_factory=list)  # line numbers of the events read
     seqs: list[Any] = field(default_factory=list)
-    #: (incident_id, incident_seq), ("call <id>", call_seq) or None
+    #: (incident_id, incident_seq), ("call <id>", call_seq), ("unit <id>", unit_seq) or None
     incidents: list[Any] = field(default_factory=list)
     hashes: bytes = b""
 
@@ -289,6 +289,9 @@ def _read_piece(path: str, start: int, end: int, first_n: int) -> _Piece:
                         ids = (iid, iseq)
                     elif isinstance(cid, int) and isinstance(cseq, int):
                         ids = (f"call {cid}", cseq)  # a call's own record
+                    elif isinstance(event.get("unit_id"), int) \
+                            and isinstance(event.get("unit_seq"), int):
+                        ids = (f"unit {event['unit_id']}", event["unit_seq"])  # a crew roster
                 out.incidents.append(ids)
             n += 1
     out.lines = n - first_n

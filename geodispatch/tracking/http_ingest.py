@@ -199,6 +199,17 @@ class HttpIngest:
         return total
 
 
+def shared_ingest(state: Any) -> HttpIngest:
+    """The app's one :class:`HttpIngest` (on ``app.state``, made at first use): every HTTP
+    source of fixes (the tracker protocols, the crew app) goes through the same validator."""
+    inst: HttpIngest | None = getattr(state, "tracking_http_ingest", None)
+    if inst is None:
+        inst = HttpIngest(state.settings, state.session_factory, getattr(state, "fleet", None),
+                          getattr(state, "crew_status_handler", None))
+        state.tracking_http_ingest = inst
+    return inst
+
+
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]

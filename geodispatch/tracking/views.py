@@ -61,7 +61,13 @@ from geodispatch.errors import NotFound, PermissionDenied, Unauthenticated
 from geodispatch.settings import Settings
 from geodispatch.tracking import decoders
 from geodispatch.tracking.fleet import LiveFleet, UnitState
-from geodispatch.tracking.http_ingest import HttpIngest, IngestUnavailable, check_device, clip
+from geodispatch.tracking.http_ingest import (
+    HttpIngest,
+    IngestUnavailable,
+    check_device,
+    clip,
+    shared_ingest,
+)
 from geodispatch.tracking.models import Unit
 from geodispatch.tracking.reports import (
     TOO_LARGE,
@@ -145,13 +151,7 @@ def _reason(status: int, reason: str, detail: str, *, members: list[dict[str, An
 
 
 def _state(request: Request) -> HttpIngest:
-    state = request.app.state
-    inst: HttpIngest | None = getattr(state, "tracking_http_ingest", None)
-    if inst is None:
-        inst = HttpIngest(state.settings, state.session_factory, getattr(state, "fleet", None),
-                          getattr(state, "crew_status_handler", None))
-        state.tracking_http_ingest = inst
-    return inst
+    return shared_ingest(request.app.state)
 
 
 async def _authenticated(

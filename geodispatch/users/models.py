@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from geodispatch.db import Base
 
-ROLES = ("call_taker", "dispatcher", "supervisor", "analyst", "admin", "national")
+ROLES = ("call_taker", "dispatcher", "supervisor", "analyst", "admin", "national", "officer")
 
 
 class User(Base):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geodispatch.errors import InvalidInput
-from geodispatch.users.credentials import ALL_ROLES, hash_password
+from geodispatch.users.credentials import USER_ROLES, hash_password
 from geodispatch.users.models import User
 
 
@@ -17,8 +17,8 @@ def upsert_user(
     full_name: str = "", language: str = "uk",
 ) -> User:
     """Create the user, or reset its password, role and region if it exists."""
-    if role not in ALL_ROLES:
-        raise InvalidInput(f"unknown role {role!r}; one of {', '.join(ALL_ROLES)}")
+    if role not in USER_ROLES:
+        raise InvalidInput(f"unknown role {role!r}; one of {', '.join(USER_ROLES)}")
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username, password_hash="", role=role)
