@@ -32,7 +32,8 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: object) -> Engine:
 
 
 def app_engine(settings: Settings) -> Engine:
-    return make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    return make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                       pool_timeout=settings.db_pool_timeout_s)
 
 
 def admin_engine(settings: Settings) -> Engine:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     )
     app_db_role: str = Field("geodispatch_app", description="Role the migrations grant DML to.")
     db_pool_size: int = Field(10, description="SQLAlchemy connection pool size per process.")
+    db_pool_timeout_s: float = Field(
+        5.0, gt=0, description="How long a request waits for a pooled database connection "
+        "before it is answered 503 with Retry-After (the pool is exhausted).")
 
     # --- data & runtime files ----------------------------------------------------------------
     data_dir: Path = Field(

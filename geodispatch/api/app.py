@@ -13,10 +13,12 @@ import logging
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy.orm import Session
 
 from geodispatch import __version__
 from geodispatch.analytics import views as analytics_views
@@ -32,6 +34,7 @@ from geodispatch.crew import views as crew_views
 from geodispatch.db import app_engine, check_database, session_factory
 from geodispatch.dispatch import lifespan as dispatch_lifespan
 from geodispatch.dispatch import views as dispatch_views
+from geodispatch.dispatch.publish import publish_after_commit
 from geodispatch.dispatch.workflow import crew_status_report
 from geodispatch.federation import lifespan as federation_lifespan
 from geodispatch.federation import views as federation_views
@@ -50,6 +53,34 @@ from geodispatch.zones import lifespan as zones_lifespan
 from geodispatch.zones import views as zones_views
 
 log = logging.getLogger(__name__)
+
+_PUSH_KEY = "geodispatch.crew_status_push"
+
+
+def pushing_status_handler(app: FastAPI) -> Any:
+    """The crew-status handler of tracker ingest (MQTT status topics, ``/api/ingest/status``):
+    the dispatch workflow's ``crew_status_report``, plus what a press in the crew app gets from
+    its view: once the ingest's transaction commits, the live fleet (the dispatcher's map), the
+    crew terminals' streams and the MQTT terminals are told, through the same after-commit
+    hook (:func:`~geodispatch.dispatch.publish.publish_after_commit`). The app's MQTT client,
+    fleet and crew hub are read at each call: the lifespans make them after this is wired."""
+
+    def handle(*, session: Session, unit_id: int, status: str, at: datetime | None,
+               source: str, key: str | None = None, assignment_id: int | None = None) -> str:
+        result = crew_status_report(session=session, unit_id=unit_id, status=status, at=at,
+                                    source=source, key=key, assignment_id=assignment_id)
+        root = session.get_transaction()
+        if root is not None and session.info.get(_PUSH_KEY) is not root:
+            session.info[_PUSH_KEY] = root  # one hook per transaction, however many statuses
+            state = app.state
+            publish_after_commit(session, mqtt=getattr(state, "mqtt", None),
+                                 fleet=getattr(state, "fleet", None),
+                                 inflight=getattr(state, "delivery_inflight", None),
+                                 terminals=getattr(state, "crew_hub", None))
+        return result
+
+    return handle
+
 
 # Every domain's routes and start-up steps, imported explicitly: a missing module is an import
 # error at start, never an app that silently runs without part of its API.
@@ -185,7 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.login_limiter = LoginLimiter(settings.login_rate_per_minute)
     # Crew statuses decoded by the tracking ingest (MQTT, HTTP) are the dispatch workflow's to
     # apply; the composition root wires them, so tracking does not import dispatch.
-    app.state.crew_status_handler = crew_status_report
+    app.state.crew_status_handler = pushing_status_handler(app)
     app.state.sms_outcome_recorder = record_sms_outcome
     errors.install(app)
     for mod in ROUTERS:

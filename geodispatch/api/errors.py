@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geodispatch import errors
@@ -24,6 +25,8 @@ from geodispatch import errors
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Retry-After of the answer when no pooled database connection was free in time.
+POOL_RETRY_AFTER_S = 1
 
 STATUS: dict[type[errors.GeodispatchError], int] = {
     errors.NotFound: 404,
@@ -142,6 +145,18 @@ def install(app: FastAPI) -> None:
         title = TITLES.get(exc.status_code, "HTTP error")
         return problem(exc.status_code, title, str(exc.detail), headers=exc.headers,
                        instance=request.url.path)
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled database connection is busy (a burst, a slow query): a moment's wait,
+        # not a fault of the server. Clients retry after Retry-After (the crew app's outbox
+        # keeps the press queued meanwhile).
+        log.warning("database pool exhausted on %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:200])
+        return problem(503, TITLES[503], "the server is busy (no free database connection); "
+                       f"retry in {POOL_RETRY_AFTER_S} s",
+                       headers={"Retry-After": str(POOL_RETRY_AFTER_S)},
+                       instance=request.url.path, retry_after=POOL_RETRY_AFTER_S)
 
     @app.exception_handler(Exception)
     async def unknown_error(request: Request, exc: Exception) -> JSONResponse:

@@ -79,6 +79,7 @@ from geodispatch.tracking.service import authenticate_device
 STATIC_DIR = FilePath(__file__).resolve().parent / "static"
 FILES = {"app.js": "text/javascript", "app.css": "text/css", "i18n.js": "text/javascript",
          "stream.js": "text/javascript", "alert.wav": "audio/wav",
+         "officer.js": "text/javascript", "officer.css": "text/css",
          "sw.js": "text/javascript", "manifest.webmanifest": "application/manifest+json",
          "icon.svg": "image/svg+xml"}
 STRAIGHT_LINE_SPEED_MPS = 11.0  # ~40 km/h over 1.3x the straight line, only without a graph

@@ -50,6 +50,8 @@ DEVICE = {
     ("POST", "/api/ingest/owntracks"), ("POST", "/api/ingest/status"),
     ("POST", "/api/crew/session"), ("GET", "/api/crew/assignment"), ("GET", "/api/crew/route"),
     ("POST", "/api/crew/status"), ("GET", "/api/crew/stream"),
+    # (an officer's shift token, from an officer's own sign-in: the crew roster)
+    ("POST", "/api/crew/sign-off"), ("POST", "/api/crew/position"),
     # Centre to centre (NENA-STA-024): a centre's Ed25519 signature, never a console JWT.
     ("GET", "/incidents/{incident_id}"), ("POST", "/api/federation/notifications"),
     # Phone systems (PBX webhook, SIP edge, SMS centre's AML): the centre's phone-system token.
@@ -65,6 +67,8 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/auth/refresh"): EVERY_ROLE,
     ("GET", "/api/dispatch/limits"): EVERY_ROLE,
     ("GET", "/api/web/config"): EVERY_ROLE,
+    ("GET", "/api/crew/roster"): frozenset({"dispatcher", "supervisor", "admin", "national"}),
+    ("POST", "/api/crew/roster/{shift_id}/sign-off"): frozenset({"supervisor", "admin"}),
     ("GET", "/api/geocode/search"): EVERY_ROLE,
     ("GET", "/api/geocode/reverse"): EVERY_ROLE,
     ("WS", "/api/live"): frozenset({"call_taker", "dispatcher", "supervisor", "admin", "national"}),

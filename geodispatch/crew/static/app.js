@@ -63,6 +63,10 @@
       if (it.acc != null) q.set("accuracy", String(it.acc));
       if (it.speed != null) q.set("speed", String(it.speed * 1.943844));  // OsmAnd speed is knots
       if (it.heading != null) q.set("bearing", String(it.heading));
+      if (c.shift) {  // an officer's shift: the same ingest, authenticated by the shift token
+        q.delete("id");
+        return fetch("/api/crew/position?" + q, { method: "POST", headers: headers() });
+      }
       return fetch("/api/ingest/osmand?" + q, { method: "POST", headers: { "X-Device-Token": c.token } });
     }
     return fetch("/api/crew/status", { method: "POST", headers: { ...headers(), "Content-Type": "application/json" },
@@ -99,7 +103,11 @@
   }
 
   // ---- server -----------------------------------------------------------------------------------
-  function headers() { return { "X-Device-Id": gd.creds.device, "X-Device-Token": gd.creds.token }; }
+  function headers() {
+    if (gd.creds.shift) return { "X-Crew-Shift": gd.creds.shift };
+    return { "X-Device-Id": gd.creds.device, "X-Device-Token": gd.creds.token };
+  }
+  gd.headers = headers;
   function setConn(state) {
     const el = $("conn");
     el.dataset.state = state;
@@ -124,7 +132,7 @@
       onScreen: (view) => { gd.pushed = (gd.pushed || 0) + 1; setConn("live"); render(view); },
       onUp: () => { stopPolling(); $("conn").dataset.channel = "stream"; setConn("live"); },
       onDown: startPolling,
-      onRevoked: () => logout(t("login.revoked")),
+      onRevoked: () => logout(t(gd.creds && gd.creds.shift ? "login.signedoff" : "login.revoked")),
     });
   }
 
@@ -132,7 +140,7 @@
     if (!gd.creds) return;
     try {
       const r = await fetch("/api/crew/assignment", { headers: headers(), cache: "no-store" });
-      if (r.status === 401) { logout(t("login.failed")); return; }
+      if (r.status === 401) { logout(t(gd.creds.shift ? "login.signedoff" : "login.failed")); return; }
       if (!r.ok) throw new Error(String(r.status));
       setConn("live");
       render(await r.json());
@@ -303,14 +311,19 @@
         body: JSON.stringify({ device_id: device, token }) });
     } catch (e) { $("login-error").textContent = t("login.offline"); return; }
     if (!r.ok) { $("login-error").textContent = t("login.failed"); return; }
-    const j = await r.json();
-    gd.creds = { device, token };
+    begin({ device, token }, await r.json());
+  }
+  // Signed in (device credentials, or an officer's shift: officer.js): remember and start.
+  function begin(creds, j) {
+    gd.creds = creds;
     gd.tileUrl = j.tile_url; gd.tileAttribution = j.tile_attribution;
     localStorage.setItem("gd.crew.creds", JSON.stringify({ ...gd.creds, tile_url: j.tile_url, tile_attribution: j.tile_attribution }));
     start();
   }
+  gd.begin = begin;
   function start() {
     $("login").hidden = true; $("main").hidden = false;
+    if (window.gdOfficer) window.gdOfficer.started(gd.creds);
     setConn("connecting");
     refreshQueue().then(flush);
     startStream();
@@ -318,6 +331,7 @@
     startGps();
   }
   function logout(msg) {
+    if (window.gdOfficer) window.gdOfficer.leaving(gd.creds, msg);
     localStorage.removeItem("gd.crew.creds");
     gd.creds = null;
     if (gd.stream) { gd.stream.stop(); gd.stream = null; }
@@ -355,7 +369,7 @@
   if (saved) {
     try {
       const s = JSON.parse(saved);
-      gd.creds = { device: s.device, token: s.token };
+      gd.creds = s.shift ? { device: s.device, shift: s.shift, officer: s.officer } : { device: s.device, token: s.token };
       gd.tileUrl = s.tile_url; gd.tileAttribution = s.tile_attribution;
       start();
     } catch (e) { localStorage.removeItem("gd.crew.creds"); }

@@ -1,8 +1,8 @@
 /* Crew terminal service worker: the app shell is served from the cache when the link is down.
    The API is never cached: presses and fixes wait in the page's IndexedDB outbox instead. */
 "use strict";
-const CACHE = "gd-crew-v3";
-const SHELL = ["/crew", "/crew/app.js", "/crew/app.css", "/crew/i18n.js", "/crew/stream.js", "/crew/alert.wav", "/crew/manifest.webmanifest",
+const CACHE = "gd-crew-v4";
+const SHELL = ["/crew", "/crew/app.js", "/crew/app.css", "/crew/i18n.js", "/crew/stream.js", "/crew/officer.js", "/crew/officer.css", "/crew/alert.wav", "/crew/manifest.webmanifest",
   "/crew/icon.svg", "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css",
   "/static/vendor/protomaps-leaflet/protomaps-leaflet.js", "/static/basemap.js"];
 const TILES = "gd-crew-tiles";  // base-map tiles seen while online, for when the link drops
