@@ -67,9 +67,19 @@ def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
                          fleet: LiveFleet | None, inflight: Inflight | None = None,
                          terminals: Terminals | None = None) -> None:
     """Send this unit of work's assignment messages and unit statuses when it commits, and tell
-    the open crew terminals whose screens changed."""
+    the open crew terminals whose screens changed.
+
+    Only the outermost commit counts: SQLAlchemy also emits ``after_commit`` when a savepoint is
+    released (tracker ingest applies each crew status in one), and acting then would tell the
+    terminals before the change is visible, or of a change the transaction then rolls back."""
+
+    done = False  # (a listener cannot remove itself while the event is being dispatched)
 
     def after_commit(sess: Session) -> None:
+        nonlocal done
+        if done or sess.in_nested_transaction():
+            return  # a savepoint released: the transaction's own commit comes later
+        done = True
         pending = take_pending_publishes(sess)
         statuses = take_unit_statuses(sess)
         touched = take_terminal_units(sess)
@@ -92,7 +102,7 @@ def publish_after_commit(session: Session, *, mqtt: paho.Client | None,
             except Exception:  # noqa: BLE001 - the assignment is committed; the map shows it
                 log.exception("could not publish the assignment to %s", p.device_id)
 
-    event.listen(session, "after_commit", after_commit, once=True)
+    event.listen(session, "after_commit", after_commit)
 
 
 def _published(info: Any, wait_s: float) -> bool:

@@ -55,3 +55,34 @@ def test_streams_of_a_deactivated_unit_or_a_replaced_token_are_ended() -> None:
     assert rotated.ended == "revoked" and gone.ended == "revoked"
     assert rotated.wake.is_set()
     assert hub.open_streams() == 2
+
+
+def test_terminals_are_told_on_the_outer_commit_not_a_savepoints(engine: Any) -> None:
+    """Tracker ingest applies each status in a savepoint: the terminals hear of it when the
+    transaction commits (never at the savepoint's release, never for a rollback)."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from geodispatch.dispatch.effects import note_terminal
+    from geodispatch.dispatch.publish import publish_after_commit
+
+    heard: list[tuple[set[int], int]] = []
+
+    class Recorder:
+        def units_changed(self, unit_ids: Any) -> None:
+            with engine.connect() as c:  # what another connection sees at that moment
+                seen = c.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE state = 'idle in transaction' AND pid = :p"),
+                                 {"p": pid}).scalar()
+            heard.append((set(unit_ids), int(seen or 0)))
+
+    for outcome in ("commit", "rollback"):
+        with Session(engine) as s:
+            s.begin()
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+            with s.begin_nested():
+                note_terminal(s, 7)
+                publish_after_commit(s, mqtt=None, fleet=None, terminals=Recorder())
+            assert heard == [] or outcome == "rollback"
+            s.commit() if outcome == "commit" else s.rollback()
+    assert heard == [({7}, 0)], heard  # once, after the commit (no transaction left open)

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
 from tests.helpers import running_server
-from tests.tracking.conftest import mqtt_settings, publisher
+from tests.tracking.conftest import drops, mqtt_settings, publisher
 from tests.web.test_crew_stream import Stream
 
 
@@ -36,7 +36,7 @@ def _status_screen(stream: Stream, status: str, timeout: float) -> float:
 
 @pytest.mark.parametrize("via", ["mqtt", "http"])
 def test_an_ingested_status_is_pushed_to_the_terminal(settings: Settings, new_unit: Any,
-                                                      via: str) -> None:
+                                                      engine: Engine, via: str) -> None:
     """A status from the MQTT status topic or the HTTP status endpoint is applied and pushed
     to the unit's open crew stream within a second of arriving, as a press in the app is."""
     s = mqtt_settings(settings, serve_ingest=(via == "mqtt"), tile_url="")
@@ -62,7 +62,14 @@ def test_an_ingested_status_is_pushed_to_the_terminal(settings: Settings, new_un
                                    headers={"X-Device-Token": token},
                                    json={"status": "break"})
                     assert r.status_code < 300, r.text
-                took = _status_screen(stream, "break", 5.0)
+                try:
+                    took = _status_screen(stream, "break", 5.0)
+                except AssertionError:
+                    with engine.connect() as c:
+                        now = c.execute(text("SELECT status FROM units WHERE id = :u"),
+                                        {"u": uid}).scalar()
+                    raise AssertionError(f"not pushed; the unit's status is {now}, drops "
+                                         f"{drops(engine)}") from None
                 assert took <= 1.5, f"the status took {took:.2f} s to reach the terminal"
                 fleet = app.state.fleet.get(uid)
                 assert fleet is not None and fleet.status == "break"
