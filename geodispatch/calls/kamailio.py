@@ -49,15 +49,20 @@ def render(cfg: EdgeConfig) -> str:
     header = f"\\r\\nX-Phone-System-Token: {cfg.token}" if cfg.token else ""
     n = cfg.reporters
     queues = "\n".join(
-        f'modparam("mqueue", "mqueue", "name=rep{i}")'
-        for i in range(n))
+        ['modparam("mqueue", "mqueue", "name=ring")']
+        + [f'modparam("mqueue", "mqueue", "name=rep{i}")' for i in range(n)])
     timers = "\n".join(
-        f'modparam("rtimer", "timer", "name=rep{i};interval=5000u;mode=1")\n'
-        f'modparam("rtimer", "exec", "timer=rep{i};route=REPORTER_{i}")' for i in range(n))
+        f'modparam("rtimer", "timer", "name={q};interval=5000u;mode=1")\n'
+        f'modparam("rtimer", "exec", "timer={q};route=REPORTER_{r}")'
+        for q, r in [("ring", "RING")] + [(f"rep{i}", str(i)) for i in range(n)])
     enqueue = "\n".join(
         f'    {"if" if i == 0 else "} else if"} ($var(shard) == {i}) {{\n'
         f'        mq_add("rep{i}", "r", "$var(q)");' for i in range(n)) + "\n    }"
-    reporters = "\n\n".join(REPORTER.replace("@I@", str(i)) for i in range(n))
+    reporters = "\n\n".join(
+        [REPORTER.replace("@I@", "RING").replace("@Q@", "ring").replace("@WAIT@", "")
+         .replace("@BUSY@", "$shv(ring_busy) = 1;").replace("@IDLE@", "$shv(ring_busy) = 0;")]
+        + [REPORTER.replace("@I@", str(i)).replace("@Q@", f"rep{i}").replace("@WAIT@", WAIT)
+           .replace("@BUSY@", "").replace("@IDLE@", "") for i in range(n)])
     text = TEMPLATE.read_text()
     for key, value in {"QUEUES": queues + "\n" + timers, "ENQUEUE": enqueue,
                        "REPORTER_ROUTES": reporters, "SIP_ADDR": cfg.sip_addr,
@@ -81,13 +86,15 @@ BATCH_BYTES = 60000
 # and retried after a pause, never dropped. Only a batch the project calls unusable is let go.
 REPORTER = """route[REPORTER_@I@] {
     if ($var(held) != 1) {
+@WAIT@        @BUSY@
         $var(batch) = "";
         $var(n) = 0;
-        while ($var(n) < @BATCH@ && $(var(batch){s.len}) < @BATCH_BYTES@ && mq_fetch("rep@I@")) {
-            $var(batch) = $var(batch) + $mqv(rep@I@) + "\\n";
+        while ($var(n) < @BATCH@ && $(var(batch){s.len}) < @BATCH_BYTES@ && mq_fetch("@Q@")) {
+            $var(batch) = $var(batch) + $mqv(@Q@) + "\\n";
             $var(n) = $var(n) + 1;
         }
         if ($var(n) == 0) {
+            @IDLE@
             return;
         }
     }
@@ -95,9 +102,11 @@ REPORTER = """route[REPORTER_@I@] {
                                    "Content-Type: text/plain@TOKEN_HEADER@", "$var(res)");
     if ($var(code) == 200) {
         $var(held) = 0;
+        @IDLE@
     } else if ($var(code) == 400 || $var(code) == 413 || $var(code) == 422) {
         # the project says this batch can never be used: logged here, not retried for ever
         $var(held) = 0;
+        @IDLE@
         xlog("L_ERR", "geodispatch: batch refused ($var(code)): $var(batch)\\n");
     } else {
         $var(held) = 1;
@@ -105,6 +114,13 @@ REPORTER = """route[REPORTER_@I@] {
         usleep("@RETRY_US@");
     }
 }"""
+
+# The other lanes wait while the ring lane has rings queued or in flight (its reporter marks
+# itself busy before it takes any): a call's later reports never overtake its first ring.
+WAIT = """        if (mq_size("ring") > 0 || $shv(ring_busy) == 1) {
+            return;
+        }
+"""
 
 
 class Kamailio:

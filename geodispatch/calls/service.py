@@ -32,7 +32,11 @@ from geodispatch.db import get_row
 from geodispatch.errors import Conflict, InvalidInput, NotFound
 from geodispatch.incidents.models import Incident
 from geodispatch.incidents.nearby import NearbyIncident, nearby_open_incidents
-from geodispatch.incidents.record import CallEventSpec, append_call_event, append_call_events
+from geodispatch.incidents.record import (
+    CallEventSpec,
+    append_call_event,
+    append_first_call_events,
+)
 from geodispatch.notify.outbox import enqueue_sms_to
 from geodispatch.phone import normalise_phone
 from geodispatch.settings import Settings, get_settings
@@ -151,57 +155,65 @@ def ring_many(*, session: Session, source: str, rings: Sequence[Ring], actor: st
         first.setdefault(r.external_id, r)
     if not first:
         return {}
-    out: dict[str, tuple[Call, bool]] = {
-        c.external_id: (c, False) for c in session.execute(select(Call).where(
-            Call.source == source, Call.external_id.in_(list(first)))).scalars()}
-    new = sorted(((ext, r, _utc(r.at)) for ext, r in first.items() if ext not in out),
-                 key=lambda x: x[2])
-    if not new:
-        return out
-    # Calls already ringing when each of these started (as ring() counts them); the batch's
-    # own earlier calls are added below.
-    counts: dict[datetime, int] = {w: int(n) for w, n in session.execute(text(
-        "SELECT t.w, (SELECT count(*) FROM calls c WHERE c.state = 'ringing' "
-        "AND c.ring_at <= t.w) FROM unnest(CAST(:ws AS timestamptz[])) AS t(w)"),
-        {"ws": [w for _, _, w in new]}).all()}
+    phones = {ext: caller_number(r.caller, settings) for ext, r in first.items()}
+    whens = {ext: _utc(r.at) for ext, r in first.items()}
+    order = sorted(first, key=lambda ext: whens[ext])
+    # One round trip: which of these the centre has already, how many calls were ringing when
+    # each of the others started (as ring() counts them), which numbers have a location waiting.
+    known, ahead, waiting_for = session.execute(text(
+        "SELECT (SELECT coalesce(array_agg(external_id), '{}') FROM calls"
+        "        WHERE source = :s AND external_id = ANY(:ids)),"
+        "       (SELECT array_agg((SELECT count(*) FROM calls c WHERE c.state = 'ringing'"
+        "                          AND c.ring_at <= t.w) ORDER BY t.o)"
+        "        FROM unnest(CAST(:ws AS timestamptz[])) WITH ORDINALITY AS t(w, o)),"
+        "       (SELECT coalesce(array_agg(DISTINCT phone), '{}') FROM call_locations"
+        "        WHERE call_id IS NULL AND phone = ANY(:phones))"),
+        {"s": source, "ids": order, "ws": [whens[e] for e in order],
+         "phones": sorted({p for p in phones.values() if p})}).one()
+    known = set(known)
+    out: dict[str, tuple[Call, bool]] = {}
+    if known:
+        for c in session.execute(select(Call).where(
+                Call.source == source, Call.external_id.in_(list(known)))).scalars():
+            out[c.external_id] = (c, False)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
-    for k, (ext, r, when) in enumerate(new):
-        rows.append({"source": source, "external_id": ext,
-                     "caller_phone": caller_number(r.caller, settings),
-                     "line": (r.line or settings.calls_default_line)[:64], "ring_at": when,
-                     "recorded_at": now, "queue_position": int(counts[when]) + k + 1,
-                     "state": "ringing", "note": "", "event_count": 0})
-    inserted = session.execute(
-        pg_insert(Call).values(rows).on_conflict_do_nothing(
-            constraint="uq_calls_source_external_id").returning(Call.id, Call.external_id)
-    ).all()
-    made = {ext: int(i) for i, ext in inserted}
-    calls = {c.external_id: c for c in session.execute(select(Call).where(
-        Call.id.in_(list(made.values())))).scalars()}
+    k = 0
+    for ext, n_ahead in zip(order, ahead, strict=True):
+        if ext in known:
+            continue
+        r = first[ext]
+        rows.append({"source": source, "external_id": ext, "caller_phone": phones[ext],
+                     "line": (r.line or settings.calls_default_line)[:64], "ring_at": whens[ext],
+                     "recorded_at": now, "queue_position": int(n_ahead) + k + 1,
+                     "state": "ringing", "note": "", "event_count": 1})
+        k += 1
+    if not rows:
+        return out
+    # The rows come back as the database stored them: their first events are projected from
+    # them (append_first_call_events), nothing is read again.
+    made = list(session.scalars(
+        pg_insert(Call).on_conflict_do_nothing(constraint="uq_calls_source_external_id")
+        .returning(Call), rows))
     specs = []
-    for row in rows:
-        ext = str(row["external_id"])
-        if ext not in made:
-            continue  # another transaction recorded it meanwhile
-        c = calls[ext]
+    for c in made:
         specs.append(CallEventSpec(call_id=c.id, kind="rang", actor=actor, at=c.ring_at, data={
-            "source": source, "external_id": ext, "line": c.line,
+            "source": source, "external_id": c.external_id, "line": c.line,
             "queue_position": c.queue_position, "has_number": c.caller_phone is not None}))
-        out[ext] = (c, True)
-    append_call_events(session=session, events=specs)
+        out[c.external_id] = (c, True)
+    append_first_call_events(session=session, events=specs, rows={c.id: c for c in made})
     lost = [ext for ext in first if ext not in out]
     if lost:  # recorded by another transaction between our look and our insert
         for c2 in session.execute(select(Call).where(Call.source == source,
                                                      Call.external_id.in_(lost))).scalars():
             out[c2.external_id] = (c2, False)
     # Locations that arrived for these numbers before the ring (AML sent as the call started).
-    window = timedelta(seconds=settings.calls_location_window_s)
-    by_phone: dict[str, list[Call]] = {}
-    for c, created in out.values():
-        if created and c.caller_phone:
-            by_phone.setdefault(c.caller_phone, []).append(c)
-    if by_phone:
+    if waiting_for:
+        window = timedelta(seconds=settings.calls_location_window_s)
+        by_phone: dict[str, list[Call]] = {}
+        for c in made:
+            if c.caller_phone is not None and c.caller_phone in waiting_for:
+                by_phone.setdefault(c.caller_phone, []).append(c)
         waiting = session.execute(select(CallLocation).where(
             CallLocation.phone.in_(list(by_phone)), CallLocation.call_id.is_(None))
             .order_by(CallLocation.received_at, CallLocation.id)).scalars().all()

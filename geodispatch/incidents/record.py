@@ -384,7 +384,7 @@ def append_call_event(*, session: Session, call_id: int, kind: str, actor: str,
 
 @dataclass(frozen=True)
 class CallEventSpec:
-    """One event for :func:`append_call_events` (one per call in a call)."""
+    """One event for :func:`append_first_call_events`."""
 
     call_id: int
     kind: str
@@ -393,38 +393,36 @@ class CallEventSpec:
     data: Mapping[str, Any]
 
 
-def append_call_events(*, session: Session, events: Sequence[CallEventSpec]) -> list[int]:
-    """Append one event to each of several calls at once (a burst's first rings): one UPDATE
-    numbering them, one projection of all their rows, one multi-row INSERT; the bodies are the
-    ones :func:`append_call_event` would have written one by one. Each call at most once."""
+def append_first_call_events(*, session: Session, events: Sequence[CallEventSpec],
+                             rows: Mapping[int, Any]) -> list[int]:
+    """The first event of calls just inserted with ``event_count = 1`` and no other rows yet
+    (a burst's first rings): their state is projected from ``rows`` (call id -> the inserted
+    row as the database returned it, e.g. by ``INSERT ... RETURNING``) instead of being read
+    back, so the whole batch is one INSERT. The bodies are the ones :func:`append_call_event`
+    would write; the record's verification replays them like any other."""
     if not events:
         return []
-    ids = [e.call_id for e in events]
-    if len(set(ids)) != len(ids):
-        raise ValueError("append_call_events takes one event per call")
-    session.flush()
-    seqs = {int(i): int(n) for i, n in session.execute(
-        text("UPDATE calls SET event_count = event_count + 1 WHERE id = ANY(:ids) "
-             "RETURNING id, event_count"), {"ids": ids}).all()}
-    missing = set(ids) - set(seqs)
-    if missing:
-        raise LookupError(f"calls {sorted(missing)} do not exist")
-    for obj in list(session.identity_map.values()):
-        if getattr(obj, "__tablename__", None) == "calls" and getattr(obj, "id", None) in seqs:
-            set_committed_value(obj, "event_count", seqs[int(obj.id)])  # type: ignore[attr-defined]
-    states = project_calls(session, ids)
-    rows = []
+    table = _table("calls")
+    cols = list(table.columns)
+    sealed = [c.name for c in cols if ("calls", c.name) in SEALED_COLUMNS]
+    out = []
     for e in events:
+        obj = rows[e.call_id]
+        if int(obj.event_count) != 1:
+            raise ValueError(f"call {e.call_id} is not fresh (event_count {obj.event_count})")
+        rec = {c.name: json_value(getattr(obj, c.key)) for c in cols}
+        for col in sealed:
+            rec[col] = sealed_value("calls", col, rec.get("id"), rec[col])
+        state: dict[str, Any] = {t: [] for t in CALL_PROJECTED_TABLES}
+        state["calls"] = [rec]
         when = e.at.astimezone(UTC)
         payload = normalise(dict(e.data))
-        seq = seqs[e.call_id]
-        rows.append({"incident_id": None, "call_id": e.call_id, "incident_seq": seq,
-                     "kind": e.kind, "actor": e.actor, "at": when, "data": payload,
-                     "body": call_event_body(call_id=e.call_id, call_seq=seq, kind=e.kind,
-                                             actor=e.actor, at=when, data=payload,
-                                             state=states[e.call_id])})
+        out.append({"incident_id": None, "call_id": e.call_id, "incident_seq": 1,
+                    "kind": e.kind, "actor": e.actor, "at": when, "data": payload,
+                    "body": call_event_body(call_id=e.call_id, call_seq=1, kind=e.kind,
+                                            actor=e.actor, at=when, data=payload, state=state)})
     return [int(i) for i in session.execute(
-        insert(IncidentEvent).returning(IncidentEvent.id), rows).scalars()]
+        insert(IncidentEvent).returning(IncidentEvent.id), out).scalars()]
 
 
 def roster_event_body(*, unit_id: int, unit_seq: int, kind: str, actor: str, at: datetime,
