@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import Engine, text
@@ -46,6 +47,30 @@ def page(chromium: Any) -> Iterator[Any]:
     pg.set_default_timeout(15_000)
     yield pg
     context.close()
+
+
+@contextmanager
+def local_only_page(chromium: Any, *, width: int = 1400, height: int = 860
+                 ) -> Iterator[tuple[Any, list[str]]]:
+    """A page that may reach 127.0.0.1 only: every other request is refused and its URL
+    recorded in the list yielded with the page (a CDN the page still asks for shows up)."""
+    context = chromium.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    outside: list[str] = []
+
+    def guard(route: Any) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    try:
+        yield pg, outside
+    finally:
+        context.close()
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from geodispatch.settings import Settings
 from geodispatch.tiles.build import build_tiles
 from tests.api.conftest import Account
 from tests.helpers import running_server
+from tests.web.conftest import local_only_page
 from tests.web.test_dispatcher_map import crews, log_in, report  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
@@ -36,24 +36,11 @@ def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def offline_page(chromium: Any) -> Iterator[tuple[Any, list[str], list[tuple[str, int]]]]:
     """A page that may reach 127.0.0.1 only; records refused URLs and /tiles responses."""
-    context = chromium.new_context(viewport={"width": 1440, "height": 880}, locale="en-GB")
-    outside: list[str] = []
     tile_responses: list[tuple[str, int]] = []
-
-    def guard(route: Any) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    pg.on("response", lambda r: tile_responses.append((r.url, r.status))
-          if "/tiles/" in r.url and r.url.endswith(".pbf") else None)
-    yield pg, outside, tile_responses
-    context.close()
+    with local_only_page(chromium, width=1440, height=880) as (pg, outside):
+        pg.on("response", lambda r: tile_responses.append((r.url, r.status))
+              if "/tiles/" in r.url and r.url.endswith(".pbf") else None)
+        yield pg, outside, tile_responses
 
 
 def dark_pixels(png: bytes) -> int:

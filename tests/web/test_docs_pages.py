@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
 from tests.helpers import running_server
+from tests.web.conftest import local_only_page
 
 pytestmark = pytest.mark.browser
 
@@ -19,21 +19,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture()
 def offline_page(chromium: Any) -> Iterator[tuple[Any, list[str]]]:
     """A page whose requests to anywhere but 127.0.0.1 are refused and recorded."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 860}, locale="en-GB")
-    outside: list[str] = []
-
-    def guard(route: Any) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    yield pg, outside
-    context.close()
+    with local_only_page(chromium) as page_and_outside:
+        yield page_and_outside
 
 
 @pytest.fixture(scope="module")
