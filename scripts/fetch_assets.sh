@@ -7,6 +7,7 @@
 #   swagger-ui-dist  /docs        (FastAPI's Swagger UI page, pointed at these local files)
 #   redoc            /redoc
 #   protomaps-leaflet  the offline vector base map with street names (static/basemap.js)
+#   leaflet.markercluster  crews clustered on the dispatcher map (static/mapcrews.js)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=geodispatch/api/static/vendor
@@ -14,6 +15,7 @@ LEAFLET_VERSION=${LEAFLET_VERSION:-1.9.4}
 SWAGGER_UI_VERSION=${SWAGGER_UI_VERSION:-5.35.0}
 REDOC_VERSION=${REDOC_VERSION:-2.5.4}
 PROTOMAPS_LEAFLET_VERSION=${PROTOMAPS_LEAFLET_VERSION:-5.1.0}
+MARKERCLUSTER_VERSION=${MARKERCLUSTER_VERSION:-1.5.3}
 
 # fetch NPM_NAME VERSION DEST_DIR FILE... : copy FILEs (paths inside the package) into DEST_DIR
 fetch() {
@@ -43,6 +45,8 @@ fetch swagger-ui-dist "$SWAGGER_UI_VERSION" swagger-ui \
 fetch redoc "$REDOC_VERSION" redoc bundles/redoc.standalone.js LICENSE
 fetch protomaps-leaflet "$PROTOMAPS_LEAFLET_VERSION" protomaps-leaflet \
   dist/protomaps-leaflet.js LICENSE
+fetch leaflet.markercluster "$MARKERCLUSTER_VERSION" leaflet.markercluster \
+  dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css MIT-LICENCE.txt
 # Redoc's sidebar footer loads the Redocly logo from its CDN (no option turns it off); point it at
 # an empty inline SVG so /redoc makes no outside request.
 REDOC_JS=$VENDOR/redoc/redoc.standalone.js

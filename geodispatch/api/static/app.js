@@ -124,7 +124,8 @@
     // (maxZoom: bounds of one point, such as a new centre's first incident, have no zoom of
     // their own without a tile layer, and Leaflet would throw on an infinite zoom)
     if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { maxZoom: 16 }); else map.setView([50.45, 30.52], 12);
-    gd.layers.crews = L.layerGroup().addTo(map);
+    // Crews clustered and filtered by mapcrews.js when loaded.
+    gd.layers.crews = (window.gdCrewLayer ? window.gdCrewLayer(map) : L.layerGroup()).addTo(map);
     gd.layers.incidents = L.layerGroup().addTo(map);
     gd.layers.roads = L.geoJSON(null, { style: { color: "#8a94a6", weight: 1.2, opacity: 0.8 }, interactive: false });
     gd.layers.zones = L.geoJSON(null, {
@@ -222,12 +223,13 @@
       m = L.circleMarker([u.lat, u.lng], unitStyle(u));
       m.bindTooltip(esc(u.call_sign), { permanent: true, direction: "right", offset: [6, 0], className: "unit-label" });
       m.on("click", (ev) => { L.DomEvent.stopPropagation(ev); showCrew(u.id); });
-      m.addTo(gd.layers.crews);
       gd.unitMarkers[u.id] = m;
+      if (!gd.mapUi) m.addTo(gd.layers.crews);
     } else {
       m.setLatLng([u.lat, u.lng]);
       m.setStyle(unitStyle(u));
     }
+    if (gd.mapUi) gd.mapUi.place(u, m);  // the status/kind filter (mapcrews.js)
   }
   function renderCrews() {
     const filter = ($("#crew-filter").value || "").toLowerCase();
@@ -379,6 +381,7 @@
     clearRoute();
     gd.routeLayer = L.polyline(line, { color: "#1f5fbf", weight: 5, opacity: 0.75, dashArray: latlngs ? null : "6 6" }).addTo(gd.map);
     gd.routeLayer.bringToBack();
+    document.dispatchEvent(new CustomEvent("gd:route", { detail: { id: inc && inc.id, unit_id: r.unit_id } }));
   }
 
   // Reverse geocoding of the points the console shows (crews, map clicks), cached per ~10 m.
@@ -461,7 +464,7 @@
     gd.reco = null;
     clearRoute();
     const i = gd.incidents[id];
-    if (i && i.lat !== null) gd.map.panTo([i.lat, i.lng]);
+    if (gd.mapUi) gd.mapUi.fitIncident(id); else if (i && i.lat !== null) gd.map.panTo([i.lat, i.lng]);
     renderIncidentPanel(id, null, []);
     loadIncidentDetails(id);
     if (i && UNASSIGNED.includes(i.status) && ["dispatcher", "supervisor", "admin"].includes(gd.user.role)) recommend(id);
