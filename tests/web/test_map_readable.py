@@ -119,7 +119,8 @@ def test_filter_hides_a_status_and_is_kept(page: Any, server: str,
                                            errors: list[str]) -> None:
     """Unticking "on scene" takes those crews off the map (not the others), after a reload too;
     a kind is filtered the same way; ticking again brings them back."""
-    page.add_init_script("if (!sessionStorage.getItem('t')) { localStorage.removeItem('gd.crewFilter');"
+    page.add_init_script("if (!sessionStorage.getItem('t')) {"
+                         " localStorage.removeItem('gd.crewFilter');"
                          " sessionStorage.setItem('t', '1'); }")
     log_in(page, server, accounts["dispatcher"])
     _wait_markers(page, fleet)
