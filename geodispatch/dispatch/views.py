@@ -1,6 +1,7 @@
 """HTTP endpoints of the dispatch workflow: recommend, assign (accept or override), crew status,
 lead crew, cancel, merge, close, reopen, and the supervisor's alerts. Dispatchers and
-supervisors of the incident's region (national: read-only, so none of these writes)."""
+supervisors of the incident's region (national: read-only, so none of these writes); the
+supervisor's board."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from geodispatch.api.security import ADMIN, DISPATCHER, NATIONAL, SUPERVISOR, Pr
 from geodispatch.db import transaction
 from geodispatch.dispatch import alerts as supervision
 from geodispatch.dispatch import workflow
+from geodispatch.dispatch.board import supervisor_board
 from geodispatch.dispatch.publish import publish_after_commit
 from geodispatch.dispatch.recommend import recommend as run_recommend
 from geodispatch.dispatch.schemas import (
@@ -42,6 +44,7 @@ from geodispatch.tracking.models import Unit
 router = APIRouter(tags=["dispatch"])
 
 Operations = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN))]
+Supervisors = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN, NATIONAL))]
 Watchers = Annotated[Principal, Depends(require_roles(DISPATCHER, SUPERVISOR, ADMIN, NATIONAL))]
 
 
@@ -193,3 +196,10 @@ def alerts(principal: Watchers, session: SessionDep, settings: SettingsDep) -> d
     items = supervision.supervisor_alerts(session=session, region=principal.region,
                                        settings=settings)
     return {"items": [{**asdict(a), "since": a.since.isoformat()} for a in items]}
+
+
+@router.get("/api/supervisor/board",
+            summary="Every crew by sector (status, time in it, incident, fix age); joint actions")
+def board(principal: Supervisors, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    return supervisor_board(session=session, region=principal.region,
+                            settings=settings).to_dict()

@@ -95,6 +95,9 @@ DECLARED: dict[tuple[str, str], frozenset[str]] = {
        for name in ("cells", "cells.geojson", "summary", "incidents", "heatmap",
                     "charts/{name}.png", "report")},
     ("POST", "/api/analytics/refresh"): frozenset({"analyst", "supervisor", "admin"}),
+    # The supervisor's board: supervisors, admins and the national centre (read-only); not
+    # call-takers, dispatchers or analysts.
+    ("GET", "/api/supervisor/board"): frozenset({"supervisor", "admin", "national"}),
 }
 # Unsafe routes national may call: only the token refresh, which changes nothing recorded
 # (national is read-only). Login is public, not "national".
