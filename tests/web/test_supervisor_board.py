@@ -45,8 +45,8 @@ def sector(admin_engine: Engine, settings: Settings) -> Iterator[dict[str, Any]]
             "INSERT INTO zones (code, name, level, region, res, cells) VALUES "
             "(:c, 'Board test sector', 'sector', :r, :res, '{}') RETURNING id"),
             {"c": code, "r": REGION, "res": settings.h3_zone_res}).scalar_one()
-        conn.execute(text("INSERT INTO zone_cells (cell, level, zone_id) VALUES (:c, 'sector', :z)"),
-                     {"c": cell, "z": zid})
+        conn.execute(text("INSERT INTO zone_cells (cell, level, zone_id)"
+                          " VALUES (:c, 'sector', :z)"), {"c": cell, "z": zid})
     yield {"id": zid, "code": code, "spot": spot}
     with admin_engine.begin() as conn:
         conn.execute(text("DELETE FROM zone_cells WHERE zone_id = :z"), {"z": zid})
