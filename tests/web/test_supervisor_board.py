@@ -131,21 +131,25 @@ def test_supervisor_board_shows_crews_incident_and_joint_action(
     page.wait_for_function("([sel, t]) => document.querySelector(sel).textContent !== t",
                            arg=[f"[data-testid=board-crew][data-unit='{c['id']}'] "
                                 "[data-testid=board-since]", first])
-    # Changes arrive without a reload: a status, then the lead.
+    # Changes arrive without a reload, sooner than the 10 s read: the live feed's crew status
+    # and incident updates make the board read again.
     r = httpx.post(f"{server}/api/dispatch/units/{c['id']}/status", headers=h,
                    json={"status": "break"})
     assert r.status_code == 200, r.text
     page.wait_for_selector(f"[data-testid=board-crew][data-unit='{c['id']}'][data-status=break]",
-                           timeout=15_000)
+                           timeout=6_000)
     r = httpx.post(f"{server}/api/incidents/{inc['id']}/lead", headers=h,
                    json={"unit_id": b["id"]})
     assert r.status_code == 200, r.text
     page.wait_for_selector(f"#board [data-testid=board-joint-item][data-incident='{inc['id']}']"
                            f" [data-testid=board-joint-crew][data-lead][data-unit='{b['id']}']",
-                           timeout=15_000)
+                           timeout=6_000)
     # Clicking the incident opens its panel beside the board.
     row_a.locator("[data-incident]").click()
     page.wait_for_selector(f"[data-testid=incident-panel][data-id='{inc['id']}']")
+    # A crew's call sign opens the crew's panel.
+    _row(page, c["id"]).locator("[data-unit-link]").click()
+    page.wait_for_selector(f"[data-testid=crew-panel][data-id='{c['id']}']")
     # Another tab: the map is back.
     page.click("[data-testid=tab-queue]")
     page.wait_for_selector("[data-testid=board]", state="hidden")

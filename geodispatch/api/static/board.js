@@ -1,7 +1,8 @@
 /* The supervisor's board: every crew of the region by sector (status, time in it, incident,
    age of the last fix) and the joint actions with their crews and lead, from one request
-   (GET /api/supervisor/board). Shown over the map while its tab is open; read again every
-   BOARD_POLL_MS while shown (not while hidden), the clocks tick in between. Supervisors, admins
+   (GET /api/supervisor/board). Shown over the map while its tab is open; read again soon after
+   the live feed reports a crew's status or an incident change, and every BOARD_POLL_MS anyway,
+   while shown (never while hidden); the clocks tick in between. Supervisors, admins
    and the national centre; other roles do not see the tab (and the server refuses them). */
 "use strict";
 Object.assign(I18N.uk, {
@@ -24,7 +25,8 @@ Object.assign(I18N.en, {
 });
 (function () {
   const READERS = ["supervisor", "admin", "national"];
-  const BOARD_POLL_MS = 5000;
+  const BOARD_POLL_MS = 10000;
+  const LIVE_DELAY_MS = 700;  // changes arriving together are read once
   const B = { data: null, at: 0, error: null, timer: null, tick: null, seq: 0 };
   const $ = (sel, root) => (root || document).querySelector(sel);
   const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
@@ -73,7 +75,7 @@ Object.assign(I18N.en, {
     const inc = c.incident;
     const fixAge = c.fix_age_s === null ? null : c.fix_age_s + e;
     return '<tr data-testid="board-crew" data-unit="' + c.unit_id + '" data-status="' + esc(c.status) + '">' +
-      '<td class="cs">' + esc(c.call_sign) + '<div class="sub">' + esc(kindLabel(c.kind)) + "</div></td>" +
+      '<td class="cs"><a href="#" data-unit-link="' + c.unit_id + '">' + esc(c.call_sign) + "</a>" + '<div class="sub">' + esc(kindLabel(c.kind)) + "</div></td>" +
       "<td>" + ui().stBadge(c.status) + "</td>" +
       '<td class="num" data-testid="board-since" data-base="' + (c.seconds_in_status === null ? "" : c.seconds_in_status) + '"' +
       (c.old ? ' data-old="1"' : "") + ">" + esc(dur(c.seconds_in_status === null ? null : c.seconds_in_status + e, c.old)) + "</td>" +
@@ -161,6 +163,8 @@ Object.assign(I18N.en, {
     hide.checked = localStorage.getItem(HIDE_OFF) === "1";
     hide.addEventListener("change", () => { localStorage.setItem(HIDE_OFF, hide.checked ? "1" : "0"); render(); });
     const open = (ev) => {
+      const u = ev.target.closest("[data-unit-link]");
+      if (u && ui().showCrew) { ev.preventDefault(); ui().showCrew(Number(u.dataset.unitLink)); return; }
       const a = ev.target.closest("[data-incident]");
       if (!a) return;
       ev.preventDefault();
@@ -168,6 +172,20 @@ Object.assign(I18N.en, {
     };
     $("#board").addEventListener("click", open);
     $("#board-joint").addEventListener("click", open);
+  });
+  // The live feed says a crew's status or an incident changed: read the board again shortly.
+  document.addEventListener("gd:live", (ev) => {
+    const msg = ev.detail || {};
+    const over = $("#board");
+    if (!over || over.hidden || !B.data) return;
+    let changed = msg.type === "incidents";
+    if (msg.type === "units") {
+      const now = {};
+      B.data.zones.forEach((z) => z.crews.forEach((c) => { now[c.unit_id] = c.status; }));
+      changed = (msg.units || []).some((u) => u.status !== undefined && now[u.id] !== u.status);
+    }
+    if (!changed || B.soon) return;
+    B.soon = setTimeout(() => { B.soon = null; load(); }, LIVE_DELAY_MS);
   });
   const btnActive = () => { const b = $('[data-tab="board"]'); return b && b.classList.contains("active"); };
   document.addEventListener("gd:started", () => {
