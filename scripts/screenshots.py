@@ -5,7 +5,11 @@
 
 Writes docs/screenshots/dispatcher-map.png (the dispatcher's map: the city's own vector tiles
 with street names, crews clustered) and docs/screenshots/supervisor-board.png (the supervisor's
-board). It resets two users of its own (``shots_dispatcher``, ``shots_supervisor``, a new random
+board). The demo's dispatcher bot sends one crew per call, so to show joint actions the script
+first sends a second crew (the best recommended one not yet there) to the most urgent open
+incidents as the supervisor (``--backup N``, default 2; 0 leaves the demo as it is).
+
+It resets two users of its own (``shots_dispatcher``, ``shots_supervisor``, a new random
 password each run) in the database the environment points at, drives Debian's Chromium through
 Playwright (no `playwright install`), and fails rather than write a picture that does not show
 what the README says: no street names, no clusters, no board.
@@ -80,6 +84,37 @@ def dispatcher_map(page: Any, base: str, user: str, pw: str, out: Path, zoom: in
     return f"{out}: {clusters} clusters, {labels} call signs, {streets} names painted"
 
 
+def send_backup(base: str, user: str, pw: str, n: int) -> list[str]:
+    """A second crew to the ``n`` most urgent open incidents that have one; their references."""
+    import httpx
+
+    tok = httpx.post(f"{base}/api/auth/token", data={"username": user, "password": pw})
+    tok.raise_for_status()
+    h = {"Authorization": f"Bearer {tok.json()['access_token']}"}
+    board = httpx.get(f"{base}/api/supervisor/board", headers=h, timeout=30).json()
+    joint = {j["incident_id"] for j in board["joint"]}
+    single: dict[int, tuple[int, str]] = {}
+    for z in board["zones"]:
+        for c in z["crews"]:
+            i = c["incident"]
+            if i and i["id"] not in joint:
+                single[i["id"]] = (i["priority"], i["reference"])
+    sent = []
+    for iid, (_prio, ref) in sorted(single.items(), key=lambda kv: kv[1]):
+        if len(sent) >= n:
+            break
+        reco = httpx.post(f"{base}/api/incidents/{iid}/recommend", headers=h, json={},
+                          timeout=30)
+        if reco.status_code != 200 or not reco.json().get("ranked"):
+            continue
+        unit = reco.json()["ranked"][0]["unit_id"]
+        r = httpx.post(f"{base}/api/incidents/{iid}/assignments", headers=h, timeout=30,
+                       json={"unit_id": unit})
+        if r.status_code == 201:
+            sent.append(ref)
+    return sent
+
+
 def supervisor_board(page: Any, base: str, user: str, pw: str, out: Path) -> str:
     log_in(page, base, user, pw)
     page.click("[data-testid=tab-board]")
@@ -103,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--zoom", type=int, default=14, help="the dispatcher map's zoom")
     p.add_argument("--only", choices=("map", "board"), default=None)
+    p.add_argument("--backup", type=int, default=2,
+                   help="send a second crew to this many incidents first (joint actions)")
     args = p.parse_args(argv)
     users = reset_users(args.region)
+    if args.backup and args.only != "map":
+        sent = send_backup(args.base, "shots_supervisor", users["shots_supervisor"], args.backup)
+        print(f"second crew sent to {', '.join(sent) or 'no incident'}", flush=True)
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -523,8 +523,17 @@
       (gd.incidentUi ? gd.incidentUi.timeline(events, i) : events.slice().reverse().map((e) => "<li>" + fmtTime(typeof e.at === "string" ? Date.parse(e.at) / 1000 : e.at) + " <b>" +
         esc(e.kind) + "</b>" + (e.data && e.data.to ? " " + esc(e.data.to) : "") +
         (e.data && e.data.call_sign ? " · " + esc(e.data.call_sign) : "") + " · " + esc(e.actor) + "</li>").join("")) + "</ul></div>";
+    // A live re-draw keeps an open "other crew" box as the dispatcher left it.
+    const ov = $("#override-box");
+    const keep = ov && !ov.hidden && $('[data-testid="incident-panel"]').dataset.id === String(id)
+      ? { unit: $("#override-unit").value, reason: $("#override-reason").value } : null;
     openPanel(html);
     bindRecoHandlers(id);
+    if (keep && $("#override-box")) {
+      $("#override-box").hidden = false;
+      if ([...$("#override-unit").options].some((o) => o.value === keep.unit)) $("#override-unit").value = keep.unit;
+      $("#override-reason").value = keep.reason;
+    }
     document.dispatchEvent(new CustomEvent("gd:incident-panel", { detail: { id, incident: i, detail, events } }));
     const place = $("#place-btn");
     if (place) place.onclick = () => {
