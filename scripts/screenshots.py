@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the running console (default: the demo's address)")
     p.add_argument("--region", default=settings.default_region)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    p.add_argument("--zoom", type=int, default=14, help="the dispatcher map's zoom")
+    p.add_argument("--zoom", type=int, default=15, help="the dispatcher map's zoom")
     p.add_argument("--only", choices=("map", "board"), default=None)
     p.add_argument("--backup", type=int, default=2,
                    help="send a second crew to this many incidents first (joint actions)")
