@@ -29,9 +29,14 @@ unit_id, unit_type          a crew per unit id, call sign ``<region>-<unit id>``
 unit_sequence               ``is_lead`` for the first unit dispatched
 ==========================  ====================================================================
 
-Timestamps are wall-clock time of the mapping's zone (or ``tz``), stored in UTC. Each newly
-imported incident gets an ``imported`` event in the incident record (``append_many``), so
-imported history is sealed into the signed log like any call.
+Timestamps are wall-clock time of the mapping's zone (or ``tz``), stored in UTC.
+
+An archive is history, not the live record: its rows carry the id of an *import batch*
+(:mod:`geodispatch.incidents.archive`, one per file) instead of an event each, and the batch's
+one ``archive_imported`` event in the signed log carries the file's sha256, the row counts and a
+hash over the canonical spelling of every row it inserted, which verification recomputes (a
+changed imported row is named with its batch). A repeated import inserts nothing and leaves no
+batch and no event.
 
 Bulk work goes through PostgreSQL ``COPY`` into temporary tables and set-based ``INSERT ...
 SELECT ... ON CONFLICT DO NOTHING`` statements, so the whole file is a handful of round trips.
@@ -57,7 +62,7 @@ from geodispatch.analytics.intervals import UNDISPATCHED, rowcount
 from geodispatch.analytics.mapping import CallMapping, load_mapping
 from geodispatch.analytics.reader import CallRows, read_calls, write_rejects
 from geodispatch.geo import LatLng, valid_latlng
-from geodispatch.incidents.record import append_many
+from geodispatch.incidents import archive
 from geodispatch.settings import get_settings
 from geodispatch.zones.index import ZoneIndex
 
@@ -81,6 +86,8 @@ class ImportResult:
     unmapped_categories: dict[str, int] = field(default_factory=dict)
     reject_reasons: dict[str, int] = field(default_factory=dict)
     rejects_file: Path | None = None
+    batch_id: int | None = None
+    rows_sha256: str | None = None
 
 
 def parse_location(value: object) -> LatLng | None:
@@ -185,11 +192,6 @@ def _sector_ids(session: Session, calls: pd.DataFrame) -> list[int | None]:
             for a, b in zip(calls["lat"], calls["lng"], strict=True)]
 
 
-def _append_imported_events(session: Session, new: list[tuple[int, str]], source: str) -> int:
-    return append_many(session=session, kind="imported", actor="import",
-                       events=[(iid, {"source": source, "external_ref": ref}) for iid, ref in new])
-
-
 def import_sf_calls(
     *, session: Session, path: Path, region: str = "SF", tz: str = "America/Los_Angeles"
 ) -> ImportResult:
@@ -271,6 +273,11 @@ def import_calls(
         "'off_duty', u.call_sign, '!', false FROM _imp_units u "
         "ON CONFLICT DO NOTHING"), {"region": region}))
 
+    # The batch every new row names.
+    file_sha = archive.file_sha256(path)
+    batch = archive.open_batch(session, region=region, file_name=path.name,
+                               file_sha256=file_sha, mapping=mapping.name)
+
     # Incidents.
     say(f"COPY {len(calls):,} incidents")
     _stage(session, _INCIDENT_STAGE, "_imp_calls")
@@ -282,13 +289,14 @@ def import_calls(
     inserted = session.execute(text(
         "INSERT INTO incidents (reference, idempotency_key, region, received_at, registered_at, "
         "caller_lang, sms_opt_out, location, h3, address, category, original_category, priority, "
-        "status, description, sector_id, created_by, closed_at, source, external_ref) "
+        "status, description, sector_id, created_by, closed_at, source, external_ref, "
+        "import_batch_id) "
         "SELECT c.reference, c.key, :region, c.received, c.entry, 'en', true, "
         "ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326), c.h3, c.address, c.category, "
         "c.original_category, "
-        "c.priority, c.status, c.description, c.sector_id, 'import', c.closed, 'import', c.call "
-        "FROM _imp_calls c ON CONFLICT DO NOTHING RETURNING id, external_ref"),
-        {"region": region}).all()
+        "c.priority, c.status, c.description, c.sector_id, 'import', c.closed, 'import', c.call, "
+        ":batch FROM _imp_calls c ON CONFLICT DO NOTHING RETURNING id"),
+        {"region": region, "batch": batch}).all()
 
     # Assignments: one per unit row, keyed by (incident, crew, dispatch time). A row without a
     # dispatch time but with a later step is an assignment whose dispatch time is unknown; a row
@@ -330,26 +338,37 @@ def import_calls(
     _analyze(session, "_imp_new")
     insert = (
         "INSERT INTO assignments (incident_id, unit_id, status, is_lead, was_recommended, "
-        "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at) "
+        "created_by, dispatched_at, en_route_at, on_scene_at, cleared_at, import_batch_id) "
         "SELECT i.id, u.id, r.status, coalesce(r.is_lead, false), false, r.created_by, "
-        "r.dispatched, r.en_route, r.on_scene, r.cleared FROM _imp_rows r "
+        "r.dispatched, r.en_route, r.on_scene, r.cleared, :batch FROM _imp_rows r "
         "JOIN incidents i ON i.idempotency_key = r.key JOIN units u ON u.call_sign = r.call_sign "
     )
     new_assignments = rowcount(session.execute(text(
-        insert + "WHERE i.id IN (SELECT id FROM _imp_new)")))
+        insert + "WHERE i.id IN (SELECT id FROM _imp_new)"), {"batch": batch}))
     new_assignments += rowcount(session.execute(text(
         insert + "WHERE i.id NOT IN (SELECT id FROM _imp_new) AND NOT EXISTS (SELECT 1 FROM "
         "assignments a WHERE a.incident_id = i.id AND a.unit_id = u.id "
-        "AND a.dispatched_at = r.dispatched)")))
-    say(f"sealing {len(inserted):,} new incidents into the incident record")
-    events = _append_imported_events(session, [(r[0], r[1]) for r in inserted], path.name)
+        "AND a.dispatched_at = r.dispatched)"), {"batch": batch}))
+    batch_id: int | None = batch
+    digest = None
+    if inserted or new_assignments:
+        say(f"sealing batch {batch} ({len(inserted):,} incidents, {new_assignments:,} "
+            "assignments) into the signed record")
+        _event, digest = archive.seal_batch(session, batch_id=batch, data={
+            "file": path.name, "file_sha256": file_sha,
+            "mapping": mapping.name, "region": region, "source_rows": data.total_rows,
+            "rejected_rows": len(data.rejects)})
+    else:
+        archive.discard_batch(session, batch)
+        batch_id = None
     session.flush()
     log.info("imported %s: %d rows, %d calls, %d new incidents, %d new assignments, "
-             "%d new crews, %d events, %d rows rejected, %d flagged", path, len(data.rows),
-             len(calls), len(inserted), new_assignments, new_units, events, len(data.rejects),
+             "%d new crews, batch %s, %d rows rejected, %d flagged", path, len(data.rows),
+             len(calls), len(inserted), new_assignments, new_units, batch_id, len(data.rejects),
              len(data.flagged))
     return ImportResult(
         rows=len(data.rows), calls=len(calls), new_incidents=len(inserted),
         new_assignments=new_assignments, new_units=new_units,
-        first_received=calls["received"].min(), **common,
+        first_received=calls["received"].min(), batch_id=batch_id,
+        rows_sha256=digest.rows_sha256 if digest else None, **common,
     )

@@ -19,6 +19,7 @@ class Assignment(Base):
     __table_args__ = (
         Index("ix_assignments_incident", "incident_id"),
         Index("ix_assignments_unit_status", "unit_id", "status"),
+        Index("ix_assignments_import_batch", "import_batch_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -42,6 +43,8 @@ class Assignment(Base):
     on_scene_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The archive import that brought this assignment in, or None (see ``ImportBatch``).
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
 
 
 class CrewReportKey(Base):

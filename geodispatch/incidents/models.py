@@ -44,6 +44,27 @@ INCIDENT_STATUSES = (
 )
 
 
+class ImportBatch(Base):
+    """One archive file imported by ``geodispatch import calls`` (:mod:`geodispatch.analytics`).
+
+    Archive rows are history, not the live record: they go in by ``COPY`` without an event per
+    incident. Tamper evidence is per batch instead: the batch's one event in the signed record
+    (kind ``archive_imported``) carries the file's sha256, the counts and ``rows_sha256``, a hash
+    over the canonical spelling of every row the batch inserted
+    (:func:`geodispatch.incidents.archive.batch_digest`), which verification recomputes.
+    """
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    mapping: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
 class Incident(Base):
     """The current state of a call; every change to it is also an :class:`IncidentEvent`.
 
@@ -55,6 +76,7 @@ class Incident(Base):
     __table_args__ = (
         Index("ix_incidents_location", "location", postgresql_using="gist"),
         Index("ix_incidents_received_at", "received_at"),
+        Index("ix_incidents_import_batch", "import_batch_id"),
         Index("ix_incidents_region_status", "region", "status"),
     )
 
@@ -63,7 +85,8 @@ class Incident(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     region: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                    server_default=func.now())
     caller_phone: Mapped[str | None] = mapped_column(String(32))
     caller_lang: Mapped[str] = mapped_column(String(5), default="uk")
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -95,6 +118,9 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str] = mapped_column(String(16), default="call")
     external_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The archive import that brought this incident in (:class:`ImportBatch`), or None. Such an
+    #: incident has no events of its own: its batch's one event seals a hash over its rows.
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
     #: How many events this incident has; the next event's ``incident_seq`` is this plus one.
     event_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
@@ -112,6 +138,8 @@ class IncidentEvent(Base):
     ``call_id`` set and no ``incident_id``, and are numbered 1..N per call in ``incident_seq``.
     So is a unit's crew roster (:mod:`geodispatch.crew.roster`: who signed on to the car and
     off it): ``unit_id`` set, numbered 1..N per unit.
+    An archive import batch (:class:`ImportBatch`) is another kind of subject: one event with
+    ``import_batch_id`` set seals the whole file's rows by their hash.
     """
 
     __tablename__ = "incident_events"
@@ -120,8 +148,9 @@ class IncidentEvent(Base):
         CheckConstraint("incident_seq > 0", name="ck_incident_events_seq_positive"),
         UniqueConstraint("call_id", "incident_seq", name="uq_incident_events_call_seq"),
         UniqueConstraint("unit_id", "incident_seq", name="uq_incident_events_unit_seq"),
-        CheckConstraint("num_nonnulls(incident_id, call_id, unit_id) = 1",
+        CheckConstraint("num_nonnulls(incident_id, call_id, unit_id, import_batch_id) = 1",
                         name="ck_incident_events_one_subject"),
+        UniqueConstraint("import_batch_id", "incident_seq", name="uq_incident_events_batch_seq"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -132,6 +161,10 @@ class IncidentEvent(Base):
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
     #: The unit whose crew roster this event is (sign-on, sign-off); ``unit_seq`` in the body.
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    #: The archive import batch this event seals (:class:`ImportBatch`; ``batch_seq`` in the
+    #: body), or None.
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"),
+                                                        index=True)
     incident_seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))

@@ -13,7 +13,11 @@
 3. **The projection.** The newest event of each incident carries the state of its rows; the rows
    as they are now must equal it, every column of every row (incident, assignments). A row
    changed, added or removed without an event is named with its table, column and both values.
-4. **References.** Public references ``REGION-YEAR-NNNNNN`` are gap-free up to each counter: a
+4. **Archive batches.** An archive import's incidents and assignments carry no events of their
+   own: each batch has one sealed ``archive_imported`` event whose ``rows_sha256`` must equal the
+   hash of the batch's rows as they are now (:func:`geodispatch.incidents.archive.batch_digest`);
+   a batch without its event, or rows that differ, are named with the batch and its file.
+5. **References.** Public references ``REGION-YEAR-NNNNNN`` are gap-free up to each counter: a
    missing number is a hidden report.
 
 Events committed but not yet sealed are reported (count and age); they are checked like every
@@ -63,6 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 import geodispatch.models  # noqa: F401  (every table: foreign keys get their column types)
+from geodispatch.incidents import archive
 from geodispatch.incidents.record import (
     CALL_PROJECTED_TABLES,
     PROJECTED_TABLES,
@@ -508,10 +513,13 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
     if incident_id is None:
         c_events, c_pending, c_oldest = _verify_calls(session, f, position, leaf_hashes,
                                                       leaf_seqs, queued, seen)
-        events += c_events
-        pending += c_pending
-        if c_oldest is not None:
-            oldest = max(oldest or 0.0, c_oldest)
+        b_events, b_pending, b_oldest = _verify_batches(session, f, position, leaf_hashes,
+                                                        leaf_seqs, queued, seen)
+        events += c_events + b_events
+        pending += c_pending + b_pending
+        for o in (c_oldest, b_oldest):
+            if o is not None:
+                oldest = max(oldest or 0.0, o)
         for pos in range(len(leaf_events)):
             if not seen[pos]:
                 f.add(f"sealed leaf {leaf_seqs[pos]}: its event {leaf_events[pos]} was deleted")
@@ -557,9 +565,11 @@ def verify_record(*, session: Session, public_key: Ed25519PublicKey,
 
     lap("heads")
     # 2. per-incident numbering 1..N, and the incident's own count.
+    # (an archive batch's incidents have no events of their own: step 4 checks them)
     counts: dict[int, int] = dict(session.execute(text(
-        "SELECT id, event_count FROM incidents" + ("" if incident_id is None else
-                                                    " WHERE id = :i")), params or {}).all())
+        "SELECT id, event_count FROM incidents WHERE NOT (import_batch_id IS NOT NULL AND "
+        "event_count = 0)" + ("" if incident_id is None else " AND id = :i")),
+        params or {}).all())
     for iid in sorted(next_seq):
         in_order = next_seq[iid] - 1  # events 1..in_order came in order
         extra = irregular.get(iid)
@@ -669,6 +679,82 @@ _SUBJECTS = (
              "SELECT unit_id, event_count FROM unit_rosters WHERE event_count > 0",
              ROSTER_PROJECTED_TABLES, project_rosters),
 )
+
+
+def _verify_batches(session: Session, f: _Findings, position: dict[int, int],
+                    leaf_hashes: list[bytes], leaf_seqs: list[int], queued: dict[int, float],
+                    seen: bytearray) -> tuple[int, int, float | None]:
+    """Step 4: every archive batch has its one sealed event, and its rows hash as sealed.
+
+    Returns the number of batch events, how many wait to be sealed and the oldest wait.
+    """
+    events = pending = 0
+    oldest: float | None = None
+    sealed: dict[int, dict[str, Any]] = {}
+    rows = session.execute(text(
+        "SELECT id, import_batch_id, incident_seq, kind, actor, " + _ISO_UTC_SQL.format("at")
+        + ", data, body FROM incident_events WHERE import_batch_id IS NOT NULL ORDER BY id"))
+    for eid, bid, bseq, kind, actor, at, data, body in rows:
+        events += 1
+        body = bytes(body)
+        lpos = position.get(int(eid))
+        if lpos is not None:
+            seen[lpos] = 1
+            if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
+                f.add(f"event {eid} (import batch {bid}): its body was changed after it was "
+                      f"sealed as leaf {leaf_seqs[lpos]}")
+                continue
+        else:
+            age = queued.get(int(eid))
+            if age is None:
+                f.add(f"event {eid} (import batch {bid}) is neither sealed nor queued for "
+                      "sealing: it was inserted with the log's trigger disabled")
+            else:
+                pending += 1
+                oldest = max(oldest or 0.0, age)
+        b = _json_or_none(body)
+        if not isinstance(b, dict):
+            f.add(f"event {eid} (import batch {bid}): its sealed body is not a JSON object")
+            continue
+        have = {"import_batch_id": bid, "batch_seq": bseq, "kind": kind, "actor": actor,
+                "at": at, "data": data}
+        for col, value in have.items():
+            if b.get(col) != value:
+                f.add(f"event {eid} (import batch {b.get('import_batch_id')}): column "
+                      f"{'incident_seq' if col == 'batch_seq' else col} is {value!r} but its "
+                      f"sealed body says {b.get(col)!r}")
+        b_bid = b.get("import_batch_id")
+        key = b_bid if type(b_bid) is int else int(bid)
+        if key in sealed:
+            f.add(f"import batch {key}: it has more than one event")
+        body_data = b.get("data")
+        sealed[key] = body_data if isinstance(body_data, dict) else {}
+    batches = {int(i): str(name) for i, name in session.execute(text(
+        "SELECT id, file_name FROM import_batches UNION SELECT DISTINCT import_batch_id, "
+        "'(no batch row)' FROM incidents WHERE import_batch_id IS NOT NULL AND import_batch_id "
+        "NOT IN (SELECT id FROM import_batches)"))}
+    for bid in sorted(set(batches) | set(sealed)):
+        name = batches.get(bid)
+        if name is None:
+            f.add(f"import batch {bid}: its row was deleted (its sealed event names "
+                  f"{sealed[bid].get('file')!r})")
+        rec = sealed.get(bid)
+        if rec is None:
+            f.add(f"import batch {bid} ({name}) has no event: its rows were inserted outside "
+                  "the record")
+            continue
+        now = archive.batch_digest(session, bid)
+        if now.rows_sha256 == rec.get("rows_sha256"):
+            continue
+        what = []
+        for label, n, want in (("incidents", now.incidents, rec.get("incidents")),
+                               ("assignments", now.assignments, rec.get("assignments"))):
+            if n != want:
+                what.append(f"{n} {label} where {want} were imported")
+        f.add(f"import batch {bid} ({rec.get('file')}): its rows are not the rows imported "
+              f"({'; '.join(what) or 'a value was changed'}; hash {now.rows_sha256[:12]} but "
+              f"the record says {str(rec.get('rows_sha256'))[:12]})")
+    return events, pending, oldest
 
 
 def _verify_calls(session: Session, f: _Findings, position: dict[int, int],
