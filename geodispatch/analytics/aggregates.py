@@ -1,16 +1,16 @@
 """Response-time aggregates: count, median, 90th percentile and share within a target.
 
-Two paths, both exact (linear interpolation between order statistics, the definition of
-PostgreSQL's ``percentile_cont`` and numpy's/pandas' default quantile):
+Quantiles are defined as PostgreSQL's ``percentile_cont`` and numpy's/pandas' default quantile
+(linear interpolation between order statistics). Two paths:
 
-* :func:`aggregate` groups ``response_intervals`` by any of :data:`DIMENSIONS` with one SQL
-  ``GROUP BY ... percentile_cont`` (any interval, any grouping);
-* :func:`cell_stats` answers the heatmap question (total response per H3 cell over a period)
-  from ``response_cell_days``: whole UTC days come pre-sorted per cell, so the server only
-  concatenates short arrays (``string_agg`` of their binary form, one value per incident) and
-  numpy selects two order statistics per cell with ``np.partition`` (linear time) instead of
-  sorting every row. The partial days at either end of the period are read from the interval
-  rows themselves, so any ``[start, end)`` is exact.
+* **sketches** (:mod:`geodispatch.analytics.sketch`): the heatmap, the per-zone table and the
+  hour / weekday charts (:func:`cell_stats`, and :func:`aggregate` grouped by one of an H3
+  resolution, ``sector_id``, ``hour`` or ``dow`` for the console's intervals) merge
+  pre-aggregated log-bucket histograms per day and month: any period, category and priority in
+  well under a second at ten million incidents, every quantile within
+  :data:`~geodispatch.analytics.sketch.ALPHA` (1 %) of the exact figure, counts exact;
+* **exact** SQL ``GROUP BY ... percentile_cont`` over ``response_intervals`` for every other
+  grouping or interval, or when ``exact=True`` is asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geodispatch.analytics.intervals import RESOLUTIONS
+from geodispatch.analytics.sketch import sketch_stats, sketchable
 from geodispatch.errors import InvalidInput
 
 FloatArray = npt.NDArray[np.float64]
@@ -40,9 +41,6 @@ INTERVALS = (
 DIMENSIONS = ("h3_7", "h3_8", "h3_9", "sector_id", "hour", "dow", "category", "priority", "region")
 """Columns of ``response_intervals`` that can be grouped by."""
 
-# A big-endian PostgreSQL binary array element: int32 length (always 8) + float8.
-_PG_FLOAT8_ELEMENT = np.dtype([("len", ">i4"), ("v", ">f8")])
-_PG_ARRAY_HEADER = 20  # ndim, has-null flag, element type, then (size, lower bound) of 1 dim
 
 
 @dataclass(frozen=True)
@@ -91,70 +89,10 @@ class CellStats:
         ]
 
 
-def quantile_sorted_free(values: FloatArray, q: float) -> float:
-    """Exact ``q``-quantile (linear interpolation) of unsorted values in linear time.
-
-    Parameters
-    ----------
-    values : ndarray
-        Non-empty float array; it is partially reordered in place.
-    q : float
-        Quantile in [0, 1].
-
-    Returns
-    -------
-    float
-        ``v[k] + (pos - k) * (v[k+1] - v[k])`` with ``pos = q * (n - 1)``, ``k = floor(pos)`` and
-        ``v`` the sorted values: the same number as ``percentile_cont(q)``.
-    """
-    n = values.size
-    pos = q * (n - 1)
-    k = int(math.floor(pos))
-    if k + 1 >= n:
-        values.partition(n - 1)
-        return float(values[n - 1])
-    values.partition((k, k + 1))
-    lo, hi = float(values[k]), float(values[k + 1])
-    return lo + (pos - k) * (hi - lo)
-
-
 def _check_res(res: int) -> str:
     if res not in RESOLUTIONS:
         raise InvalidInput(f"H3 resolution must be one of {RESOLUTIONS}, not {res}")
     return f"h3_{res}"
-
-
-def _utc(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
-        raise InvalidInput("start and end need a time zone (e.g. 2017-01-01T00:00:00Z)")
-    return ts.astimezone(UTC)
-
-
-def _split_period(
-    start: datetime | None, end: datetime | None
-) -> tuple[tuple[date | None, date | None] | None, list[tuple[datetime | None, datetime | None]]]:
-    """Split ``[start, end)`` into whole UTC days ``[day_lo, day_hi)`` and partial pieces.
-
-    Returns ``(None, [(start, end)])`` when the period contains no whole day.
-    """
-    s = _utc(start) if start else None
-    e = _utc(end) if end else None
-    if s is not None and e is not None and e <= s:
-        return None, []
-    day_lo = None if s is None else (s.date() if s.time() == time(0) else s.date() + timedelta(1))
-    day_hi = None if e is None else e.date()
-    if day_lo is not None and day_hi is not None and day_hi <= day_lo:
-        return None, [(s, e)]
-    edges: list[tuple[datetime | None, datetime | None]] = []
-    if s is not None and day_lo is not None:
-        lo_ts = datetime.combine(day_lo, time(0), UTC)
-        if s < lo_ts:
-            edges.append((s, lo_ts))
-    if e is not None and day_hi is not None:
-        hi_ts = datetime.combine(day_hi, time(0), UTC)
-        if hi_ts < e:
-            edges.append((hi_ts, e))
-    return (day_lo, day_hi), edges
 
 
 def cell_stats(
@@ -164,9 +102,14 @@ def cell_stats(
     start: datetime | None = None,
     end: datetime | None = None,
     region: str | None = None,
+    category: str | None = None,
+    priority: int | None = None,
     target_s: float = 600.0,
 ) -> CellStats:
     """Count, median, p90 and share within ``target_s`` of total response per H3 cell.
+
+    Read from the quantile sketches (:mod:`geodispatch.analytics.sketch`): the median and p90
+    are within 1 % of the exact figures, ``count`` and ``n`` are exact.
 
     Parameters
     ----------
@@ -176,8 +119,8 @@ def cell_stats(
         H3 resolution, one of 7, 8, 9.
     start, end : datetime, optional
         Period ``[start, end)`` of ``received_at`` (timezone-aware); open when None.
-    region : str, optional
-        Only this region's incidents.
+    region, category, priority : optional
+        Only these incidents.
     target_s : float
         Target for ``within_target`` (share of incidents with a response at or under it).
 
@@ -186,87 +129,13 @@ def cell_stats(
     CellStats
         One entry per cell with at least one incident in the period.
     """
-    _check_res(res)
-    whole, edges = _split_period(start, end)
-    pieces: dict[int, list[bytes | FloatArray]] = {}
-    counts: dict[int, int] = {}
-    if whole is not None:
-        day_lo, day_hi = whole
-        where = ["res = :res"]
-        params: dict[str, Any] = {"res": res}
-        if day_lo is not None:
-            where.append("day >= :lo")
-            params["lo"] = day_lo
-        if day_hi is not None:
-            where.append("day < :hi")
-            params["hi"] = day_hi
-        if region is not None:
-            where.append("region = :region")
-            params["region"] = region
-        sql = (
-            "SELECT cell, sum(incidents)::bigint, "
-            f"string_agg(substr(array_send(total_response_s), {_PG_ARRAY_HEADER + 1}), ''::bytea) "
-            f"FROM response_cell_days WHERE {' AND '.join(where)} GROUP BY cell"
-        )
-        for cell, count, blob in session.execute(text(sql), params):
-            counts[cell] = counts.get(cell, 0) + int(count)
-            if blob:
-                pieces.setdefault(cell, []).append(bytes(blob))
-    for lo, hi in edges:
-        _add_raw(session, f"h3_{res}", lo, hi, region, counts, pieces)
-    return _finish(res, counts, pieces, target_s)
-
-
-def _add_raw(
-    session: Session, col: str, lo: datetime | None, hi: datetime | None, region: str | None,
-    counts: dict[int, int], pieces: dict[int, list[bytes | FloatArray]],
-) -> None:
-    where, params = ["TRUE"], dict[str, Any]()
-    if lo is not None:
-        where.append("received_at >= :lo")
-        params["lo"] = lo
-    if hi is not None:
-        where.append("received_at < :hi")
-        params["hi"] = hi
-    if region is not None:
-        where.append("region = :region")
-        params["region"] = region
-    sql = (
-        f"SELECT {col}, count(*), array_agg(total_response_s) FILTER "
-        f"(WHERE total_response_s IS NOT NULL) FROM response_intervals "
-        f"WHERE {' AND '.join(where)} GROUP BY {col}"
-    )
-    for cell, count, values in session.execute(text(sql), params):
-        counts[cell] = counts.get(cell, 0) + int(count)
-        if values:
-            pieces.setdefault(cell, []).append(np.asarray(values, dtype=np.float64))
-
-
-def _finish(
-    res: int, counts: dict[int, int], pieces: dict[int, list[bytes | FloatArray]], target_s: float
-) -> CellStats:
-    cells = np.array(sorted(counts), dtype=np.int64)
-    m = cells.size
-    n = np.zeros(m, dtype=np.int64)
-    med = np.full(m, np.nan)
-    p90 = np.full(m, np.nan)
-    within = np.full(m, np.nan)
-    for i, cell in enumerate(cells.tolist()):
-        parts = pieces.get(cell)
-        if not parts:
-            continue
-        arrays = [
-            np.frombuffer(p, dtype=_PG_FLOAT8_ELEMENT)["v"] if isinstance(p, bytes) else p
-            for p in parts
-        ]
-        v = np.concatenate(arrays).astype(np.float64)  # native byte order, owned copy
-        n[i] = v.size
-        within[i] = np.count_nonzero(v <= target_s) / v.size
-        med[i] = quantile_sorted_free(v, 0.5)
-        p90[i] = quantile_sorted_free(v, 0.9)
-    count = np.array([counts[c] for c in cells.tolist()], dtype=np.int64)
-    return CellStats(res=res, cells=cells, count=count, n=n, median_s=med, p90_s=p90,
-                     within_target=within, target_s=target_s)
+    col = _check_res(res)
+    st = sketch_stats(session=session, dim=col, interval="total_response_s", start=start,
+                      end=end, region=region, category=category, priority=priority,
+                      target_s=target_s)
+    return CellStats(res=res, cells=np.array(st.keys, dtype=np.int64), count=st.count, n=st.n,
+                     median_s=st.median_s, p90_s=st.p90_s, within_target=st.within_target,
+                     target_s=target_s)
 
 
 def aggregate(
@@ -280,8 +149,13 @@ def aggregate(
     category: str | None = None,
     priority: int | None = None,
     target_s: float = 600.0,
+    exact: bool = False,
 ) -> list[GroupStat]:
-    """Figures of one interval grouped by any of :data:`DIMENSIONS` (one SQL statement).
+    """Figures of one interval grouped by any of :data:`DIMENSIONS`.
+
+    Grouped by one sketched dimension (an H3 resolution for total response; ``sector_id``,
+    ``hour``, ``dow`` for the console's intervals) the figures come from the quantile sketches
+    (within 1 %, counts exact) unless ``exact``; otherwise from one SQL statement.
 
     Parameters
     ----------
@@ -297,6 +171,8 @@ def aggregate(
         Filters.
     target_s : float
         Target of the ``within_target`` share.
+    exact : bool
+        Always ``percentile_cont`` over the interval rows.
 
     Returns
     -------
@@ -308,6 +184,9 @@ def aggregate(
     bad = [b for b in by if b not in DIMENSIONS]
     if bad:
         raise InvalidInput(f"cannot group by {bad}; choose from {DIMENSIONS}")
+    if not exact and sketchable(list(by), interval):
+        return _from_sketches(session, by[0], interval, start, end, region, category, priority,
+                              target_s)
     where, params = ["TRUE"], dict[str, Any](target=target_s)
     for col, value, op in (("received_at", start, ">="), ("received_at", end, "<"),
                            ("region", region, "="), ("category", category, "="),
@@ -338,4 +217,24 @@ def aggregate(
                              median_s=None if med is None else float(med),
                              p90_s=None if p90 is None else float(p90),
                              within_target=None if within is None else float(within)))
+    return out
+
+
+def _from_sketches(session: Session, dim: str, interval: str, start: datetime | None,
+                   end: datetime | None, region: str | None, category: str | None,
+                   priority: int | None, target_s: float) -> list[GroupStat]:
+    st = sketch_stats(session=session, dim=dim, interval=interval, start=start, end=end,
+                      region=region, category=category, priority=priority, target_s=target_s)
+
+    def num(x: float) -> float | None:
+        return None if math.isnan(x) else float(x)
+
+    out = []
+    for i, key in enumerate(st.keys):
+        if int(st.count[i]) == 0:
+            continue
+        k = format(int(key), "x") if dim.startswith("h3_") else key
+        out.append(GroupStat(key={dim: k}, count=int(st.count[i]), n=int(st.n[i]),
+                             median_s=num(st.median_s[i]), p90_s=num(st.p90_s[i]),
+                             within_target=num(st.within_target[i])))
     return out

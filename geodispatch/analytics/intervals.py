@@ -21,29 +21,27 @@ Incidents merged into another are left out (the surviving incident carries the r
 ``hour`` and ``dow`` (0 = Monday) are the centre's local time (``settings.analytics_timezone``).
 
 Materialisation: :func:`refresh_intervals` upserts ``response_intervals`` with one SQL statement
-and then rebuilds ``response_cell_days`` (per H3 cell and UTC day, the sorted total response
-times) for every day it touched, so per-cell percentiles never have to sort a year of rows.
+and then rebuilds the quantile sketches of ``response_sketches`` (:mod:`.sketch`) for every day it
+touched (and their months), so percentiles over years never have to sort a year of rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from h3.api import basic_int as h3i
-from sqlalchemy import Result, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Result, text
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Date
 
+from geodispatch.analytics.sketch import rebuild_sketches
 from geodispatch.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 RESOLUTIONS = (7, 8, 9)
-"""H3 resolutions materialised with every interval row (and in ``response_cell_days``)."""
+"""H3 resolutions materialised with every interval row (and in ``response_sketches``)."""
 
 def rowcount(result: Result[Any]) -> int:
     """Rows affected by a DML statement (SQLAlchemy types ``execute`` as a plain Result)."""
@@ -211,59 +209,12 @@ def refresh_intervals(
     )
     count = rowcount(session.execute(text(_upsert_sql(target)), params))
     if since is None:
-        rebuild_cell_days(session=session, days=None)
+        rebuild_sketches(session=session, days=None)
     else:
-        rebuild_cell_days(session=session, days=days_before | _days_of(session, target, params))
+        rebuild_sketches(session=session, days=days_before | _days_of(session, target, params))
     log.info("response intervals: %d incidents refreshed, %d merged removed", count,
              rowcount(merged))
     return count
 
 
-_CELL_DAYS_INSERT = """
-INSERT INTO response_cell_days (res, day, cell, region, incidents, total_response_s)
-SELECT c.res, s.day, c.cell, s.region, count(*),
-       coalesce(array_agg(s.total_response_s ORDER BY s.total_response_s)
-                FILTER (WHERE s.total_response_s IS NOT NULL), '{{}}')
-FROM (SELECT (received_at AT TIME ZONE 'UTC')::date AS day, region, h3_7, h3_8, h3_9,
-             total_response_s
-      FROM response_intervals {where}) s
-CROSS JOIN LATERAL (VALUES {values}) c(res, cell)
-GROUP BY c.res, s.day, c.cell, s.region
-"""
-
-
-def rebuild_cell_days(*, session: Session, days: Iterable[date] | None) -> int:
-    """Rebuild ``response_cell_days`` for ``days`` (UTC dates), or entirely for ``None``.
-
-    Returns the number of (res, day, cell, region) rows written.
-    """
-    values = ", ".join(f"({r}::smallint, h3_{r})" for r in RESOLUTIONS)
-    if days is None:
-        session.execute(text("DELETE FROM response_cell_days"))
-        sql = _CELL_DAYS_INSERT.format(where="", values=values)
-        return rowcount(session.execute(text(sql)))
-    day_list: Sequence[date] = sorted(set(days))
-    if not day_list:
-        return 0
-    session.execute(
-        text("DELETE FROM response_cell_days WHERE day = ANY(:days)").bindparams(
-            bindparam("days", type_=ARRAY(Date))
-        ),
-        {"days": list(day_list)},
-    )
-    where = (
-        "WHERE received_at >= (:lo)::timestamp AT TIME ZONE 'UTC' "
-        "AND received_at < ((:hi)::date + 1)::timestamp AT TIME ZONE 'UTC' "
-        "AND (received_at AT TIME ZONE 'UTC')::date = ANY(:days)"
-    )
-    stmt = text(_CELL_DAYS_INSERT.format(where=where, values=values)).bindparams(
-        bindparam("days", type_=ARRAY(Date)),
-        bindparam("lo", type_=Date),
-        bindparam("hi", type_=Date),
-    )
-    n = session.execute(stmt, {"days": list(day_list), "lo": day_list[0], "hi": day_list[-1]})
-    return rowcount(n)
-
-
-__all__ = ["MAX_INTERVAL_S", "RESOLUTIONS", "UNDISPATCHED", "rebuild_cell_days",
-           "refresh_intervals", "rowcount"]
+__all__ = ["MAX_INTERVAL_S", "RESOLUTIONS", "UNDISPATCHED", "refresh_intervals", "rowcount"]

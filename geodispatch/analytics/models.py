@@ -5,10 +5,9 @@ Two tables:
 * ``response_intervals``: one row per incident with the standard intervals in seconds, the H3
   cells at resolutions 7, 8 and 9, the local hour of day and day of week (see
   :mod:`geodispatch.analytics.intervals` for the exact definitions);
-* ``response_cell_days``: per H3 cell (res 7/8/9) and UTC day, the number of incidents and the
-  *sorted* array of their total response times. Percentiles per cell over whole days are then
-  computed exactly from these short sorted arrays instead of sorting a year of rows
-  (:mod:`geodispatch.analytics.aggregates`).
+* ``response_sketches``: per UTC day and per UTC month, per H3 cell / sector / hour / weekday,
+  region, category and priority, a mergeable quantile sketch of each of the console's intervals
+  (:mod:`geodispatch.analytics.sketch`), so percentiles over years of rows are read, not sorted.
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geodispatch.db import Base
@@ -62,14 +61,29 @@ class ResponseInterval(Base):
     crews: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
-class ResponseCellDay(Base):
-    """Per H3 cell and UTC day: incident count and the ascending total response times."""
+class ResponseSketch(Base):
+    """A mergeable quantile sketch of one interval for one group of incidents and one UTC day or
+    month (see :mod:`geodispatch.analytics.sketch`)."""
 
-    __tablename__ = "response_cell_days"
+    __tablename__ = "response_sketches"
+    __table_args__ = (
+        Index("ix_response_sketches_lookup", "dim", "iv", "span", "period"),
+    )
 
-    res: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    cell: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    region: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    #: ``d`` (a UTC day) or ``m`` (a UTC month, the merge of its days)
+    span: Mapped[str] = mapped_column(String(1))
+    #: the day, or the first day of the month
+    period: Mapped[date] = mapped_column(Date)
+    #: 7, 8, 9 (H3 cells of that resolution), 20 sector, 21 local hour, 22 local day of week
+    dim: Mapped[int] = mapped_column(SmallInteger)
+    key: Mapped[int | None] = mapped_column(BigInteger)
+    region: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(48))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    #: index into ``sketch.SKETCHED_INTERVALS``
+    iv: Mapped[int] = mapped_column(SmallInteger)
     incidents: Mapped[int] = mapped_column(Integer)
-    total_response_s: Mapped[list[float]] = mapped_column(ARRAY(DOUBLE_PRECISION))
+    n: Mapped[int] = mapped_column(Integer)
+    #: little-endian int64 ``bucket << 32 | count`` per non-empty bucket, in bucket order
+    sketch: Mapped[bytes] = mapped_column(LargeBinary)

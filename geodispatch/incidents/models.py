@@ -60,7 +60,7 @@ class ImportBatch(Base):
     region: Mapped[str] = mapped_column(String(16))
     file_name: Mapped[str] = mapped_column(Text)
     file_sha256: Mapped[str] = mapped_column(String(64))
-    mapping: Mapped[str] = mapped_column(String(64))
+    mapping: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
 

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("region", sa.String(16), nullable=False),
         sa.Column("file_name", sa.Text(), nullable=False),
         sa.Column("file_sha256", sa.String(64), nullable=False),
-        sa.Column("mapping", sa.String(64), nullable=False),
+        sa.Column("mapping", sa.Text(), nullable=False),
         sa.Column("created_at", TZ, server_default=sa.func.now(), nullable=False),
     )
     for table in ("incidents", "assignments"):

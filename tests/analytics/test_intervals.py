@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import h3
+import numpy as np
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from geodispatch.analytics.intervals import refresh_intervals
-from geodispatch.analytics.models import ResponseCellDay, ResponseInterval
+from geodispatch.analytics.models import ResponseInterval, ResponseSketch
+from geodispatch.analytics.sketch import ALPHA, N_BUCKETS, bucket_of, quantiles
 from tests.analytics.factories import KYIV, make_assignment, make_incident
 
 T0 = datetime(2031, 3, 4, 7, 30, tzinfo=UTC)  # a Tuesday; 09:30 in Kyiv (EET, UTC+2)
@@ -78,20 +81,48 @@ def test_h3_cells_and_refresh_is_idempotent(db: Session) -> None:
     assert n == 1
 
 
-def test_cell_days_hold_sorted_totals(db: Session) -> None:
-    """The per-cell-day array holds every total response of that day, ascending."""
+def test_sketches_hold_every_total_of_the_day_and_month(db: Session) -> None:
+    """The day row and the month row of a cell hold one count per response, in their buckets;
+    an incident that closes later (a live one) moves its day's and month's sketches."""
     for total in (700, 300, 500):
         inc = make_incident(db, received=T0, region="TC")
         make_assignment(db, inc, dispatched_after_s=10, on_scene_after_s=total)
+    late = make_incident(db, received=T0, region="TC")
     refresh_intervals(session=db, since=T0)
-    row = db.execute(
-        select(ResponseCellDay).where(
-            ResponseCellDay.res == 8, ResponseCellDay.region == "TC",
-            ResponseCellDay.cell == h3.str_to_int(KYIV.h3_cell(8)),
-        )
-    ).scalar_one()
-    assert row.incidents == 3
-    assert row.total_response_s == [300.0, 500.0, 700.0]
+    cell = h3.str_to_int(KYIV.h3_cell(8))
+
+    def rows() -> dict[str, tuple[int, int, list[int]]]:
+        got = db.execute(select(ResponseSketch).where(
+            ResponseSketch.dim == 8, ResponseSketch.region == "TC", ResponseSketch.key == cell,
+            ResponseSketch.iv == 0)).scalars().all()
+        return {r.span: (r.incidents, r.n, np.frombuffer(r.sketch, "<i8").tolist())
+                for r in got}
+
+    want = [int(b) for b in bucket_of(np.array([300.0, 500.0, 700.0]))]
+    by_span = rows()
+    assert set(by_span) == {"d", "m"}
+    for span in ("d", "m"):
+        incidents, n, sk = by_span[span]
+        assert (incidents, n) == (4, 3)
+        assert [x >> 32 for x in sk] == want and [x & 0xFFFFFFFF for x in sk] == [1, 1, 1]
+    make_assignment(db, late, dispatched_after_s=10, on_scene_after_s=500)
+    refresh_intervals(session=db, since=T0 + timedelta(seconds=400))
+    incidents, n, sk = rows()["m"]
+    assert (incidents, n) == (4, 4)
+    assert [x & 0xFFFFFFFF for x in sk] == [1, 2, 1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sketch_quantiles_are_within_the_error_bound(seed: int) -> None:
+    """Median and p90 read from a sketch are within ALPHA of numpy's (percentile_cont's)."""
+    rng = np.random.default_rng(seed)
+    for size in (1, 2, 7, 100, 5000):
+        v = np.round(rng.lognormal(6.0, 0.6, size), 3)
+        hist = np.bincount(bucket_of(v), minlength=N_BUCKETS).astype(float)[None, :]
+        med, p90 = quantiles(hist, (0.5, 0.9))
+        for got, q in ((med[0], 0.5), (p90[0], 0.9)):
+            exact = float(np.quantile(v, q))
+            assert abs(got - exact) <= ALPHA * exact * (1 + 1e-9), (size, q, got, exact)
 
 
 def test_since_picks_up_old_incidents_with_new_crew_steps(db: Session) -> None:

@@ -38,7 +38,7 @@ def region(admin_engine: Engine) -> Iterator[str]:
     yield code
     with Session(admin_engine) as s, s.begin():
         ids = "SELECT id FROM incidents WHERE region = :r"
-        s.execute(text("DELETE FROM response_cell_days WHERE region = :r"), {"r": code})
+        s.execute(text("DELETE FROM response_sketches WHERE region = :r"), {"r": code})
         s.execute(text(f"DELETE FROM response_intervals WHERE incident_id IN ({ids})"), {"r": code})
         # Incidents and assignments stay: the record is append-only (the region is unique).
 

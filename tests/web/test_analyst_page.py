@@ -62,7 +62,7 @@ def region(admin_engine: Engine) -> Iterator[dict[str, Any]]:
            "sectors": sectors}
     with Session(admin_engine) as s, s.begin():
         ids = "SELECT id FROM incidents WHERE region = :r"
-        s.execute(text("DELETE FROM response_cell_days WHERE region = :r"), {"r": code})
+        s.execute(text("DELETE FROM response_sketches WHERE region = :r"), {"r": code})
         s.execute(text(f"DELETE FROM response_intervals WHERE incident_id IN ({ids})"), {"r": code})
         s.execute(text("UPDATE zones SET valid_to = now() WHERE region = :r"), {"r": code})
 
