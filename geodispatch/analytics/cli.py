@@ -120,7 +120,8 @@ def _zone_report(args: argparse.Namespace) -> int:
 
     with transaction(_factory()) as session:
         scope = resolve_scope(session=session, start=args.start, end=args.end,
-                              region=args.region, zone=args.zone)
+                              region=args.region, zone=args.zone, category=args.category,
+                              priority=args.priority)
         page = build_report(session=session, scope=scope, target_s=args.target)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +256,9 @@ def register(sub: Any) -> None:
     zr = sub.add_parser("report", help="a self-contained HTML report of one zone (or region) "
                         "over a period: heatmap, P50/P90 per zone vs target, worst cells, trend")
     zr.add_argument("--zone", default=None, help="zone code (the zone and the zones below it)")
+    zr.add_argument("--category", default=None, help="only incidents of this category")
+    zr.add_argument("--priority", type=int, default=None, choices=(1, 2, 3, 4),
+                    help="only incidents of this priority")
     _period_args(zr)
     zr.add_argument("--out", type=Path, required=True, help="output HTML, e.g. maps/report.html")
     zr.set_defaults(func=_zone_report)

@@ -58,6 +58,8 @@ class ReportScope:
     zone: str | None = None
     zone_name: str | None = None
     sector_ids: tuple[int, ...] = ()
+    category: str | None = None
+    priority: int | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = ["TRUE"], dict[str, Any]()
@@ -73,16 +75,33 @@ class ReportScope:
         if self.zone is not None:
             clauses.append("r.sector_id = ANY(:sectors)")
             params["sectors"] = list(self.sector_ids)
+        if self.category is not None:
+            clauses.append("r.category = :category")
+            params["category"] = self.category
+        if self.priority is not None:
+            clauses.append("r.priority = :priority")
+            params["priority"] = self.priority
         return " AND ".join(clauses), params
+
+    def filters_text(self) -> str:
+        """``category fire, priority 1`` (empty without filters)."""
+        parts = ([f"category {self.category}"] if self.category is not None else []) + (
+            [f"priority {self.priority}"] if self.priority is not None else [])
+        return ", ".join(parts)
 
 
 def resolve_scope(*, session: Session, start: datetime | None, end: datetime | None,
-                  region: str | None = None, zone: str | None = None) -> ReportScope:
-    """The scope of a report; a zone code covers that zone and the zones directly below it."""
+                  region: str | None = None, zone: str | None = None,
+                  category: str | None = None, priority: int | None = None) -> ReportScope:
+    """The scope of a report; a zone code covers that zone and the zones directly below it;
+    ``category`` and ``priority`` narrow every figure of the report to those incidents."""
     if start is not None and end is not None and end <= start:
         raise InvalidInput("--to must be after --from")
+    if priority is not None and priority not in (1, 2, 3, 4):
+        raise InvalidInput(f"priority must be 1-4, not {priority}")
     if zone is None:
-        return ReportScope(start=start, end=end, region=region)
+        return ReportScope(start=start, end=end, region=region, category=category,
+                           priority=priority)
     rows = session.execute(text(
         "SELECT z.id, z.name FROM zones z WHERE z.code = :code AND z.valid_to IS NULL "
         "AND (CAST(:region AS text) IS NULL OR z.region = :region)"),
@@ -95,7 +114,8 @@ def resolve_scope(*, session: Session, start: datetime | None, end: datetime | N
         "SELECT id FROM zones WHERE parent_id = ANY(:ids) AND valid_to IS NULL"),
         {"ids": ids}).scalars().all()
     return ReportScope(start=start, end=end, region=region, zone=zone, zone_name=str(rows[0][1]),
-                       sector_ids=tuple(sorted({*ids, *(int(c) for c in children)})))
+                       sector_ids=tuple(sorted({*ids, *(int(c) for c in children)})),
+                       category=category, priority=priority)
 
 
 def _mmss(seconds: float | None) -> str:
@@ -251,6 +271,8 @@ def build_report(*, session: Session, scope: ReportScope, target_s: float | None
         f"{scope.end:%Y-%m-%d %H:%M %Z}" if scope.end else "the last call")
     what = (f"zone {scope.zone} ({scope.zone_name})" if scope.zone
             else f"region {scope.region}" if scope.region else "all regions")
+    if scope.filters_text():
+        what += f"; {scope.filters_text()}"
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
            f"<title>Response report: {e(what)}</title><style>{_CSS}</style></head><body>",
            f"<h1>Response times: {e(what)}</h1>",

@@ -184,10 +184,12 @@ def report(
     session: SessionDep, settings: SettingsDep, principal: Reader,
     zone: Annotated[str | None, Query(description="zone code (with the zones below it)")] = None,
     start: From = None, end: To = None, region: str | None = None,
+    category: str | None = None,
+    priority: Annotated[int | None, Query(ge=1, le=4)] = None,
     target_s: float | None = None,
 ) -> HTMLResponse:
     scope = resolve_scope(session=session, start=start, end=end, region=principal.scope(region),
-                          zone=zone)
+                          zone=zone, category=category, priority=priority)
     return HTMLResponse(build_report(session=session, scope=scope, target_s=target_s,
                                      settings=settings))
 

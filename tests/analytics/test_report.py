@@ -122,3 +122,29 @@ def test_report_command_writes_the_page(
     assert cli.main(["report", "--zone", "NOPE", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "no current zone with code 'NOPE'" in err and "Traceback" not in err
+
+
+def test_category_and_priority_filters(db: Session, sf_imported: ImportResult) -> None:
+    """--category / --priority narrow every figure of the report to those incidents, and the
+    page says so; a priority outside 1-4 is refused."""
+    rows = pd.DataFrame([dict(r) for r in db.execute(text(
+        "SELECT category, priority, total_response_s FROM response_intervals WHERE region = :r"),
+        {"r": SF_REGION}).mappings()])
+    cat = str(rows["category"].mode()[0])
+    for kwargs, sel in (({"category": cat}, rows["category"] == cat),
+                        ({"priority": 1}, rows["priority"] == 1),
+                        ({"category": cat, "priority": 2},
+                         (rows["category"] == cat) & (rows["priority"] == 2))):
+        scope = resolve_scope(session=db, start=None, end=None, region=SF_REGION,
+                              **kwargs)  # type: ignore[arg-type]
+        head = headline(db, scope, 480.0)
+        want = rows[sel]["total_response_s"].dropna()
+        assert head["count"] == int(sel.sum()) > 0
+        assert head["total_response_s"]["p90"] == pytest.approx(want.quantile(0.9))
+        assert int(cells(db, scope, 480.0).count.sum()) == int(sel.sum())
+    page = build_report(session=db, scope=resolve_scope(
+        session=db, start=None, end=None, region=SF_REGION, category=cat, priority=1),
+        target_s=480.0)
+    assert f"category {cat}, priority 1" in page
+    with pytest.raises(InvalidInput, match="priority"):
+        resolve_scope(session=db, start=None, end=None, priority=7)

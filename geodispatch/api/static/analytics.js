@@ -327,7 +327,7 @@
   async function openReport(zone) {
     const q = Object.assign({}, A.query || filters());
     const params = new URLSearchParams();
-    ["from", "to"].forEach((k) => { if (q[k]) params.set(k, q[k]); });
+    ["from", "to", "category", "priority"].forEach((k) => { if (q[k]) params.set(k, q[k]); });
     if (zone) params.set("zone", zone);
     const w = window.open("", "_blank");
     try {
