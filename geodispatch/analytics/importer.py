@@ -192,6 +192,25 @@ def _sector_ids(session: Session, calls: pd.DataFrame) -> list[int | None]:
             for a, b in zip(calls["lat"], calls["lng"], strict=True)]
 
 
+def _geocoder(session: Session, say: Progress) -> Callable[[list[str]], dict[str, Any]]:
+    """Distinct addresses -> (lat, lng) of the geocoder's best candidate (the address index of
+    :mod:`geodispatch.geocoding`), None for an address it cannot place to a street or better (an
+    "area" answer, a district or a town, says nothing about where the call was)."""
+    from geodispatch.geocoding.service import IndexGeocoder
+
+    coder = IndexGeocoder(session)
+
+    def run(addresses: list[str]) -> dict[str, Any]:
+        say(f"geocoding {len(addresses):,} distinct addresses")
+        out: dict[str, Any] = {}
+        for a in addresses:
+            hits = [h for h in coder.forward(a, limit=3) if h.precision != "area"]
+            out[a] = (hits[0].point.lat, hits[0].point.lng) if hits else None
+        return out
+
+    return run
+
+
 def import_sf_calls(
     *, session: Session, path: Path, region: str = "SF", tz: str = "America/Los_Angeles"
 ) -> ImportResult:
@@ -231,7 +250,8 @@ def import_calls(
     say = progress or (lambda _msg: None)
     region = region or mapping.region
     say(f"reading {path.name} with mapping {mapping.name!r}")
-    data = read_calls(path, mapping, tz=tz, progress=say)
+    geocode = _geocoder(session, say) if mapping.location_kind == "address" else None
+    data = read_calls(path, mapping, tz=tz, progress=say, geocode=geocode)
     rows = data.rows
     written_rejects = None
     if rejects_file is not None and (len(data.rejects) or len(data.flagged)):

@@ -28,7 +28,10 @@ call id, ``[times] received`` and ``[location]`` is optional)::
 
     [location]
     kind = "latlon_text"               # "(lat, lon)" text; or "wkt_point" (POINT (lon lat)),
-    column = "Location"                # or "columns" with lat = "..." and lon = "..."
+    column = "Location"                # or "columns" with lat = "..." and lon = "...", or
+                                       # "address" (geocoded on import with the address index;
+                                       # an address it cannot place to a street or better is a
+                                       # rejected row, counted with its reason)
 
     [category]
     column = "Call Type"
@@ -58,7 +61,7 @@ from geodispatch.errors import InvalidInput
 MAPPINGS_DIR = Path(__file__).with_name("mappings")
 TIME_FIELDS = ("received", "entered", "dispatched", "en_route", "on_scene", "cleared")
 """The timestamps of a call, in the order a call lives through them."""
-LOCATION_KINDS = ("columns", "latlon_text", "wkt_point")
+LOCATION_KINDS = ("columns", "latlon_text", "wkt_point", "address")
 CREW_KINDS = ("patrol_car", "rapid_response", "supervisor_car", "traffic")
 
 
@@ -198,7 +201,8 @@ def parse_mapping(raw: dict[str, Any], *, where: str = "mapping") -> CallMapping
     return CallMapping(
         name=_str(raw, "name", where) or where, region=region, per_unit=rows == "per_unit",
         timezone=tz, call_id=call_id, times=times, time_formats=time_formats,
-        location_kind=str(kind), location_columns=loc_cols, unit_id=unit_id,
+        location_kind=str(kind), location_columns=loc_cols,
+        unit_id=unit_id,
         unit_type=_str(cols, "unit_type", where), unit_sequence=_str(cols, "unit_sequence", where),
         address=_str(cols, "address", where), disposition=_str(cols, "disposition", where),
         category=_str(cat, "column", f"{where} [category]"),

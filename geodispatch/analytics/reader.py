@@ -65,8 +65,22 @@ def _wkt(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return pd.to_numeric(parts[1], errors="coerce"), pd.to_numeric(parts[0], errors="coerce")
 
 
-def _location(df: pd.DataFrame, m: CallMapping) -> tuple[np.ndarray, np.ndarray]:
-    if m.location_kind == "columns":
+Geocode = Callable[[list[str]], dict[str, tuple[float, float] | None]]
+"""Distinct addresses -> (lat, lng) or None (what the importer builds on the geocoder)."""
+
+
+def _location(df: pd.DataFrame, m: CallMapping, geocode: Geocode | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    if m.location_kind == "address":
+        if geocode is None:
+            raise InvalidInput(f"mapping {m.name!r} locates calls by address: that needs the "
+                               "address index (`geodispatch geocode import`)")
+        query = df[m.location_columns[0]].fillna("").str.strip()
+        found = geocode(sorted(set(query[query.ne("")].tolist())))
+        pts = query.map(lambda q: found.get(q))
+        lat = pd.Series([p[0] if p else np.nan for p in pts], index=df.index, dtype=float)
+        lng = pd.Series([p[1] if p else np.nan for p in pts], index=df.index, dtype=float)
+    elif m.location_kind == "columns":
         lat = pd.to_numeric(df[m.location_columns[0]], errors="coerce")
         lng = pd.to_numeric(df[m.location_columns[1]], errors="coerce")
     elif m.location_kind == "latlon_text":
@@ -128,7 +142,8 @@ def read_header(path: Path) -> list[str]:
 
 
 def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None,
-               progress: Callable[[str], None] | None = None) -> CallRows:
+               progress: Callable[[str], None] | None = None,
+               geocode: Geocode | None = None) -> CallRows:
     """Read and normalise a calls-for-service CSV through ``mapping``.
 
     Parameters
@@ -141,6 +156,8 @@ def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None,
         Time zone of wall-clock times; default the mapping's.
     progress : callable, optional
         Told how many rows are read so far, every :data:`CHUNK_ROWS` rows.
+    geocode : callable, optional
+        Places the distinct addresses of a mapping whose location is an address.
 
     Returns
     -------
@@ -203,8 +220,14 @@ def read_calls(path: Path, mapping: CallMapping, *, tz: str | None = None,
         reject(bad, what + ": " + raw.fillna("").str.slice(0, 40), what)
         if key == "received":
             reject(raw.isna(), f"no received time ({src})")
-    lat, lng = _location(df, mapping)
+    lat, lng = _location(df, mapping, geocode)
     out["lat"], out["lng"] = lat, lng
+    if mapping.location_kind == "address":
+        addr = df[mapping.location_columns[0]].fillna("").str.strip()
+        reject(np.isnan(lat) & addr.eq("").to_numpy(),
+               f"no address ({mapping.location_columns[0]})")
+        reject(np.isnan(lat), "address not found by the geocoder: " + addr.str.slice(0, 60),
+               "address not found by the geocoder")
     reject(np.isnan(lat), "no usable location (" + ", ".join(mapping.location_columns) + ")")
 
     if mapping.category:
