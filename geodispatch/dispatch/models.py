@@ -33,7 +33,8 @@ class Assignment(Base):
     distance_m: Mapped[float | None] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64))
     recommended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    dispatched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    dispatched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                    server_default=func.now())
     #: Delivery to the crew terminal: first successful publish, first receipt, the crew's press.
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
