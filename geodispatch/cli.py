@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: Every domain's command family, imported explicitly (a missing one fails at start).
 DOMAIN_CLIS = (
     "geodispatch.tracking.cli",
+    "geodispatch.calls.cli",
     "geodispatch.routing.cli",
     "geodispatch.tiles.cli",
     "geodispatch.geocoding.cli",

@@ -169,3 +169,48 @@ def test_calls_ring_while_the_project_is_down_and_are_recorded_when_it_returns(
             assert c.state == "abandoned" and c.ring_at.timestamp() < started
             assert s.execute(select(CallCallback).where(CallCallback.call_id == c.id)
                              ).scalar_one().status == "pending"
+
+
+def test_kamailio_down_with_the_project_its_log_is_replayed(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """The project is unreachable and then Kamailio stops too: what it had queued is gone from
+    its memory, but `calls replay-edge-log` posts the reports from its log and every call is
+    recorded with its real states; replaying the log again records nothing twice."""
+    from geodispatch.calls.cli import edge_log_reports, replay
+
+    port, sip, op, noans = free_port(), free_port(), free_port(), free_port()
+    k = Kamailio(EdgeConfig("127.0.0.1", sip, f"127.0.0.1:{op}", f"127.0.0.1:{noans}",
+                            f"http://127.0.0.1:{port}/api/calls/sip", retry_ms=100),
+                 tmp_path / "kamailio")
+    answered = [f"+38067600{n:04d}" for n in range(3)]
+    abandoned = [f"+38067700{n:04d}" for n in range(2)]
+    k.start()
+    try:
+        phone = sipp("uas_operator.xml", port=op, workdir=tmp_path, calls=3)
+        ringer = sipp("uas_ringing.xml", port=noans, workdir=tmp_path, calls=2)
+        time.sleep(0.5)
+        _wait([
+            sipp("uac_answered.xml", port=free_port(), workdir=tmp_path,
+                 target=f"127.0.0.1:{sip}", calls=3, rate=10,
+                 inject=numbers_csv(tmp_path / "a.csv", [[n] for n in answered])),
+            sipp("uac_abandoned.xml", port=free_port(), workdir=tmp_path,
+                 target=f"127.0.0.1:{sip}", service="noanswer", calls=2, rate=10,
+                 inject=numbers_csv(tmp_path / "b.csv", [[n] for n in abandoned])),
+        ], 60, tmp_path)
+        _wait([phone, ringer], 30, tmp_path)
+    finally:
+        k.stop()  # with its queue
+    app = create_app(settings.model_copy(update={"serve_ingest": False, "tile_url": ""}))
+    with running_server(app, port=port) as base:
+        time.sleep(0.5)
+        assert _records(engine, answered + abandoned, 0) == {}  # nothing left to deliver them
+        reports = list(edge_log_reports(k.log.read_text().splitlines()))
+        assert len(reports) >= 5 * 2 + 3  # INVITE and BYE/CANCEL of each, 200 OK of 3
+        first = replay(reports, url=f"{base}/api/calls/sip/batch")
+        again = replay(reports, url=f"{base}/api/calls/sip/batch")
+        calls = _records(engine, answered + abandoned, 5)
+    assert first["created"] == 5 and first["refused"] == 0
+    assert again["created"] == 0 and again["reports"] == first["reports"]
+    assert all(calls[n].state == "ended" and calls[n].operator == "102" for n in answered)
+    assert all(calls[n].state == "abandoned" for n in abandoned)
