@@ -233,6 +233,9 @@ class Settings(BaseSettings):
         "that rang within this many seconds before or after it arrived.")
     calls_aml_max_age_s: float = Field(
         86400.0, description="AML whose fix time is older than this (or this far ahead) is refused.")
+    calls_edge_pool_size: int = Field(
+        3, ge=1, description="Database connections kept for the SIP edge's reports alone (twice "
+        "this under load), apart from the shared pool.")
     calls_feed_poll_s: float = Field(
         0.2, gt=0, description="How often the live feed looks for changed calls to push to the "
         "call-takers' screens.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from geodispatch.api.deps import SessionDep, SettingsDep, require_roles
 from geodispatch.api.errors import problem
@@ -160,8 +162,19 @@ def webhook(raw: RawBody, who: PhoneSystem, session: SessionDep,
     return out
 
 
+def edge_session(request: Request) -> Iterator[Session]:
+    """The request's transaction on the SIP edge's own connections (``calls.lifespan``)."""
+    factory = getattr(request.app.state, "calls_edge_factory", None)
+    with (factory or request.app.state.session_factory)() as session, session.begin():
+        yield session
+
+
+#: As SessionDep: committed before the response is sent.
+EdgeSession = Annotated[Session, Depends(edge_session, scope="function")]
+
+
 @router.post("/api/calls/sip", summary="The SIP edge (Kamailio) reports a call's signalling")
-def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: SessionDep,
+def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: EdgeSession,
                settings: SettingsDep) -> Any:
     """One report. Query ``event`` (invite | answered | cancel | bye | failure), ``call_id``
     (SIP Call-ID), ``from``, ``line`` (R-URI user), ``operator``, ``code``, ``at`` (epoch
@@ -179,7 +192,7 @@ def sip_report(request: Request, raw: RawBody, who: PhoneSystem, session: Sessio
 
 
 @router.post("/api/calls/sip/batch", summary="The SIP edge reports a batch of signalling")
-def sip_batch(raw: RawBody, who: PhoneSystem, session: SessionDep,
+def sip_batch(raw: RawBody, who: PhoneSystem, session: EdgeSession,
               settings: SettingsDep) -> dict[str, Any]:
     """The body holds one report a line, each the URL-encoded fields of ``/api/calls/sip`` with
     the INVITE's body hex-encoded as ``body_hex``. Answered 200 with one result a line (a report
