@@ -140,6 +140,10 @@ def test_demo_runs_and_stops_cleanly(demo_run: DemoRun) -> None:
     """The demo starts everything, prints the users, and stops by itself with status 0."""
     assert demo_run.returncode == 0, _logs(demo_run)
     assert "dispatcher" in demo_run.output and "stopped cleanly" in demo_run.output
+    # A crew sign-in a person can open: the app's URL, the officer's credentials and a car.
+    assert f"http://127.0.0.1:{demo_run.port}/crew" in demo_run.output
+    line = next(x for x in demo_run.output.splitlines() if "Officer tab:" in x)
+    assert f"call sign {PREFIX}" in line and "officer / " in line
     # No child outlived the demo (the API server was started with this port).
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"--port {demo_run.port}" not in ps
@@ -263,6 +267,14 @@ def test_simulator_stats(demo_run: DemoRun, demo_engine: Engine) -> None:
     stats = json.loads((demo_run.work_dir / "simulate.json").read_text())
     assert stats["crews"] == UNITS and stats["fixes"] > UNITS and stats["batches"] > 0
     assert stats["assignments"] >= 1 and stats["statuses"].get("en_route", 0) >= 1
+    # The crews acknowledge through the delivery path (MQTT ack topic -> ingest -> workflow).
+    assert stats["acks"].get("acknowledged", 0) >= 1, stats
+    acked = _scalar(demo_engine, "SELECT count(*) FROM assignments "
+                                 "WHERE acknowledged_at IS NOT NULL AND delivered_at IS NOT NULL")
+    assert acked >= 1, _logs(demo_run)  # type: ignore[operator]
+    events = _scalar(demo_engine, "SELECT count(*) FROM incident_events "
+                                  "WHERE kind = 'assignment_acknowledged' AND actor LIKE 'mqtt:%'")
+    assert events == acked, (events, acked)
     assigned = _scalar(demo_engine, "SELECT count(*) FROM assignments")
     assert stats["assignments"] <= assigned, (stats, assigned)
 

@@ -6,8 +6,12 @@ Set-up (idempotent, quick the second time):
    Baltimore extract; ``--place "Kyiv, Ukraine"`` downloads one with osmnx), reused while the
    extract is unchanged;
 2. zones generated over the graph's extent (districts and patrol sectors, H3 cell sets);
-3. the demo users with fresh passwords, printed once;
-4. ``--units`` crews (default 200) with device credentials, spread over the sectors.
+3. the demo users with fresh passwords, printed once, and a demo officer with the crew app's
+   sign-in (``/crew``: the officer's password and the first car's call sign, or that car's
+   device credentials);
+4. ``--units`` crews (default 200) with device credentials, spread over the sectors. The
+   simulated crews report each assignment delivered and acknowledged on their terminals' ack
+   topic, the path an MQTT-only crew terminal takes.
 
 Then it starts, as child processes (each in its own session, so a terminal Ctrl-C reaches only
 the demo, which stops them in order): the API and map (``geodispatch
@@ -27,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -42,6 +47,8 @@ from geodispatch.errors import ConfigurationError
 from geodispatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+#: The demo's officer (role ``officer``): signs in on the crew app bound to a car.
+DEMO_OFFICER = "officer"
 
 PR_SET_PDEATHSIG = 1
 
@@ -180,6 +187,8 @@ class Prepared:
     sectors: int
     #: (min_lat, min_lng, max_lat, max_lng) of the road network: where the callers are.
     bbox: tuple[float, float, float, float] | None = None
+    #: A crew sign-in for the crew app: (officer, password, call sign, device id, device token).
+    crew: tuple[str, str, str, str, str] | None = None
 
 
 def prepare(settings: Settings, *, units: int, region: str, country: str,
@@ -193,7 +202,8 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
         load_sectors,
     )
     from geodispatch.sim.runner import load_roads
-    from geodispatch.users.service import seed_demo_users
+    from geodispatch.users.credentials import OFFICER
+    from geodispatch.users.service import seed_demo_users, upsert_user
 
     roads = load_roads(settings)
     engine = app_engine(settings)
@@ -214,10 +224,19 @@ def prepare(settings: Settings, *, units: int, region: str, country: str,
                                  region=region, fleet_path=fleet_path,
                                  owntracks_share=owntracks_share, prefix=prefix)
             clear_stale_assignments(session=session, settings=settings, specs=specs)
+            crew = None
+            if specs:
+                # An officer's own sign-in for the crew app, bound at sign-in to the first
+                # simulated car (whose simulated crew keeps driving: the phone follows it).
+                officer_pw = secrets.token_urlsafe(9)
+                upsert_user(session=session, username=DEMO_OFFICER, password=officer_pw,
+                            role=OFFICER, region=region, full_name="Demo officer")
+                car = specs[0]
+                crew = (DEMO_OFFICER, officer_pw, car.call_sign, car.device, car.token)
     finally:
         engine.dispose()
     return Prepared(users=users, fleet_path=fleet_path, units=len(specs), sectors=sectors,
-                    bbox=roads.bbox())
+                    bbox=roads.bbox(), crew=crew)
 
 
 # --- child processes -------------------------------------------------------------------------
@@ -406,6 +425,17 @@ def _final_heatmap(settings: Settings, out: Path) -> None:
         engine.dispose()
 
 
+def _crew_lines(base: str, crew: tuple[str, str, str, str, str]) -> list[str]:
+    officer, password, call_sign, device, token = crew
+    return [
+        f"  Crew terminal (open on a phone or tablet): {base}/crew",
+        f"    Officer tab:  {officer} / {password}, call sign {call_sign}",
+        f"    Crew device:  {device} / {token}",
+        f"    ({call_sign}'s simulated crew also acknowledges and drives its calls.)",
+        "",
+    ]
+
+
 def _banner(base: str, prep: Prepared, *, auto: bool, phone_line: bool = False) -> None:
     lines = [
         "",
@@ -416,7 +446,9 @@ def _banner(base: str, prep: Prepared, *, auto: bool, phone_line: bool = False) 
         "  Demo users (passwords are new on every start):",
         *[f"    {u:<12} {p:<16} {r}" for u, p, r in prep.users],
         "",
-        f"  {prep.units} simulated crews drive the road graph and report over MQTT;",
+        *(_crew_lines(base, prep.crew) if prep.crew else []),
+        f"  {prep.units} simulated crews drive the road graph and report over MQTT,",
+        "  acknowledging their assignments on the terminals' ack topic;",
         "  replayed San Francisco calls arrive as new incidents.",
         *(["  A simulated phone line rings 102 through Kamailio: log in as calltaker,",
            "  answer on the Calls tab (AML point on the map), record what the call was."]

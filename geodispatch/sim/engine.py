@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geodispatch.sim.roads import Roads
-from geodispatch.sim.unit import Out, PositionOut, SimConfig, SimUnit, StatusOut, UnitSpec
+from geodispatch.sim.unit import (
+    AckOut,
+    Out,
+    PositionOut,
+    SimConfig,
+    SimUnit,
+    StatusOut,
+    UnitSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +49,14 @@ class SimStats:
     batches: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     assignments: int = 0
+    acks: dict[str, int] = field(default_factory=dict)  # delivered / acknowledged sent
     steps: int = 0
     busy_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"fixes": self.fixes, "messages": self.messages, "batches": self.batches,
                 "statuses": dict(self.statuses), "assignments": self.assignments,
+                "acks": dict(self.acks),
                 "steps": self.steps, "busy_s": round(self.busy_s, 3)}
 
 
@@ -102,6 +112,8 @@ class Simulator:
                 self.stats.batches += int(out.batch)
             elif isinstance(out, StatusOut):
                 self.stats.statuses[out.status] = self.stats.statuses.get(out.status, 0) + 1
+            elif isinstance(out, AckOut):
+                self.stats.acks[out.state] = self.stats.acks.get(out.state, 0) + 1
             if self.transport is not None:
                 self.transport.send(out)
                 self.stats.messages += 1

@@ -36,7 +36,7 @@ from geodispatch.sim.payloads import (
     owntracks_topic,
     status_message,
 )
-from geodispatch.sim.unit import Out, PositionOut, StatusOut, UnitSpec
+from geodispatch.sim.unit import AckOut, Out, PositionOut, StatusOut, UnitSpec
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,11 @@ class MqttTransport:
 
     def send(self, out: Out) -> None:
         u = out.unit
+        if isinstance(out, AckOut):
+            self._publish(u.device, native_topic(u.device, "assignment/ack"), {
+                "id": out.assignment_id, "state": out.state, "key": out.key,
+                "t": out.at.isoformat(timespec="milliseconds")})
+            return
         if isinstance(out, StatusOut):
             self._publish(u.device, native_topic(u.device, "status"),
                           status_message(out.status, out.at, out.incident_id))

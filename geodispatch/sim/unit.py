@@ -67,6 +67,9 @@ class SimConfig:
     stop_s: tuple[float, float] = (4.0, 25.0)
     patrol_pause_s: tuple[float, float] = (15.0, 90.0)
     turnout_s: tuple[float, float] = (3.0, 12.0)
+    #: The crew presses "acknowledge" this long after the assignment arrives (before turnout
+    #: ends: an acknowledgement stamped after "en route" would be a late report).
+    ack_s: tuple[float, float] = (1.0, 2.5)
     on_scene_s: tuple[float, float] = (45.0, 150.0)
     gps: GpsModel = field(default_factory=GpsModel)
 
@@ -77,6 +80,7 @@ class Task:
 
     incident_id: int | None
     target: LatLng
+    assignment_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -96,7 +100,23 @@ class StatusOut:
     incident_id: int | None = None
 
 
-Out = PositionOut | StatusOut
+@dataclass(slots=True)
+class AckOut:
+    """The terminal's receipt (``delivered``) or the crew's press (``acknowledged``) of an
+    assignment, sent on ``geodispatch/units/{device}/assignment/ack`` like an MQTT-only crew
+    terminal's; ``key`` is the same for a resent one (the server stores it once)."""
+
+    unit: UnitSpec
+    assignment_id: int
+    state: str
+    at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"sim-{self.state}-{self.assignment_id}"
+
+
+Out = PositionOut | StatusOut | AckOut
 
 
 def _num(v: Any) -> float | None:
@@ -137,7 +157,9 @@ def parse_assignment(payload: Any) -> Task | None:
         return None
     raw_id = payload.get("incident_id", incident.get("id"))
     inc = int(raw_id) if isinstance(raw_id, int | str) and str(raw_id).isdigit() else None
-    return Task(incident_id=inc, target=target)
+    raw_a = payload.get("assignment_id", payload.get("id") if "incident_id" in payload else None)
+    aid = int(raw_a) if isinstance(raw_a, int | str) and str(raw_a).isdigit() else None
+    return Task(incident_id=inc, target=target, assignment_id=aid)
 
 
 def utc(ts: float) -> datetime:
@@ -171,6 +193,11 @@ class SimUnit:
         self.battery = rng.uniform(60.0, 100.0)
         self.arrivals = 0
         self.finished: set[int] = set()
+        self.acks: list[tuple[float, int, str]] = []  # (due, assignment id, state) to send
+        self.acked: set[int] = set()
+        # The server clears the retained assignment once it has the acknowledgement: that one
+        # empty message is not a "stand down".
+        self.expect_clear = False
 
     # --- commands from outside -----------------------------------------------------------------
     def on_assignment(self, payload: Any, now: float) -> None:
@@ -182,12 +209,19 @@ class SimUnit:
         """
         task = parse_assignment(payload)
         if task is None:
+            if self.expect_clear:
+                self.expect_clear = False
+                return
             if self.mode in ("dispatched", "en_route"):
                 self.task = None
                 self._start_patrol(now)
             return
         if self.task is not None and task.incident_id == self.task.incident_id:
-            return  # the retained message again after a reconnect
+            # The retained message again after a reconnect, or sent again because the
+            # acknowledgement did not arrive: acknowledge again (same key: stored once).
+            if task.assignment_id is not None and task.assignment_id in self.acked:
+                self.acks.append((now, task.assignment_id, "acknowledged"))
+            return
         if task.incident_id is not None and task.incident_id in self.finished:
             return  # a stale retained assignment for an incident this crew already cleared
         self.pending = task
@@ -205,15 +239,31 @@ class SimUnit:
             self.path = None
             self.moving = False
             self.wait_until = now + self.rng.uniform(*self.cfg.turnout_s)
+            aid = self.task.assignment_id
+            if aid is not None:
+                out.append(AckOut(self.spec, aid, "delivered", utc(now)))
+                self.acks.append((now + self.rng.uniform(*self.cfg.ack_s), aid, "acknowledged"))
+        self._send_acks(now, out)
         self._advance(now, dt, out)
         self._report(now, dt, out)
         return out
+
+    def _send_acks(self, now: float, out: list[Out], *, all_now: bool = False) -> None:
+        due = [a for a in self.acks if all_now or a[0] <= now]
+        if not due:
+            return
+        self.acks = [a for a in self.acks if a not in due]
+        for _t, aid, state in due:
+            out.append(AckOut(self.spec, aid, state, utc(now)))
+            self.acked.add(aid)
+            self.expect_clear = True
 
     def _advance(self, now: float, dt: float, out: list[Out]) -> None:
         if now < self.wait_until:
             self.moving = False
             return
         if self.mode == "dispatched" and self.task is not None:
+            self._send_acks(now, out, all_now=True)  # acknowledged, at the latest, on leaving
             target = self.task.target
             if haversine_m(self.pos, target) < 50.0:  # already there: no drive to report
                 self.mode = "on_scene"

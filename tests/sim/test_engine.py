@@ -59,3 +59,42 @@ def test_run_stops_on_event_and_fleet_file_roundtrips(tmp_path: object) -> None:
     save_fleet(path, specs)
     assert load_fleet(path) == specs
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_a_crew_acknowledges_its_assignment_like_a_terminal() -> None:
+    """A crew's terminal reports ``delivered`` on receipt and the crew ``acknowledged`` before
+    it drives off (stable keys, so a resend is stored once); the server's clearing of the
+    acknowledged message is no stand-down, a later empty message is; a resent assignment is
+    acknowledged again with the same key."""
+    from geodispatch.sim.unit import AckOut
+
+    now = [1_800_000_000.0]
+    roads = GridRoads(LatLng(39.29, -76.61))
+    specs = [UnitSpec(device="A-1", token="t", call_sign="A-1")]
+    cfg = SimConfig(turnout_s=(1.0, 1.0), ack_s=(5.0, 5.0),
+                    gps=GpsModel(dropout_rate_per_h=0.0))
+    sim = Simulator(specs, roads=roads, config=cfg, seed=3, clock=lambda: now[0])
+    sim.transport = FakeTransport()
+    far = roads.node(9, 9)
+    message = {"id": 41, "assignment_id": 41, "incident_id": 7, "lat": far.lat, "lng": far.lng}
+    sim.on_assignment("A-1", message)
+    for _ in range(4):
+        now[0] += 1.0
+        sim.step()
+    sent = sim.transport.sent  # type: ignore[attr-defined]
+    acks = [(o.state, o.key) for o in sent if isinstance(o, AckOut)]
+    assert acks == [("delivered", "sim-delivered-41"), ("acknowledged", "sim-acknowledged-41")]
+    kinds = [("ack:" + o.state) if isinstance(o, AckOut) else o.status
+             for o in sent if isinstance(o, AckOut | StatusOut)]
+    assert kinds.index("ack:acknowledged") < kinds.index("en_route")  # never a late ack
+    unit = sim.units["A-1"]
+    sim.on_assignment("A-1", None)  # the server clears the acknowledged message
+    assert unit.mode == "en_route" and unit.task is not None
+    sim.on_assignment("A-1", message)  # sent again (the ack was lost on the way)
+    now[0] += 1.0
+    sim.step()
+    assert [o.key for o in sent if isinstance(o, AckOut)][-1] == "sim-acknowledged-41"
+    sim.on_assignment("A-1", None)  # that resend's clear
+    sim.on_assignment("A-1", None)  # a stand-down: the incident was cancelled
+    assert unit.task is None and unit.mode == "patrol"
+    assert sim.stats.acks == {"delivered": 1, "acknowledged": 2}

@@ -180,10 +180,13 @@
     if (audio && audio.pause) audio.pause();
   }
 
+  // A status as a word (the buttons say what to do: "Acknowledge"; a status what is: "Acknowledged").
+  function statusLabel(s) { const k = "status." + s; const w = t(k); return w === k ? t("st." + s) : w; }
+
   function render(view) {
     const u = view.unit, a = view.assignment;
     $("callsign").textContent = u.call_sign;
-    $("unit-status").textContent = t("st." + u.status);
+    $("unit-status").textContent = statusLabel(u.status);
     $("unit-status").dataset.status = u.status;
     gd.unitStatus = u.status;
     document.querySelectorAll("[data-status]").forEach((b) => {
@@ -205,7 +208,7 @@
     $("a-notes").textContent = inc.notes || t("asg.nonotes");
     $("a-crews").replaceChildren(...a.crews.map((c) => {
       const li = document.createElement("li");
-      li.textContent = c.call_sign + " · " + t("st." + c.status) + (c.is_lead ? " · " + t("asg.lead") : "") + (c.self ? " (" + t("asg.you") + ")" : "");
+      li.textContent = c.call_sign + " · " + statusLabel(c.status) + (c.is_lead ? " · " + t("asg.lead") : "") + (c.self ? " (" + t("asg.you") + ")" : "");
       return li;
     }));
     $("new-banner").hidden = !!a.acknowledged_at;
@@ -251,6 +254,7 @@
         const line = L.polyline(route.geometry.coordinates.map(([x, y]) => [y, x]), { color: "#1f5fbf", weight: 6 }).addTo(gd.layers);
         L.circleMarker([gd.fix.lat, gd.fix.lng], { radius: 8, color: "#2e7d32", fillOpacity: 1 }).addTo(gd.layers);
         L.circleMarker(gd.incidentLatLng, { radius: 9, color: "#b3261e", fillOpacity: 1 }).addTo(gd.layers);
+        gd.map.invalidateSize();  // the card may have been laid out since the map was made
         gd.map.fitBounds(line.getBounds(), { padding: [20, 20] });
       }
     } catch (e) {

@@ -20,7 +20,7 @@ window.I18N = {
     "res.applied": "{s}: прийнято", "res.repeated": "{s}: уже було", "res.late": "{s}: запізнилось (записано, не застосовано)",
     "res.duplicate": "{s}: уже надіслано", "res.refused": "{s}: відхилено ({d})",
     "gps.off": "недоступний", "gps.on": "{lat}, {lng} ±{acc} м",
-    "cat.other": "інше",
+    "cat.other": "інше", "gps.title": "GPS", "status.acknowledged": "Підтверджено",
   },
   en: {
     "lang.switch": "Українська", "login.title": "Crew terminal",
@@ -41,7 +41,7 @@ window.I18N = {
     "res.applied": "{s}: accepted", "res.repeated": "{s}: already so", "res.late": "{s}: late (recorded, not applied)",
     "res.duplicate": "{s}: already sent", "res.refused": "{s}: refused ({d})",
     "gps.off": "unavailable", "gps.on": "{lat}, {lng} ±{acc} m",
-    "cat.other": "other",
+    "cat.other": "other", "gps.title": "GPS", "status.acknowledged": "Acknowledged",
   },
 };
 window.lang = localStorage.getItem("gd.crew.lang") || ((navigator.language || "uk").startsWith("uk") ? "uk" : "en");
