@@ -75,6 +75,20 @@ CENTRE = (50.4501, 30.5234)
 _HEAD = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d[ \t]\d\d:\d\d:\d\d\.\d+)")
 
 
+def _free_sip_port() -> int:
+    """A port free for UDP (SIP) as well as TCP, so parallel runs never share one."""
+    import socket
+
+    while True:
+        port = _free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 def trace_times(folder: Path, direction: str) -> dict[str, float]:
     """Call-ID -> epoch of the first INVITE ``direction`` ("sent"/"received") in the SIPp
     message traces of ``folder``."""
@@ -262,14 +276,14 @@ async def run_calls(base: str, edge_port: int, op_port: int, noans_port: int, wo
     await asyncio.sleep(1.0)
     target = f"127.0.0.1:{edge_port}"
     log(f"burst: {len(burst)} ringing calls")
-    b = sipp("uac_abandoned.xml", port=_free_port(), workdir=work / "callers", target=target,
+    b = sipp("uac_abandoned.xml", port=_free_sip_port(), workdir=work / "callers", target=target,
              service="noanswer", calls=len(burst), rate=max(1, int(len(burst) / 0.2)),
              limit=len(burst),
              inject=numbers_csv(work / "burst.csv", [[n] for n in burst]),
              extra=["-trace_msg", "-rp", "1000"], timeout_s=120)
     codes = await asyncio.to_thread(wait_all, [b], 60)
     log(f"steady: {args.rate}/s for {args.seconds:.0f} s")
-    st = sipp("uac_answered.xml", port=_free_port(), workdir=work / "callers", target=target,
+    st = sipp("uac_answered.xml", port=_free_sip_port(), workdir=work / "callers", target=target,
               calls=len(steady), rate=max(1, int(args.rate)),
               inject=numbers_csv(work / "steady.csv", [[n] for n in steady]),
               extra=["-trace_msg"], timeout_s=int(args.seconds) + 120)
@@ -316,7 +330,7 @@ def main() -> int:
     srv = start_process([sys.executable, "-m", "geodispatch.cli", "serve", "--port", str(port),
                          "--no-ingest"], bench_env(s), "calls_server.log")
     base = f"http://127.0.0.1:{port}"
-    edge_port, op_port, noans_port = _free_port(), _free_port(), _free_port()
+    edge_port, op_port, noans_port = _free_sip_port(), _free_sip_port(), _free_sip_port()
     kam = Kamailio(EdgeConfig("127.0.0.1", edge_port, f"127.0.0.1:{op_port}",
                               f"127.0.0.1:{noans_port}", f"{base}/api/calls/sip",
                               children=args.children, reporters=args.reporters),
