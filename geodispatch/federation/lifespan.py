@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from geodispatch.federation.conveyance import Signer
 from geodispatch.federation.notifier import Notifier
+from geodispatch.federation.schema import warm
 from geodispatch.federation.subscriber import follow_all
 from geodispatch.ledger.signing import SigningKeyError, load_private_key, load_public_key
 
@@ -30,7 +31,7 @@ async def start(app: FastAPI) -> None:
     app.state.eido_notifier = Notifier(app.state.session_factory, settings, signer, keys)
     app.state.eido_signer = signer
     if settings.federation_subscribe:
-
+        warm(settings.standards_dir)  # the compiled EIDO validator, built in a child process
         app.state.federation_tasks.append(asyncio.create_task(
             follow_all(settings, app.state.session_factory, signer)))
 
