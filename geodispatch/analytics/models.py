@@ -36,7 +36,7 @@ class ResponseInterval(Base):
 
     __tablename__ = "response_intervals"
     __table_args__ = (
-        Index("ix_response_intervals_received", "received_at", postgresql_using="brin"),
+        Index("ix_response_intervals_received", "received_at"),
         Index("ix_response_intervals_h3_8", "h3_8"),
     )
 
