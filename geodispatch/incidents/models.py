@@ -78,6 +78,10 @@ class Incident(Base):
         Index("ix_incidents_received_at", "received_at"),
         Index("ix_incidents_import_batch", "import_batch_id"),
         Index("ix_incidents_region_status", "region", "status"),
+        # The search box's substring matches (pg_trgm; migration 0017).
+        *(Index(f"ix_incidents_{c}_trgm", c, postgresql_using="gin",
+                postgresql_ops={c: "gin_trgm_ops"})
+          for c in ("reference", "address", "address_resolved", "caller_phone")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -45,7 +45,11 @@ class Unit(Base):
     """A crew with its vehicle or terminal; ``device_id`` is its MQTT username and HTTP id."""
 
     __tablename__ = "units"
-    __table_args__ = (UniqueConstraint("owntracks_user", "owntracks_device"),)
+    __table_args__ = (
+        UniqueConstraint("owntracks_user", "owntracks_device"),
+        Index("ix_units_call_sign_trgm", "call_sign", postgresql_using="gin",
+              postgresql_ops={"call_sign": "gin_trgm_ops"}),  # the search box (migration 0017)
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sign: Mapped[str] = mapped_column(String(32), unique=True)

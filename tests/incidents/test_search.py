@@ -44,3 +44,38 @@ def test_phone_matches_only_when_allowed(db: Session,
     assert inc.id in [i.id for i in list_incidents(session=db, region="KV", search=q,
                                                    match_phone=True)]
     assert inc.id not in [i.id for i in list_incidents(session=db, region="KV", search=q)]
+
+
+def test_text_search_gives_the_newest_matches_of_every_kind(
+        db: Session, make_incident: Callable[..., Incident]) -> None:
+    """Matches by address, resolved address, reference and crew, newest first, cut at the
+    limit across all of them (each kind of match is its own query, merged)."""
+    from datetime import UTC, datetime, timedelta
+
+    tag = uuid.uuid4().hex[:8].upper()
+    t0 = datetime.now(UTC) - timedelta(days=300)
+    typed = make_incident(address=f"{tag} Street 1", received_at=t0)
+    resolved = make_incident(received_at=t0 + timedelta(days=1))
+    resolved.address_resolved = f"{tag} Avenue, Kyiv"
+    other = make_incident(received_at=t0 + timedelta(days=2))
+    crewed = make_incident(received_at=t0 + timedelta(days=3))
+    unit_id = db.execute(text(
+        "INSERT INTO units (call_sign, kind, capabilities, region, status, status_changed_at, "
+        "device_id, device_token_hash, active) VALUES (:c, 'patrol_car', '{}', 'KV', "
+        "'available', now(), :d, 'x', true) RETURNING id"),
+        {"c": f"P-{tag}", "d": f"dev-{tag.lower()}"}).scalar_one()
+    db.execute(text("INSERT INTO assignments (incident_id, unit_id, status, is_lead, "
+                    "was_recommended, created_by, dispatched_at) "
+                    "VALUES (:i, :u, 'cleared', true, true, 'd1', now())"),
+               {"i": crewed.id, "u": unit_id})
+    db.flush()
+
+    def found(q: str, limit: int = 50) -> list[int]:
+        return [i.id for i in list_incidents(session=db, region="KV",
+                                             search=IncidentSearch(q=q), limit=limit)]
+
+    assert found(tag) == [crewed.id, resolved.id, typed.id]
+    assert found(tag, limit=2) == [crewed.id, resolved.id]
+    assert found(other.reference) == [other.id]
+    assert found(tag.lower()) == [crewed.id, resolved.id, typed.id], "case does not matter"
+    assert found(f"{tag}%") == [], "a % in the text is a character, not a wildcard"
