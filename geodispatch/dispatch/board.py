@@ -11,7 +11,7 @@ imported "on scene" in 2017) are flagged ``old`` so a console need not print abs
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,17 +105,21 @@ class Board:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (ISO times)."""
-        out: dict[str, Any] = _iso(asdict(self))
+        out: dict[str, Any] = _plain(self)
         return out
 
 
-def _iso(obj: Any) -> Any:
+def _plain(obj: Any) -> Any:
+    """Dataclasses to dicts, times to ISO text (``dataclasses.asdict`` deep-copies every value:
+    two thirds of the board's time at 200 crews)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in vars(obj).items()}
     if isinstance(obj, datetime):
         return obj.isoformat()
     if isinstance(obj, dict):
-        return {k: _iso(v) for k, v in obj.items()}
+        return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_iso(v) for v in obj]
+        return [_plain(v) for v in obj]
     return obj
 
 
