@@ -225,3 +225,45 @@ def test_an_officer_signs_in_on_the_phone_and_is_signed_off_by_a_supervisor(
         assert "signed off" in (page.text_content("[data-testid=officer-login-error]") or "")
     finally:
         context.close()
+
+
+def test_presses_queued_for_one_car_are_never_sent_as_anothers(
+    chromium: Any, server: str, cars: list[dict[str, Any]], accounts: dict[str, Account],
+    engine: Engine
+) -> None:
+    """Offline, an officer on car A presses "break"; signed off meanwhile, the phone is signed
+    in as car B: the queued press is dropped, never applied to B."""
+    a, b = cars
+    sup = login(server, accounts["supervisor"].username, accounts["supervisor"].password)
+    context, page = phone(chromium, START)
+    try:
+        page.goto(server + "/crew")
+        page.click("[data-testid=mode-officer]")
+        page.fill("[data-testid=officer-username]", a["officer"])
+        page.fill("[data-testid=officer-password]", a["password"])
+        page.fill("[data-testid=officer-callsign]", a["call_sign"])
+        page.click("[data-testid=officer-submit]")
+        page.wait_for_selector("[data-testid=crew-conn][data-state=live]")
+        page.wait_for_selector("[data-testid=crew-queued]:text-is('0')")
+        context.set_offline(True)
+        page.click("[data-testid=btn-break]")
+        page.wait_for_selector("[data-testid=crew-queued]:not(:text-is('0'))")
+        shift_id = roster_of(server, sup)[a["id"]]["on_shift"][0]["shift_id"]
+        r = httpx.post(f"{server}/api/crew/roster/{shift_id}/sign-off", headers=sup, json={})
+        assert r.status_code == 200
+        context.set_offline(False)
+        page.wait_for_selector("[data-testid=crew-login]:visible", timeout=10_000)
+        page.click("[data-testid=mode-device]")
+        page.fill("[data-testid=crew-device]", b["device"])
+        page.fill("[data-testid=crew-token]", b["token"])
+        page.click("[data-testid=crew-submit]")
+        page.wait_for_selector(f"[data-testid=crew-callsign]:text-is('{b['call_sign']}')")
+        page.wait_for_selector("[data-testid=crew-queued]:text-is('0')", timeout=10_000)
+        assert any(x["result"] == "other_unit" for x in page.evaluate("window.gdCrew.sent"))
+    finally:
+        context.close()
+    with Session(engine) as s:
+        st = dict(s.execute(text("SELECT id, status FROM units WHERE id = ANY(:i)"),
+                            {"i": [a["id"], b["id"]]}).all())
+    assert st[b["id"]] == "available", "A's queued press was applied to B"
+    assert st[a["id"]] == "available"

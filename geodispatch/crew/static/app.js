@@ -39,7 +39,10 @@
       tx.onerror = () => reject(tx.error);
     });
   }
-  const enqueue = (item) => store("readwrite", (s) => s.add(item)).then(refreshQueue).then(flush);
+  // Each item names the unit it was pressed or fixed for: after a sign-out (an officer signed
+  // off, another crew signing in on the same phone) it is never sent as another unit's.
+  const enqueue = (item) => store("readwrite", (s) => s.add({ ...item, unit: gd.creds && gd.creds.device }))
+    .then(refreshQueue).then(flush);
   const allQueued = () => store("readonly", (s) => s.getAll());
   const dequeue = (seq) => store("readwrite", (s) => s.delete(seq));
 
@@ -81,6 +84,12 @@
         const items = await allQueued();
         if (!items || !items.length) break;
         const it = items[0];
+        if (it.unit && it.unit !== gd.creds.device) {  // queued for another unit: not ours to send
+          gd.sent.push({ kind: it.kind, status: it.body && it.body.status, code: 0, result: "other_unit" });
+          await dequeue(it.seq);
+          await refreshQueue();
+          continue;
+        }
         let r;
         try { r = await send(it); } catch (e) { setConn("lost"); break; }
         if (r.status >= 500 || r.status === 401 || r.status === 429) { setConn(r.status === 401 ? "live" : "lost"); break; }
