@@ -62,7 +62,12 @@ async def follow(centre: Centre, *, settings: Settings, factory: sessionmaker[Se
             async with websockets.connect(
                     url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                     additional_headers={"Authorization": f"Signature {auth}"},
-                    max_size=None, open_timeout=5, ping_interval=10) as ws:
+                    # max_queue=None: every frame is read as it arrives, even while a backlog
+                    # of events waits to be verified, so the region's pong is never stuck
+                    # behind unread events (with the default 16 frames, a national centre that
+                    # fell 20 s behind timed out its own keepalive, reconnected and was sent
+                    # every active incident again, falling further behind each time).
+                    max_size=None, max_queue=None, open_timeout=5, ping_interval=10) as ws:
                 await ws.send(message("subscribe", requestId=uuid.uuid4().hex,
                                       requestType="EIDO", requestSubType="new",
                                       expires=settings.federation_max_expires_s,
