@@ -17,9 +17,10 @@ file) and either stores it or refuses it; a refused document is kept whole with 
    the incident is projected from the state the last verified event sealed, never from the EIDO
    body.
 
-The centre row is locked for the whole check, so one centre's documents are witnessed one at a
-time. The caller owns the transaction; a refusal rolls back to a savepoint and only the refusal
-row remains.
+The centre row is locked for the whole check (before the document's savepoint, once a
+transaction), so one centre's documents are witnessed one at a time. The caller owns the
+transaction; a refusal rolls back to a savepoint and only the refusal row remains. Within one
+transaction the centre's lock and newest witnessed head are read once, not per document.
 """
 
 from __future__ import annotations
@@ -142,18 +143,53 @@ def _centre_by_issuer(session: Session, issuer: str) -> Centre | None:
     return None
 
 
+@dataclass
+class _Held:
+    """What this transaction already holds: the centres it locked and, per centre, the newest
+    head witnessed (a document refused rolls back to its savepoint, taken after the lock, so
+    the lock stays; the head is noted only once its document is accepted)."""
+
+    transaction: object
+    centres: dict[tuple[str, str], Centre | None] = field(default_factory=dict)
+    heads: dict[str, TreeHead | None] = field(default_factory=dict)
+
+
+def _held(session: Session) -> _Held:
+    # A batch of documents is received in one transaction (one STA-024 event message): the
+    # centre's row lock and its witnessed head are read once, not once a document (each look-up
+    # is a round trip to PostgreSQL, which is what a document costs here).
+    outer = session.get_transaction()
+    if outer is None:
+        session.connection()  # begins the transaction the cache belongs to
+        outer = session.get_transaction()
+    held = session.info.get("federation_held")
+    if not isinstance(held, _Held) or held.transaction is not outer:
+        held = session.info["federation_held"] = _Held(outer)
+    return held
+
+
+def _locked(session: Session, held: _Held, how: str, value: str) -> Centre | None:
+    key = (how, value)
+    if key not in held.centres:
+        held.centres[key] = (_lock_centre(session, kid=value) if how == "kid"
+                             else _centre_by_issuer(session, value))
+    return held.centres[key]
+
+
 # --- receiving -----------------------------------------------------------------------------------
 
 
-def _witness(session: Session, centre: Centre, log_: VerifiedLog, via: str) -> None:
+def _witness(session: Session, centre: Centre, log_: VerifiedLog, via: str,
+             previous: TreeHead | None) -> TreeHead | None:
+    """Check ``log_``'s head against ``previous`` (the newest witnessed) and record it; the
+    newest witnessed head afterwards."""
     head = log_.head
-    previous = witnessed_head(session=session, code=centre.code)
     if previous is not None and head.tree_size < previous.tree_size:
         seen = session.execute(
             text("SELECT root_hash FROM federation_heads WHERE centre_code = :c "
                  "AND tree_size = :s"), {"c": centre.code, "s": head.tree_size}).scalar()
         if seen == head.root_hash:
-            return  # an older head this centre witnessed already
+            return previous  # an older head this centre witnessed already
         # A file may carry an older head this centre never saw; a live feed never goes back.
         raise Refused("stale_proof" if seen is None and via == "file" else "inconsistent",
                       f"tree head {head.tree_size} is older than the witnessed "
@@ -169,6 +205,8 @@ def _witness(session: Session, centre: Centre, log_: VerifiedLog, via: str) -> N
                  "signature) VALUES (:c, :s, :r, :t, :g)"),
             {"c": centre.code, "s": head.tree_size, "r": head.root_hash, "t": head.timestamp_ms,
              "g": head.signature})
+        return head
+    return previous
 
 
 #: State columns of an incident row copied into the national projection.
@@ -272,20 +310,35 @@ def receive(*, session: Session, document: Any, via: str, standards_dir: Path,
         ``live``, ``push`` or ``file``: where it came from (kept with a refusal).
     """
     centre_code: str | None = None
-    nested = session.begin_nested()
+    held = _held(session)
+    found: Centre | None = None
+    early: Refused | None = None
+    # The centre is locked before the savepoint, so a refused document does not release it.
     try:
         if isinstance(document, str):
             kid = jws_header(document).get("kid")
-            centre = _lock_centre(session, kid=str(kid)) if kid else None
+            found = _locked(session, held, "kid", str(kid)) if kid else None
+        elif not require_signature and isinstance(document, Mapping):
+            found = _locked(session, held, "issuer",
+                            str(document.get("issuingElementIdentification")))
+    except Refused as exc:
+        early = exc
+    nested = session.begin_nested()
+    try:
+        if early is not None:
+            raise early
+        if isinstance(document, str):
+            centre = found
             if centre is None:
-                raise Refused("unknown_key", f"no registered centre has the key {kid!r}")
+                raise Refused("unknown_key", f"no registered centre has the key "
+                              f"{jws_header(document).get('kid')!r}")
             centre_code = centre.code
             doc = verify_jws(document, centre.key)
         elif require_signature:
             raise Refused("unsigned", "a notification must be a JWS signed by its centre")
         elif isinstance(document, Mapping):
             doc = dict(document)
-            centre = _centre_by_issuer(session, str(doc.get("issuingElementIdentification")))
+            centre = found
             if centre is None:
                 raise Refused("unknown_key", "the issuer is not a registered centre")
             centre_code = centre.code
@@ -311,10 +364,13 @@ def receive(*, session: Session, document: Any, via: str, standards_dir: Path,
                               "received before")
         elif via != "file":
             raise Refused("replayed", "a notification without an id cannot be told from a replay")
-        _witness(session, centre, verified, via)
+        if centre.code not in held.heads:
+            held.heads[centre.code] = witnessed_head(session=session, code=centre.code)
+        newest = _witness(session, centre, verified, via, held.heads[centre.code])
         incident_id, ref, added, seen = _project(session, centre, verified)
         session.flush()
         nested.commit()
+        held.heads[centre.code] = newest
     except Refused as exc:
         nested.rollback()
         return _refuse(session, centre=centre_code, via=via, exc=exc, document=document)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import rfc8785
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from geodispatch.db import session_factory, transaction
@@ -179,3 +180,39 @@ def test_schema_invalid_refused(engine: Engine, settings: Settings, db: Session)
     bad = {k: v for k, v in FOREIGN.items() if k != "agencyComponent"}
     r = _import(engine, settings, bad)
     assert not r.accepted and r.reason == "schema" and "agencyComponent" in r.detail
+
+
+def test_batch_in_one_transaction(engine: Engine, regional: Settings,
+                                  committed: Callable[[], str]) -> None:
+    """Documents received in one transaction (as an STA-024 event message is): a refused one
+    between them keeps the centre locked and the witnessed head right; the next is accepted,
+    a repeat adds nothing, and the newest head is recorded once."""
+    first, second = committed(), committed()
+    factory = session_factory(engine)
+    with factory() as s:  # proofs from what this centre witnessed before (earlier tests)
+        since = s.execute(text("SELECT coalesce(max(tree_size), 0) FROM federation_heads "
+                               "WHERE centre_code = :c"), {"c": CENTRE}).scalar_one()
+        a, b = (json.loads(json.dumps(d)) for d in export_incidents(
+            session=s, settings=regional, references=[first, second], from_size=since))
+    assert a[LOG_EXTENSION]["treeHead"]["tree_size"] == b[LOG_EXTENSION]["treeHead"]["tree_size"]
+    forged = copy.deepcopy(b)
+    _forge_category(forged)
+    with transaction(factory) as s:
+        results = import_documents(session=s, docs=[forged], settings=regional)
+        # the refusal's rollback did not release the lock
+        with engine.connect() as other, pytest.raises(OperationalError,
+                                                      match="could not obtain lock"):
+            other.execute(text("SELECT 1 FROM federation_centres WHERE code = :c "
+                               "FOR UPDATE NOWAIT"), {"c": CENTRE})
+        results += import_documents(session=s, docs=[a, forged, b, a], settings=regional)
+    assert [(r.accepted, r.reason) for r in results] == [
+        (False, "tampered"), (True, ""), (False, "tampered"), (True, ""), (True, "")]
+    assert [r.events_new for r in results if r.accepted] == [2, 2, 0]
+    with factory() as s:
+        heads = s.execute(text("SELECT tree_size FROM federation_heads WHERE centre_code = :c "
+                               "ORDER BY tree_size"), {"c": CENTRE}).scalars().all()
+        stored = s.execute(text("SELECT count(*) FROM incidents WHERE external_ref IN (:x, :y)"),
+                           {"x": f"{CENTRE}:{first}", "y": f"{CENTRE}:{second}"}).scalar_one()
+    assert heads[-1] == b[LOG_EXTENSION]["treeHead"]["tree_size"] and since < heads[-1]
+    assert len(heads) == len(set(heads))
+    assert stored == 2
