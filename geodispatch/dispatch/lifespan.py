@@ -1,7 +1,9 @@
 """Dispatch start-up: the MQTT client for crew terminals, GPS arrival detection, assignment
 delivery.
 
-The loops run their database work in a worker thread, each pass in its own transaction. When the
+The loops run their database work in a worker thread: arrival detection a pass in one
+transaction, delivery one short transaction per recorded send (no incident row stays locked
+while the pass waits on the broker or goes on to other assignments). When the
 broker is down at start-up, the delivery loop keeps trying to connect the crew-terminal client
 (paho reconnects by itself once connected), and publishes every assignment the broker has not
 confirmed yet (:func:`geodispatch.dispatch.publish.deliver_pending`).
@@ -14,10 +16,9 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.dispatch.arrivals import detect_arrivals
 from geodispatch.dispatch.publish import Inflight, deliver_pending, publish_after_commit
@@ -26,12 +27,13 @@ from geodispatch.tracking.mqtt import make_client
 log = logging.getLogger(__name__)
 
 
-async def _loop(app: FastAPI, name: str, interval: float, work: Callable[[Any], object]) -> None:
+async def _loop(app: FastAPI, name: str, interval: float,
+                work: Callable[[sessionmaker[Session]], object]) -> None:
+    """Run ``work`` every ``interval`` seconds in a worker thread; it owns its transactions."""
     factory = app.state.session_factory
 
     def once() -> None:
-        with factory() as session, session.begin():
-            work(session)
+        work(factory)
 
     while True:
         running = asyncio.ensure_future(asyncio.to_thread(once))
@@ -74,16 +76,17 @@ async def start(app: FastAPI) -> None:
     app.state.delivery_inflight = Inflight()
     await asyncio.to_thread(_connect, app, 3.0)
 
-    def arrivals(session: Session) -> None:
-        publish_after_commit(session, mqtt=app.state.mqtt,
-                             fleet=getattr(app.state, "fleet", None),
-                             inflight=app.state.delivery_inflight,
-                             terminals=getattr(app.state, "crew_hub", None))
-        detect_arrivals(session=session, settings=settings)
+    def arrivals(factory: sessionmaker[Session]) -> None:
+        with factory() as session, session.begin():
+            publish_after_commit(session, mqtt=app.state.mqtt,
+                                 fleet=getattr(app.state, "fleet", None),
+                                 inflight=app.state.delivery_inflight,
+                                 terminals=getattr(app.state, "crew_hub", None))
+            detect_arrivals(session=session, settings=settings)
 
-    def delivery(session: Session) -> None:
+    def delivery(factory: sessionmaker[Session]) -> None:
         _connect(app, 1.0)
-        deliver_pending(session=session, mqtt=app.state.mqtt,
+        deliver_pending(factory=factory, mqtt=app.state.mqtt,
                         inflight=app.state.delivery_inflight,
                         ack_timeout_s=settings.assignment_ack_timeout_s,
                         retry_s=settings.assignment_retry_s)

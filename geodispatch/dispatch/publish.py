@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from geodispatch.dispatch.effects import (
     assignment_message,
@@ -114,42 +114,54 @@ def _published(info: Any, wait_s: float) -> bool:
         return False
 
 
-def deliver_pending(*, session: Session, mqtt: paho.Client | None, inflight: Inflight,
-                    ack_timeout_s: float, retry_s: float, wait_s: float = 2.0) -> int:
+def deliver_pending(*, factory: sessionmaker[Session], mqtt: paho.Client | None,
+                    inflight: Inflight, ack_timeout_s: float, retry_s: float,
+                    wait_s: float = 2.0) -> int:
     """One pass of the delivery loop; returns how many sends it recorded.
 
     An assignment whose after-commit publish the broker confirmed gets its ``assignment_sent``
     event; one still in flight for less than ``retry_s`` is left alone; every other due one
     (see :func:`~geodispatch.dispatch.workflow.due_for_sending`) is published again, waiting up
     to ``wait_s`` for the broker's PUBACK before recording it.
-    """
 
+    The due assignments and their messages are read first, in a transaction that locks
+    nothing; each send is then recorded in a short transaction of its own, so the incident row
+    it locks is never held while this pass waits on the broker or records other sends (a crew's
+    acknowledgement or a dispatcher's action on that incident would wait for all of it).
+    """
     now = datetime.now(UTC)
+    work: list[tuple[int, tuple[str, dict[str, Any]] | None]] = []
+    with factory() as session:
+        for a in due_for_sending(session=session, now=now, ack_timeout_s=ack_timeout_s):
+            held = inflight.take(a.id) if a.sent_at is None else None
+            if held is not None:
+                info, since = held
+                if _published(info, 0):
+                    work.append((a.id, None))  # confirmed: record it
+                    continue
+                if time.monotonic() - since < retry_s:
+                    inflight.put(a.id, info)
+                    continue
+            if mqtt is None or not mqtt.is_connected():
+                continue
+            device = session.get(Unit, a.unit_id)
+            if device is None:
+                continue
+            work.append((a.id, (device.device_id,
+                                assignment_message(session=session, assignment=a))))
     recorded = 0
-    for a in due_for_sending(session=session, now=now, ack_timeout_s=ack_timeout_s):
-        held = inflight.take(a.id) if a.sent_at is None else None
-        if held is not None:
-            info, since = held
-            if _published(info, 0):
-                recorded += record_sent(session=session, assignment_id=a.id,
-                                        at=datetime.now(UTC), actor="delivery")
+    for assignment_id, send in work:
+        if send is not None:
+            assert mqtt is not None
+            try:
+                info = publish_assignment(mqtt, *send)
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.warning("could not publish assignment %s to %s", assignment_id, send[0],
+                            exc_info=True)
                 continue
-            if time.monotonic() - since < retry_s:
-                inflight.put(a.id, info)
+            if info.rc != 0 or not _published(info, wait_s):
                 continue
-        if mqtt is None or not mqtt.is_connected():
-            continue
-        device = session.get(Unit, a.unit_id)
-        if device is None:
-            continue
-        try:
-            info = publish_assignment(mqtt, device.device_id,
-                                      assignment_message(session=session, assignment=a))
-        except Exception:  # noqa: BLE001 - the next pass tries again
-            log.warning("could not publish assignment %s to %s", a.id, device.device_id,
-                        exc_info=True)
-            continue
-        if info.rc == 0 and _published(info, wait_s):
-            recorded += record_sent(session=session, assignment_id=a.id, at=datetime.now(UTC),
-                                    actor="delivery")
+        with factory() as session, session.begin():
+            recorded += record_sent(session=session, assignment_id=assignment_id,
+                                    at=datetime.now(UTC), actor="delivery")
     return recorded
