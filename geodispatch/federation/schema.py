@@ -175,6 +175,7 @@ class _Fast:
     def _build(self) -> None:
         try:
             self.validate = _compile_elsewhere(self.standards_dir)
+            log.info("EIDO fast validation ready")
         except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
             detail = getattr(exc, "stderr", b"") or b""
             self.failed = f"{exc} {detail[-500:].decode(errors='replace')}".strip()
