@@ -129,14 +129,19 @@ def test_filter_hides_a_status_and_is_kept(page: Any, server: str,
     scene_ids = [c["id"] for c in fleet[:ON_SCENE]]
     free_ids = [c["id"] for c in fleet[ON_SCENE:]]
     assert page.evaluate(in_layer, scene_ids) == ON_SCENE
-    total = int(page.get_attribute("[data-testid=crew-filter-count]", "data-shown") or 0)
     page.click("[data-testid=crew-filter-toggle]")
     page.uncheck("[data-testid=crew-filter-status-on_scene]")
     page.wait_for_function(f"ids => ({in_layer})(ids) === 0", arg=scene_ids)
     assert page.evaluate(in_layer, free_ids) == N - ON_SCENE
+    # The control's count (redrawn 200 ms after changes) says how many are shown of how many.
     page.wait_for_function(
-        f"() => Number(document.querySelector('[data-testid=crew-filter-count]').dataset.shown)"
-        f" <= {total - ON_SCENE}")
+        "n => { const g = window.gd;"
+        " const el = document.querySelector('[data-testid=crew-filter-count]');"
+        " const shown = Object.values(g.unitMarkers)"
+        "  .filter(m => g.layers.crews.hasLayer(m)).length;"
+        " return Number(el.dataset.shown) === shown"
+        "  && Number(el.dataset.total) === Object.keys(g.unitMarkers).length"
+        "  && Number(el.dataset.total) - shown >= n; }", arg=ON_SCENE)
     assert "on_scene" in page.evaluate("JSON.parse(localStorage.getItem('gd.crewFilter')).statuses")
 
     page.reload()
