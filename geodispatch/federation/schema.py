@@ -23,6 +23,7 @@ every EIDO the project builds and on mutated invalid ones.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import marshal
 import subprocess
@@ -34,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
-import fastjsonschema
 import yaml
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
@@ -141,8 +141,12 @@ def bundle(standards_dir: Path) -> dict[str, Any]:
 
 
 def compiled_code(standards_dir: Path) -> bytes:
-    """The bundled schema compiled to a Python code object, marshalled (see :func:`warm`)."""
-    source = fastjsonschema.compile_to_code(bundle(standards_dir), use_default=False,
+    """The bundled schema compiled to a Python code object, marshalled (see :func:`warm`).
+
+    Runs in the child process only, so a centre whose environment lacks ``fastjsonschema``
+    still imports this module and validates with jsonschema alone (the child fails, logged)."""
+    fastjsonschema = importlib.import_module("fastjsonschema")
+    source: str = fastjsonschema.compile_to_code(bundle(standards_dir), use_default=False,
                                             use_formats=False, detailed_exceptions=False)
     return marshal.dumps(compile(source, f"<EIDO schema {standards_dir}>", "exec"))
 
