@@ -70,8 +70,9 @@ def write_event_linked(*, session: Session, **kwargs: Any) -> int:
 
 
 def number_then_write(*, session: Session, incident: Any, event: record.PendingEvent,
-                      year: int, sms: Any = None) -> None:
-    """Registration as before issue 12: the reference number, then the event, under the lock."""
+                      year: int, sms: Any = None, at_commit: bool = False) -> None:
+    """Registration as before issue 12: the reference number, then the event, under the lock
+    (taken at once, held to the commit: ``at_commit`` is the new log's way and is ignored)."""
     from geodispatch.incidents.service import next_reference
 
     placeholder = incident.reference

@@ -84,12 +84,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from geodispatch.db import admin_engine, app_engine  # noqa: E402
+from geodispatch.migrate import alembic_config  # noqa: E402
 from geodispatch.settings import Settings, get_settings  # noqa: E402
 
 PASSWORD = "bench-intake-password"
@@ -606,9 +608,13 @@ def _log_matches(s: Settings, n_events: int) -> str | None:
             meta = dict(conn.execute(text("SELECT key, value FROM bench_meta")).all())
             leaves = conn.execute(text("SELECT count(*) FROM log_leaves")).scalar_one()
             pending = conn.execute(text("SELECT count(*) FROM log_pending")).scalar_one()
+            schema = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         eng.dispose()
     except Exception as exc:  # noqa: BLE001  (no database, no table: build it)
         return f"no bench log yet ({type(exc).__name__})"
+    head = ScriptDirectory.from_config(alembic_config(s.admin_database_url)).get_current_head()
+    if schema != head:
+        return f"bench log built at schema {schema}, this checkout is at {head}"
     for k, v in {**_log_target(s, n_events), "complete": "yes"}.items():
         if meta.get(k) != v:
             return f"bench log built with another {k}"
