@@ -681,6 +681,28 @@ _SUBJECTS = (
 )
 
 
+def _leaf_check(f: _Findings, eid: int, what: str, body: bytes, position: dict[int, int],
+                leaf_hashes: list[bytes], leaf_seqs: list[int], queued: dict[int, float],
+                seen: bytearray) -> tuple[bool, float | None]:
+    """An event of a record other than an incident's against the log: its body must hash to
+    its leaf, or the event must be queued for sealing. Marks its leaf seen and reports what is
+    wrong, naming it by ``what``; returns whether its body can be checked further (False: it
+    was changed after sealing) and, for a queued event, how long it has waited."""
+    lpos = position.get(eid)
+    if lpos is not None:
+        seen[lpos] = 1
+        if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
+            f.add(f"event {eid} ({what}): its body was changed after it was sealed as leaf "
+                  f"{leaf_seqs[lpos]}")
+            return False, None
+        return True, None
+    age = queued.get(eid)
+    if age is None:
+        f.add(f"event {eid} ({what}) is neither sealed nor queued for sealing: it was "
+              "inserted with the log's trigger disabled")
+    return True, age
+
+
 def _verify_batches(session: Session, f: _Findings, position: dict[int, int],
                     leaf_hashes: list[bytes], leaf_seqs: list[int], queued: dict[int, float],
                     seen: bytearray) -> tuple[int, int, float | None]:
@@ -697,21 +719,13 @@ def _verify_batches(session: Session, f: _Findings, position: dict[int, int],
     for eid, bid, bseq, kind, actor, at, data, body in rows:
         events += 1
         body = bytes(body)
-        lpos = position.get(int(eid))
-        if lpos is not None:
-            seen[lpos] = 1
-            if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
-                f.add(f"event {eid} (import batch {bid}): its body was changed after it was "
-                      f"sealed as leaf {leaf_seqs[lpos]}")
-                continue
-        else:
-            age = queued.get(int(eid))
-            if age is None:
-                f.add(f"event {eid} (import batch {bid}) is neither sealed nor queued for "
-                      "sealing: it was inserted with the log's trigger disabled")
-            else:
-                pending += 1
-                oldest = max(oldest or 0.0, age)
+        sealed_ok, age = _leaf_check(f, int(eid), f"import batch {bid}", body, position,
+                                     leaf_hashes, leaf_seqs, queued, seen)
+        if not sealed_ok:
+            continue
+        if age is not None:
+            pending += 1
+            oldest = max(oldest or 0.0, age)
         b = _json_or_none(body)
         if not isinstance(b, dict):
             f.add(f"event {eid} (import batch {bid}): its sealed body is not a JSON object")
@@ -797,21 +811,13 @@ def _verify_subject(session: Session, f: _Findings, subject: _Subject,
     for eid, cid, cseq, kind, actor, at, data, body in rows:
         events += 1
         body = bytes(body)
-        lpos = position.get(int(eid))
-        if lpos is not None:
-            seen[lpos] = 1
-            if hashlib.sha256(b"\x00" + body).digest() != leaf_hashes[lpos]:
-                f.add(f"event {eid} ({name} {cid} #{cseq}): its body was changed after it was "
-                      f"sealed as leaf {leaf_seqs[lpos]}")
-                continue
-        else:
-            age = queued.get(int(eid))
-            if age is None:
-                f.add(f"event {eid} ({name} {cid} #{cseq}) is neither sealed nor queued for "
-                      "sealing: it was inserted with the log's trigger disabled")
-            else:
-                pending += 1
-                oldest = max(oldest or 0.0, age)
+        sealed_ok, age = _leaf_check(f, int(eid), f"{name} {cid} #{cseq}", body, position,
+                                     leaf_hashes, leaf_seqs, queued, seen)
+        if not sealed_ok:
+            continue
+        if age is not None:
+            pending += 1
+            oldest = max(oldest or 0.0, age)
         b = _json_or_none(body)
         if not isinstance(b, dict):
             f.add(f"event {eid} ({name} {cid}): its sealed body is not a JSON object")
