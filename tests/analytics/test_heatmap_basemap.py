@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy.orm import Session
@@ -18,6 +17,7 @@ from geodispatch.settings import Settings
 from geodispatch.tiles.build import build_tiles
 from tests.analytics.conftest import SF_REGION
 from tests.helpers import running_server
+from tests.web.conftest import local_only_page
 
 pytestmark = pytest.mark.browser
 
@@ -41,25 +41,12 @@ def local_page() -> Iterator[tuple[Any, list[str]]]:
 
     from tests.analytics.test_heatmap_browser import ARGS, CHROMIUM
 
-    outside: list[str] = []
-
-    def guard(route: Any) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
         try:
-            yield page, outside
+            with local_only_page(browser, width=1200, height=800, locale=None) as page_outside:
+                yield page_outside
         finally:
-            context.close()
             browser.close()
 
 

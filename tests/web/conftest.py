@@ -50,11 +50,12 @@ def page(chromium: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def local_only_page(chromium: Any, *, width: int = 1400, height: int = 860
-                 ) -> Iterator[tuple[Any, list[str]]]:
+def local_only_page(chromium: Any, *, width: int = 1400, height: int = 860,
+                    locale: str | None = "en-GB") -> Iterator[tuple[Any, list[str]]]:
     """A page that may reach 127.0.0.1 only: every other request is refused and its URL
-    recorded in the list yielded with the page (a CDN the page still asks for shows up)."""
-    context = chromium.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    recorded in the list yielded with the page (a CDN the page still asks for shows up).
+    ``locale`` None keeps the browser's own."""
+    context = chromium.new_context(viewport={"width": width, "height": height}, locale=locale)
     outside: list[str] = []
 
     def guard(route: Any) -> None:
