@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from geodispatch.api.livefeed import LiveHub, in_thread, open_incidents
+from geodispatch.api.livefeed import LiveHub, open_incidents
 from geodispatch.api.security import (
     ACCOUNT_TTL_S,
     ADMIN,
@@ -42,6 +42,7 @@ from geodispatch.api.security import (
     decode_token_expiry,
 )
 from geodispatch.errors import Unauthenticated
+from geodispatch.eventfeed import in_thread
 
 log = logging.getLogger(__name__)
 

@@ -28,17 +28,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from geodispatch.eventfeed import follow_events, last_event_id
+
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 
 class FleetSnapshot(Protocol):
@@ -47,7 +48,6 @@ class FleetSnapshot(Protocol):
     def snapshot(self) -> Sequence[object]: ...
 
 SEND_TIMEOUT_S = 30.0
-EVENT_LOOKBACK = 500  # event ids re-examined below the newest (late commits)
 
 # Fields that change with every fix; an update where nothing else changed carries only these.
 MOVING_FIELDS = ("lat", "lng", "fix_time", "speed_mps", "heading")
@@ -297,11 +297,6 @@ def open_incidents(
     return [_incident_row(m) for m in session.execute(text(sql), params).mappings()]
 
 
-def last_event_id(*, session: Session) -> int:
-    sql = text("SELECT coalesce(max(id), 0) FROM incident_events")
-    return int(session.execute(sql).scalar_one())
-
-
 def incident_changes_since(
     *, session: Session, after_id: int, exclude: Collection[int] = (), limit: int = 5000
 ) -> tuple[list[dict[str, Any]], list[int]]:
@@ -327,12 +322,8 @@ def incident_changes_since(
 
 
 async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_s: float) -> None:
-    """Forever: publish incidents changed since the last poll (one query for all clients).
-
-    Event ids come from a sequence, so a transaction that took a smaller id can commit after one
-    with a larger id. Each poll therefore looks back ``EVENT_LOOKBACK`` ids below the newest seen
-    and skips the events it already reported.
-    """
+    """Forever: publish incidents changed since the last poll (one query for all clients; the
+    loop and its look-back are :func:`geodispatch.eventfeed.follow_events`)."""
 
     def _head() -> int:
         with factory() as s:
@@ -342,42 +333,9 @@ async def poll_incidents(hub: LiveHub, factory: sessionmaker[Session], interval_
         with factory() as s:
             return incident_changes_since(session=s, after_id=after, exclude=seen)
 
-    newest: int | None = None
-    seen: set[int] = set()
-    while True:
-        try:
-            if newest is None:
-                newest = await in_thread(_head)
-            elif not hub.clients:
-                newest = max(newest, await in_thread(_head))  # nobody listens: keep up
-            else:
-                floor = max(0, newest - EVENT_LOOKBACK)
-                rows, ids = await in_thread(_poll, floor, set(seen))
-                if ids:
-                    newest = max(newest, max(ids))
-                    seen.update(ids)
-                    seen = {i for i in seen if i > newest - EVENT_LOOKBACK}
-                if rows:
-                    hub.publish_incidents(rows)
-        except Exception:  # noqa: BLE001 - a database hiccup must not end the feed
-            log.warning("incident poll failed; retrying", exc_info=True)
-            await asyncio.sleep(2.0)
-        await asyncio.sleep(interval_s)
-
-
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``asyncio.to_thread`` that, when cancelled, still waits for the thread to finish.
-
-    A worker thread cannot be interrupted; letting shutdown proceed while it still holds a
-    database session would dispose the engine under it (and leak the connection).
-    """
-    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await work
-        raise
+    await follow_events(head=_head, changes=_poll, publish=hub.publish_incidents,
+                        watched=lambda: bool(hub.clients), interval_s=interval_s,
+                        what="incident")
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:

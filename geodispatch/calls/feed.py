@@ -3,18 +3,16 @@
 Every change to a call is an event in its record (``incident_events`` rows with ``call_id``),
 so one query by event id for the whole process finds the calls that changed, and their current
 state (the same JSON as ``GET /api/calls``, with the caller's number and newest location) goes to
-the live clients whose role sees the call list. Like the incidents' poller, each poll looks
-back ``EVENT_LOOKBACK`` ids below the newest seen (a transaction that took a smaller id may
-commit after one with a larger id) and skips what it already sent.
+the live clients whose role sees the call list. The loop is the incidents' poller's
+(:func:`geodispatch.eventfeed.follow_events`: it looks back a few hundred ids below the newest
+seen, as a transaction that took a smaller id may commit after one with a larger id).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Collection
-from typing import Any, Protocol, TypeVar
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,11 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from geodispatch.calls import service
 from geodispatch.calls.models import Call
 from geodispatch.calls.present import call_json
+from geodispatch.eventfeed import follow_events, last_event_id
 
 log = logging.getLogger(__name__)
 
-EVENT_LOOKBACK = 500
-T = TypeVar("T")
 
 
 class CallPublisher(Protocol):
@@ -35,11 +32,6 @@ class CallPublisher(Protocol):
     def wants_calls(self) -> bool: ...
 
     def publish_calls(self, rows: list[dict[str, Any]]) -> None: ...
-
-
-def last_call_event_id(*, session: Session) -> int:
-    return int(session.execute(text(
-        "SELECT coalesce(max(id), 0) FROM incident_events")).scalar_one())
 
 
 def call_changes_since(*, session: Session, after_id: int, exclude: Collection[int] = (),
@@ -64,42 +56,11 @@ async def poll_calls(hub: CallPublisher, factory: sessionmaker[Session],
 
     def _head() -> int:
         with factory() as s:
-            return last_call_event_id(session=s)
+            return last_event_id(session=s)
 
     def _poll(after: int, seen: set[int]) -> tuple[list[dict[str, Any]], list[int]]:
         with factory() as s:
             return call_changes_since(session=s, after_id=after, exclude=seen)
 
-    newest: int | None = None
-    seen: set[int] = set()
-    while True:
-        try:
-            if newest is None:
-                newest = await _in_thread(_head)
-            elif not hub.wants_calls():
-                newest = max(newest, await _in_thread(_head))  # nobody watches: keep up
-                seen.clear()
-            else:
-                rows, ids = await _in_thread(_poll, max(0, newest - EVENT_LOOKBACK), set(seen))
-                if ids:
-                    newest = max(newest, max(ids))
-                    seen.update(ids)
-                    seen = {i for i in seen if i > newest - EVENT_LOOKBACK}
-                if rows:
-                    hub.publish_calls(rows)
-        except Exception:  # noqa: BLE001 - a database hiccup must not end the feed
-            log.warning("call feed poll failed; retrying", exc_info=True)
-            await asyncio.sleep(2.0)
-        await asyncio.sleep(interval_s)
-
-
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``asyncio.to_thread`` that, when cancelled, still waits for the thread to finish (its
-    database session must not outlive the engine at shutdown)."""
-    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await work
-        raise
+    await follow_events(head=_head, changes=_poll, publish=hub.publish_calls,
+                        watched=hub.wants_calls, interval_s=interval_s, what="call feed")

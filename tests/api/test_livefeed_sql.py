@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from geodispatch.api.livefeed import incident_changes_since, last_event_id, open_incidents
+from geodispatch.api.livefeed import incident_changes_since, open_incidents
+from geodispatch.eventfeed import last_event_id
 from geodispatch.geo import LatLng
 from geodispatch.incidents.models import Incident, IncidentEvent
 
