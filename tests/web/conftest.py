@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -103,3 +104,22 @@ def crews(engine: Engine, admin_engine: Engine) -> Iterator[list[dict[str, Any]]
     """Two available crews in our region: id, call sign, device id, token."""
     with crew_units(engine, admin_engine, 2, "C") as out:
         yield out
+
+
+def register_incident(base: str, headers: dict[str, str], what: str,
+                      **extra: Any) -> dict[str, Any]:
+    """Register a theft at the dispatcher map's scene over HTTP (``what`` names the test in
+    its description); the API's answer."""
+    from tests.web.test_dispatcher_map import SCENE
+
+    body = {"lat": SCENE[0], "lng": SCENE[1], "category": "theft",
+            "description": f"{what} {uuid.uuid4().hex[:8]}", **extra}
+    r = httpx.post(f"{base}/api/incidents", json=body, headers=headers)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+def cancel_incident(base: str, headers: dict[str, str], incident_id: int) -> None:
+    """Tidy-up after a browser test (not its subject): cancel the incident."""
+    httpx.post(f"{base}/api/incidents/{incident_id}/cancel", headers=headers,
+               json={"reason": "browser test done"})

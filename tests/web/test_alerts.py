@@ -23,7 +23,13 @@ from geodispatch.geo import LatLng
 from geodispatch.settings import Settings
 from tests.api.conftest import REGION, Account
 from tests.helpers import login, running_server
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, crew_units
+from tests.web.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    cancel_incident,
+    crew_units,
+    register_incident,
+)
 from tests.web.test_dispatcher_map import SCENE, log_in
 
 pytestmark = pytest.mark.browser
@@ -50,16 +56,7 @@ def _app(settings: Settings, **extra: Any) -> Any:
 
 
 def _register(base: str, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
-    body = {"lat": SCENE[0], "lng": SCENE[1], "category": "theft",
-            "description": f"alert test {uuid.uuid4().hex[:8]}", **extra}
-    r = httpx.post(f"{base}/api/incidents", json=body, headers=headers)
-    assert r.status_code in (200, 201), r.text
-    return dict(r.json())
-
-
-def _cancel(base: str, headers: dict[str, str], incident_id: int) -> None:
-    httpx.post(f"{base}/api/incidents/{incident_id}/cancel", headers=headers,
-               json={"reason": "browser test done"})  # tidy-up, not the subject
+    return register_incident(base, headers, "alert test", **extra)
 
 
 def test_new_p1_incident_sounds_flashes_and_notifies_until_opened(
@@ -122,7 +119,7 @@ def test_new_p1_incident_sounds_flashes_and_notifies_until_opened(
             page.wait_for_function("ref => document.title.includes(ref)", arg=third["reference"])
         finally:
             for i in made:
-                _cancel(base, headers, i)
+                cancel_incident(base, headers, i)
             page.goto("about:blank")
 
 
@@ -162,7 +159,7 @@ def waiting(engine: Engine, tmp_path: Path) -> Iterator[dict[str, Any]]:
 def _tidy(base: str, acc: Account, ids: dict[str, tuple[int, str]]) -> None:
     headers = login(base, acc.username, acc.password)
     for incident_id, _ in ids.values():
-        _cancel(base, headers, incident_id)
+        cancel_incident(base, headers, incident_id)
 
 
 def test_queue_is_sorted_by_priority_then_share_of_limit_and_marks_overdue(

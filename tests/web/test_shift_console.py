@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -16,6 +15,7 @@ from geodispatch.api.app import create_app
 from geodispatch.settings import Settings
 from tests.api.conftest import REGION, Account
 from tests.helpers import login, running_server
+from tests.web.conftest import cancel_incident, register_incident
 from tests.web.test_dispatcher_map import SCENE, log_in, report
 
 pytestmark = pytest.mark.browser
@@ -48,16 +48,7 @@ def _app(settings: Settings) -> Any:
 
 
 def _register(base: str, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
-    body = {"lat": SCENE[0], "lng": SCENE[1], "category": "theft",
-            "description": f"shift test {uuid.uuid4().hex[:8]}", **extra}
-    r = httpx.post(f"{base}/api/incidents", json=body, headers=headers)
-    assert r.status_code in (200, 201), r.text
-    return dict(r.json())
-
-
-def _cancel(base: str, headers: dict[str, str], incident_id: int) -> None:
-    httpx.post(f"{base}/api/incidents/{incident_id}/cancel", headers=headers,
-               json={"reason": "browser test done"})  # tidy-up, not the subject
+    return register_incident(base, headers, "shift test", **extra)
 
 
 def test_second_ranked_crew_is_assigned_without_an_override_reason(
@@ -96,7 +87,7 @@ def test_second_ranked_crew_is_assigned_without_an_override_reason(
                     " WHERE incident_id = :i"), {"i": inc["id"]}).one()
             assert tuple(row) == (unit_id, True, None)
         finally:
-            _cancel(base, headers, inc["id"])
+            cancel_incident(base, headers, inc["id"])
             page.goto("about:blank")  # the live socket closes before the server stops
 
 
